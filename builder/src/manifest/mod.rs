@@ -1,0 +1,147 @@
+//! The manifest: what an image is made of.
+//!
+//! Reading happens in three steps, each its own module:
+//! - [`raw`]: one TOML file into serde structs (`deny_unknown_fields`, kebab-case,
+//!   every field optional so that a file can be a fragment);
+//! - [`compose`]: `include = [...]` resolved depth-first, later files overriding
+//!   earlier ones;
+//! - [`validate`]: the composed raw manifest into the typed [`Manifest`] below,
+//!   with defaults filled in and every value checked.
+//!
+//! Every error is one line naming the file and the key.
+
+pub mod compose;
+pub mod raw;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+/// A CPU architecture an image is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// The name hull uses in refs and file names (`x86_64`, `aarch64`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Debian's name for the architecture (`amd64`, `arm64`).
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated manifest, composed from its includes, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Manifest {
+    /// The manifest file the user named.
+    pub path: PathBuf,
+    /// Every file read, in composition order (includes first), with its sha256.
+    pub files: Vec<SourceFile>,
+    /// sha256 over the bytes of every file in `files`, in order.
+    pub sha256: String,
+    /// Plain identifier: `[a-z][a-z0-9-]*`, at most 64 characters.
+    pub name: String,
+    /// The OS version recorded in the commit, e.g. `1.0.3`.
+    pub version: String,
+    /// Update stream, the last part of the ref; default `stable`.
+    pub stream: String,
+    /// Debian suite; default `trixie`.
+    pub suite: String,
+    /// Debian mirror URL (http or https); default `http://deb.debian.org/debian`.
+    pub mirror: String,
+    /// Architectures to build; default `[x86_64]`.
+    pub arches: Vec<Arch>,
+    pub packages: Packages,
+    pub kernel: Kernel,
+    /// Overlay directories, resolved and checked to lie under the overlay root.
+    pub overlays: Vec<Overlay>,
+    pub units: Units,
+    pub users: Vec<User>,
+    pub hostname: String,
+    pub image: ImageSize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+/// Packages to install besides the kernel, and packages to keep out.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Packages {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Kernel {
+    /// Debian package of the kernel; default `linux-image-cloud-amd64`.
+    pub package: String,
+    /// Extra kernel command-line arguments, after hull's own.
+    pub cmdline: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Overlay {
+    /// As written in the manifest, e.g. `hardening`.
+    pub name: String,
+    /// Canonical absolute path of the directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Units {
+    pub enable: Vec<String>,
+    pub disable: Vec<String>,
+    pub mask: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ImageSize {
+    /// Whole disk size in bytes; default 4 GiB.
+    pub size: u64,
+    /// EFI system partition size in bytes; default 256 MiB.
+    pub esp_size: u64,
+}
+
+impl Manifest {
+    /// Reads, composes and validates the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let composed = compose::compose(path)?;
+        validate::validate(path, composed)
+    }
+
+    /// The OSTree ref this manifest commits to for `arch`.
+    pub fn ostree_ref(&self, arch: Arch) -> String {
+        format!("hull/{}/{}/{}", self.name, arch, self.stream)
+    }
+}

@@ -1,0 +1,1 @@
+//! Booting images in QEMU (in progress).
