@@ -101,11 +101,7 @@ impl Cmd {
             log::debug!("{}: {l}", self.program.to_string_lossy());
         }
         if !out.status.success() {
-            bail!(
-                "`{line}` failed ({}): {}",
-                out.status,
-                stderr_tail(&stderr)
-            );
+            bail!("`{line}` failed ({}): {}", out.status, stderr_tail(&stderr));
         }
         Ok(out.stdout)
     }
@@ -140,7 +136,8 @@ impl Cmd {
     /// Runs the command and returns its stdout as text.
     pub fn output_string(&self) -> Result<String> {
         let out = self.output()?;
-        String::from_utf8(out).with_context(|| format!("output of `{}` is not UTF-8", self.display()))
+        String::from_utf8(out)
+            .with_context(|| format!("output of `{}` is not UTF-8", self.display()))
     }
 }
 
@@ -160,8 +157,7 @@ fn stderr_tail(stderr: &str) -> String {
 
 fn shell_quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
     {
         s.to_string()
@@ -205,9 +201,14 @@ mod tests {
 
     #[test]
     fn missing_program_is_named() {
-        let err = Cmd::new("hull-no-such-program").run().unwrap_err().to_string();
+        let err = Cmd::new("hull-no-such-program")
+            .run()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hull-no-such-program"), "{err}");
-        let err = require_program("hull-no-such-program", "hull-pkg").unwrap_err().to_string();
+        let err = require_program("hull-no-such-program", "hull-pkg")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hull-pkg"), "{err}");
     }
 
