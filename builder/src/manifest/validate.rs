@@ -1,1 +1,1125 @@
-//! (in progress)
+//! The composed raw manifest into the typed [`Manifest`]: defaults filled in,
+//! every value checked.
+//!
+//! Errors are one line, `<manifest>: <key>: <message>`, naming the top-level
+//! manifest file and the key (with its index for list items, as in
+//! `packages.include[2]` or `users[0].groups[1]`; indices count in the
+//! composed lists).
+
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{anyhow, Error, Result};
+use sha2::{Digest, Sha256};
+
+use super::compose::Composed;
+use super::raw::{RawImage, RawKernel, RawManifest, RawPackages, RawSize, RawUnits, RawUser};
+use super::{Arch, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, Units, User};
+
+pub const DEFAULT_STREAM: &str = "stable";
+pub const DEFAULT_SUITE: &str = "trixie";
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+pub const DEFAULT_KERNEL: &str = "linux-image-cloud-amd64";
+pub const DEFAULT_IMAGE_SIZE: u64 = 4 << 30;
+pub const DEFAULT_ESP_SIZE: u64 = 256 << 20;
+/// The smallest ESP hull accepts.
+pub const MIN_ESP_SIZE: u64 = 64 << 20;
+/// The disk must be larger than the ESP by more than this.
+pub const MIN_ROOT_SIZE: u64 = 512 << 20;
+/// The directory, next to the manifest or in one of its ancestors, that
+/// holds the overlay directories.
+pub const OVERLAY_ROOT: &str = "rootfs-overlays";
+/// Unit types hull can enable, disable or mask.
+pub const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".timer",
+    ".target",
+    ".mount",
+    ".path",
+    ".slice",
+    ".scope",
+    ".automount",
+    ".swap",
+    ".device",
+];
+
+/// Checks `composed` (read from the manifest at `path`) and fills defaults.
+pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
+    let cx = Cx {
+        file: path.display().to_string(),
+    };
+    let Composed { raw, files } = composed;
+    let RawManifest {
+        include: _,
+        name,
+        version,
+        stream,
+        suite,
+        mirror,
+        arch,
+        hostname,
+        overlays,
+        packages,
+        kernel,
+        units,
+        users,
+        image,
+    } = raw;
+
+    let name = name.ok_or_else(|| cx.err("name", "required"))?;
+    check_name(&name).map_err(|m| cx.err("name", m))?;
+    let version = version.ok_or_else(|| cx.err("version", "required"))?;
+    check_version(&version).map_err(|m| cx.err("version", m))?;
+    let stream = stream.unwrap_or_else(|| DEFAULT_STREAM.to_owned());
+    check_ident(&stream).map_err(|m| cx.err("stream", m))?;
+    let suite = suite.unwrap_or_else(|| DEFAULT_SUITE.to_owned());
+    check_ident(&suite).map_err(|m| cx.err("suite", m))?;
+    let mirror = mirror.unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
+    check_mirror(&mirror).map_err(|m| cx.err("mirror", m))?;
+    let arches = arches(&cx, arch)?;
+    let hostname = match hostname {
+        Some(h) => {
+            check_hostname(&h).map_err(|m| cx.err("hostname", m))?;
+            h
+        }
+        None => {
+            check_hostname(&name).map_err(|m| {
+                cx.err(
+                    "hostname",
+                    format!("{m} (the default, taken from name; set hostname)"),
+                )
+            })?;
+            name.clone()
+        }
+    };
+    let packages = packages_of(&cx, packages.unwrap_or_default())?;
+    let kernel = kernel_of(&cx, kernel.unwrap_or_default(), &packages)?;
+    let units = units_of(&cx, units.unwrap_or_default())?;
+    let users = users_of(&cx, users.unwrap_or_default())?;
+    let image = image_of(&cx, image.unwrap_or_default())?;
+    let overlays = overlays_of(&cx, path, overlays.unwrap_or_default())?;
+    let sha256 = manifest_sha256(&cx, &files)?;
+
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        files,
+        sha256,
+        name,
+        version,
+        stream,
+        suite,
+        mirror,
+        arches,
+        packages,
+        kernel,
+        overlays,
+        units,
+        users,
+        hostname,
+        image,
+    })
+}
+
+/// Names the manifest file in every error.
+struct Cx {
+    file: String,
+}
+
+impl Cx {
+    fn err(&self, key: &str, message: impl std::fmt::Display) -> Error {
+        anyhow!("{}: {key}: {message}", self.file)
+    }
+}
+
+/// sha256 over every file's bytes, in order, each framed by its length (8
+/// bytes, big-endian) so that the concatenation is unambiguous. The files
+/// are read again; one that changed since it was composed is an error.
+fn manifest_sha256(cx: &Cx, files: &[SourceFile]) -> Result<String> {
+    let mut h = Sha256::new();
+    for f in files {
+        let bytes = std::fs::read(&f.path)
+            .map_err(|e| anyhow!("{}: cannot read: {e}", f.path.display()))?;
+        if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
+            return Err(anyhow!(
+                "{}: {} changed while the manifest was being read; try again",
+                cx.file,
+                f.path.display()
+            ));
+        }
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn arches(cx: &Cx, arch: Option<Vec<String>>) -> Result<Vec<Arch>> {
+    let Some(list) = arch else {
+        return Ok(vec![Arch::X86_64]);
+    };
+    if list.is_empty() {
+        return Err(cx.err(
+            "arch",
+            "lists no architecture (leave it out for the default, [\"x86_64\"])",
+        ));
+    }
+    let mut out = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        let arch = match a.as_str() {
+            "x86_64" => Arch::X86_64,
+            "aarch64" => Arch::Aarch64,
+            _ => {
+                return Err(cx.err(
+                    &format!("arch[{i}]"),
+                    format!("unknown architecture {a:?} (expected \"x86_64\" or \"aarch64\")"),
+                ))
+            }
+        };
+        if !out.contains(&arch) {
+            out.push(arch);
+        }
+    }
+    Ok(out)
+}
+
+fn packages_of(cx: &Cx, p: RawPackages) -> Result<Packages> {
+    let include = p.include.unwrap_or_default();
+    let exclude = p.exclude.unwrap_or_default();
+    for (key, list) in [
+        ("packages.include", &include),
+        ("packages.exclude", &exclude),
+    ] {
+        for (i, pkg) in list.iter().enumerate() {
+            check_package(pkg).map_err(|m| cx.err(&format!("{key}[{i}]"), m))?;
+        }
+    }
+    let included: HashSet<&String> = include.iter().collect();
+    if let Some((i, pkg)) = exclude
+        .iter()
+        .enumerate()
+        .find(|(_, p)| included.contains(p))
+    {
+        return Err(cx.err(
+            &format!("packages.exclude[{i}]"),
+            format!("{pkg} is also in packages.include"),
+        ));
+    }
+    Ok(Packages { include, exclude })
+}
+
+fn kernel_of(cx: &Cx, k: RawKernel, packages: &Packages) -> Result<Kernel> {
+    let package = k.package.unwrap_or_else(|| DEFAULT_KERNEL.to_owned());
+    check_package(&package).map_err(|m| cx.err("kernel.package", m))?;
+    if packages.exclude.contains(&package) {
+        return Err(cx.err(
+            "kernel.package",
+            format!("{package} is also in packages.exclude"),
+        ));
+    }
+    let cmdline = k.cmdline.unwrap_or_default();
+    for (i, arg) in cmdline.iter().enumerate() {
+        check_karg(arg).map_err(|m| cx.err(&format!("kernel.cmdline[{i}]"), m))?;
+    }
+    Ok(Kernel { package, cmdline })
+}
+
+fn units_of(cx: &Cx, u: RawUnits) -> Result<Units> {
+    let units = Units {
+        enable: u.enable.unwrap_or_default(),
+        disable: u.disable.unwrap_or_default(),
+        mask: u.mask.unwrap_or_default(),
+    };
+    for (key, list) in [
+        ("units.enable", &units.enable),
+        ("units.disable", &units.disable),
+        ("units.mask", &units.mask),
+    ] {
+        for (i, unit) in list.iter().enumerate() {
+            check_unit(unit).map_err(|m| cx.err(&format!("{key}[{i}]"), m))?;
+        }
+    }
+    let enabled: HashSet<&String> = units.enable.iter().collect();
+    for (key, list) in [
+        ("units.mask", &units.mask),
+        ("units.disable", &units.disable),
+    ] {
+        if let Some((i, unit)) = list.iter().enumerate().find(|(_, u)| enabled.contains(u)) {
+            return Err(cx.err(
+                &format!("{key}[{i}]"),
+                format!("{unit} is also in units.enable"),
+            ));
+        }
+    }
+    Ok(units)
+}
+
+fn users_of(cx: &Cx, users: Vec<RawUser>) -> Result<Vec<User>> {
+    let mut out = Vec::new();
+    for (i, u) in users.into_iter().enumerate() {
+        let at = format!("users[{i}]");
+        let name = u
+            .name
+            .ok_or_else(|| cx.err(&format!("{at}.name"), "required"))?;
+        check_account(&name).map_err(|m| cx.err(&format!("{at}.name"), m))?;
+        if name == "root" {
+            return Err(cx.err(
+                &format!("{at}.name"),
+                "root cannot be declared (its password is locked; add a user)",
+            ));
+        }
+        let groups = u.groups.unwrap_or_default();
+        for (j, g) in groups.iter().enumerate() {
+            check_account(g).map_err(|m| cx.err(&format!("{at}.groups[{j}]"), m))?;
+        }
+        let keys = u.ssh_authorized_keys.unwrap_or_default();
+        for (j, k) in keys.iter().enumerate() {
+            check_ssh_key(k).map_err(|m| cx.err(&format!("{at}.ssh-authorized-keys[{j}]"), m))?;
+        }
+        out.push(User {
+            name,
+            groups,
+            ssh_authorized_keys: keys,
+        });
+    }
+    Ok(out)
+}
+
+fn image_of(cx: &Cx, i: RawImage) -> Result<ImageSize> {
+    let size = match &i.size {
+        Some(s) => size_of(s).map_err(|m| cx.err("image.size", m))?,
+        None => DEFAULT_IMAGE_SIZE,
+    };
+    let esp_size = match &i.esp_size {
+        Some(s) => size_of(s).map_err(|m| cx.err("image.esp-size", m))?,
+        None => DEFAULT_ESP_SIZE,
+    };
+    if esp_size < MIN_ESP_SIZE {
+        return Err(cx.err(
+            "image.esp-size",
+            format!("{} is below the minimum of 64 MiB", human(esp_size)),
+        ));
+    }
+    if size <= esp_size.saturating_add(MIN_ROOT_SIZE) {
+        return Err(cx.err(
+            "image.size",
+            format!(
+                "{} leaves no room: it must exceed image.esp-size ({}) by more than 512 MiB",
+                human(size),
+                human(esp_size)
+            ),
+        ));
+    }
+    Ok(ImageSize { size, esp_size })
+}
+
+fn size_of(s: &RawSize) -> Result<u64, String> {
+    match s {
+        RawSize::Bytes(n) => Ok(*n),
+        RawSize::Text(t) => parse_size(t),
+    }
+}
+
+fn overlays_of(cx: &Cx, manifest: &Path, overlays: Vec<String>) -> Result<Vec<Overlay>> {
+    if overlays.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (i, o) in overlays.iter().enumerate() {
+        check_overlay_name(o).map_err(|m| cx.err(&format!("overlays[{i}]"), m))?;
+    }
+    let root = overlay_root(manifest).map_err(|m| cx.err("overlays", m))?;
+    let mut out = Vec::new();
+    for (i, name) in overlays.into_iter().enumerate() {
+        let at = format!("overlays[{i}]");
+        let joined = root.join(&name);
+        let dir = std::fs::canonicalize(&joined)
+            .map_err(|e| cx.err(&at, format!("{}: {e}", joined.display())))?;
+        if !dir.is_dir() {
+            return Err(cx.err(&at, format!("{} is not a directory", joined.display())));
+        }
+        if dir == root || !dir.starts_with(&root) {
+            return Err(cx.err(
+                &at,
+                format!(
+                    "{} resolves to {}, outside {}",
+                    joined.display(),
+                    dir.display(),
+                    root.display()
+                ),
+            ));
+        }
+        out.push(Overlay { name, dir });
+    }
+    Ok(out)
+}
+
+/// The canonical `rootfs-overlays` directory in the nearest of the manifest's
+/// directory and its ancestors that has one.
+fn overlay_root(manifest: &Path) -> Result<PathBuf, String> {
+    let parent = match manifest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let start = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    for dir in start.ancestors() {
+        let candidate = dir.join(OVERLAY_ROOT);
+        if candidate.is_dir() {
+            return std::fs::canonicalize(&candidate)
+                .map_err(|e| format!("{}: {e}", candidate.display()));
+        }
+    }
+    Err(format!(
+        "no {OVERLAY_ROOT} directory in {} or any directory above it",
+        start.display()
+    ))
+}
+
+/// Parses a size: an integer, an optional space, an optional unit `K`, `M`,
+/// `G` or `T` (powers of 1024; the letter in either case) optionally followed
+/// by `iB` or `B`. A bare `B` means bytes. `"4G"`, `"512M"`, `"256MiB"`,
+/// `"1GB"` (also 2^30), `"4096"`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not a size (write e.g. \"4G\", \"512M\", \"256MiB\" or a number of bytes)"
+        )
+    };
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    if number.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
+    let unit = unit.trim_start();
+    let mut chars = unit.chars();
+    let shift = match chars.next().map(|c| c.to_ascii_uppercase()) {
+        None => 0,
+        Some('B') if unit.len() == 1 => 0,
+        Some('K') => 10,
+        Some('M') => 20,
+        Some('G') => 30,
+        Some('T') => 40,
+        Some(_) => return Err(bad()),
+    };
+    let rest = chars.as_str();
+    if shift > 0 && !(rest.is_empty() || rest == "B" || rest == "iB") {
+        return Err(bad());
+    }
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [(u32, &str); 4] = [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")];
+    for (shift, unit) in UNITS {
+        if bytes >= 1 << shift && bytes.trailing_zeros() >= shift {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > 64 {
+        return Err(format!("{name:?} is longer than 64 characters"));
+    }
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+        return Err(format!(
+            "{name:?} is not a plain identifier ([a-z][a-z0-9-]*)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_version(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("is empty".into());
+    }
+    if !v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || ".+~_-".contains(c))
+    {
+        return Err(format!("{v:?} may only hold letters, digits and . + ~ _ -"));
+    }
+    Ok(())
+}
+
+/// Streams and suites: `[a-z0-9][a-z0-9._-]*`, at most 64 characters.
+fn check_ident(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("is empty".into());
+    }
+    if s.len() > 64 {
+        return Err(format!("{s:?} is longer than 64 characters"));
+    }
+    let lower_or_digit = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let mut chars = s.chars();
+    if !chars.next().is_some_and(lower_or_digit)
+        || !chars.all(|c| lower_or_digit(c) || "._-".contains(c))
+    {
+        return Err(format!("{s:?} is not an identifier ([a-z0-9][a-z0-9._-]*)"));
+    }
+    Ok(())
+}
+
+fn check_mirror(m: &str) -> Result<(), String> {
+    let rest = m
+        .strip_prefix("http://")
+        .or_else(|| m.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return Err(format!("{m:?} is not an http:// or https:// URL"));
+    };
+    if m.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{m:?} holds whitespace"));
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{m:?} names no host"));
+    }
+    Ok(())
+}
+
+/// Debian package names: `[a-z0-9][a-z0-9+.-]+`.
+fn check_package(p: &str) -> Result<(), String> {
+    let ok = p.len() >= 2
+        && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && p.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c));
+    if !ok {
+        return Err(format!(
+            "{p:?} is not a Debian package name ([a-z0-9][a-z0-9+.-]+)"
+        ));
+    }
+    Ok(())
+}
+
+fn check_unit(u: &str) -> Result<(), String> {
+    if u.is_empty()
+        || !u
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":_.@\\-".contains(c))
+    {
+        return Err(format!("{u:?} is not a unit name ([A-Za-z0-9:_.@\\-]+)"));
+    }
+    match UNIT_SUFFIXES.iter().find(|s| u.ends_with(*s)) {
+        Some(s) if u.len() > s.len() => Ok(()),
+        Some(_) => Err(format!("{u:?} has no name before its suffix")),
+        None => Err(format!(
+            "{u:?} does not end with a unit type ({})",
+            UNIT_SUFFIXES.join(" ")
+        )),
+    }
+}
+
+/// User and group names: `[a-z_][a-z0-9_-]*`, at most 32 characters.
+fn check_account(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("is empty".into());
+    }
+    if n.len() > 32 {
+        return Err(format!("{n:?} is longer than 32 characters"));
+    }
+    let mut chars = n.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok
+        || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        return Err(format!("{n:?} is not a valid name ([a-z_][a-z0-9_-]*)"));
+    }
+    Ok(())
+}
+
+fn check_ssh_key(k: &str) -> Result<(), String> {
+    if k.contains(['\n', '\r']) {
+        return Err("holds a line break (one key per list item)".into());
+    }
+    let mut parts = k.split_whitespace();
+    let kind = parts.next().unwrap_or("");
+    if !["ssh-", "ecdsa-", "sk-"]
+        .iter()
+        .any(|p| kind.starts_with(p))
+    {
+        return Err(format!(
+            "does not start with a key type (ssh-…, ecdsa-… or sk-…): {:?}",
+            abbreviate(k)
+        ));
+    }
+    let body = parts.next().unwrap_or("");
+    if body.is_empty()
+        || !body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+    {
+        return Err(format!("{kind} key has no base64 key body"));
+    }
+    Ok(())
+}
+
+fn abbreviate(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// RFC 1123: dot-separated labels of 1–63 letters, digits and hyphens, not
+/// starting or ending with a hyphen; at most 253 characters in all.
+fn check_hostname(h: &str) -> Result<(), String> {
+    if h.is_empty() {
+        return Err("is empty".into());
+    }
+    if h.len() > 253 {
+        return Err(format!("{h:?} is longer than 253 characters"));
+    }
+    for label in h.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!(
+                "{h:?} is not a valid host name (labels of 1-63 letters, digits and inner hyphens, joined by dots)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_karg(a: &str) -> Result<(), String> {
+    if a.is_empty() {
+        return Err("is empty".into());
+    }
+    if a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{a:?} holds whitespace (one argument per list item)"
+        ));
+    }
+    let key = a.split('=').next().unwrap_or(a);
+    if key == "root" || key == "ostree" {
+        return Err(format!("{a:?}: hull sets {key}= itself"));
+    }
+    Ok(())
+}
+
+/// A relative path of plain components (no `..`, `.`, or root).
+fn check_overlay_name(o: &str) -> Result<(), String> {
+    let p = Path::new(o);
+    if o.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!(
+            "{o:?} must be a relative path of plain names under {OVERLAY_ROOT} (no \"..\", \".\", or leading \"/\")"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const MINIMAL: &str = "name = \"demo\"\nversion = \"1.0\"\n";
+
+    /// Writes `text` as `<tmp>/m/demo.toml` and loads it.
+    fn load_in(t: &Path, text: &str) -> Result<Manifest> {
+        let dir = t.join("m");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("demo.toml");
+        fs::write(&path, text).unwrap();
+        Manifest::load(&path)
+    }
+
+    fn load(text: &str) -> Result<Manifest> {
+        let t = tempfile::tempdir().unwrap();
+        load_in(t.path(), text)
+    }
+
+    /// Asserts that `text` (after the minimal keys) fails, naming the file and `key`.
+    fn fails(text: &str, key: &str) -> String {
+        let e = load(text)
+            .expect_err(&format!("no error for {text:?}"))
+            .to_string();
+        assert!(!e.contains('\n'), "error spans lines: {e:?}");
+        assert!(
+            e.contains("demo.toml: "),
+            "error does not name the file: {e}"
+        );
+        assert!(
+            e.contains(&format!(": {key}: ")),
+            "error does not name {key}: {e}"
+        );
+        e
+    }
+
+    fn with(extra: &str) -> String {
+        format!("{MINIMAL}{extra}")
+    }
+
+    #[test]
+    fn defaults() {
+        let m = load(MINIMAL).unwrap();
+        assert_eq!(m.name, "demo");
+        assert_eq!(m.version, "1.0");
+        assert_eq!(m.stream, "stable");
+        assert_eq!(m.suite, "trixie");
+        assert_eq!(m.mirror, "http://deb.debian.org/debian");
+        assert_eq!(m.arches, [Arch::X86_64]);
+        assert_eq!(m.kernel.package, "linux-image-cloud-amd64");
+        assert!(m.kernel.cmdline.is_empty());
+        assert_eq!(m.hostname, "demo");
+        assert_eq!(
+            m.image,
+            ImageSize {
+                size: 4 << 30,
+                esp_size: 256 << 20
+            }
+        );
+        assert_eq!(m.packages, Packages::default());
+        assert_eq!(m.units, Units::default());
+        assert!(m.users.is_empty());
+        assert!(m.overlays.is_empty());
+        assert_eq!(m.files.len(), 1);
+        assert!(m.path.ends_with("m/demo.toml"));
+        assert_eq!(m.ostree_ref(Arch::X86_64), "hull/demo/x86_64/stable");
+    }
+
+    #[test]
+    fn every_key_is_carried_over() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("rootfs-overlays/base")).unwrap();
+        fs::create_dir_all(t.path().join("rootfs-overlays/site/extra")).unwrap();
+        let m = load_in(
+            t.path(),
+            r#"
+name = "demo"
+version = "1.2.3+git~1"
+stream = "testing"
+suite = "bookworm-backports"
+mirror = "https://deb.example.org/debian/"
+arch = ["aarch64", "x86_64", "aarch64"]
+hostname = "demo-1.example.org"
+overlays = ["base", "site/extra"]
+[packages]
+include = ["podman", "g++", "libstdc++6"]
+exclude = ["nano"]
+[kernel]
+package = "linux-image-amd64"
+cmdline = ["quiet", "console=ttyS0,115200"]
+[units]
+enable = ["podman.socket", "getty@tty1.service"]
+disable = ["ssh.service"]
+mask = ["systemd-networkd-wait-online.service", "dev-sda\\x2d1.swap"]
+[[users]]
+name = "core"
+groups = ["adm", "systemd-journal"]
+ssh-authorized-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x core@example", "sk-ssh-ed25519@openssh.com AAAA= k"]
+[image]
+size = 8589934592
+esp-size = "512MiB"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.version, "1.2.3+git~1");
+        assert_eq!(m.stream, "testing");
+        assert_eq!(m.suite, "bookworm-backports");
+        assert_eq!(m.mirror, "https://deb.example.org/debian/");
+        assert_eq!(m.arches, [Arch::Aarch64, Arch::X86_64]);
+        assert_eq!(m.hostname, "demo-1.example.org");
+        assert_eq!(m.packages.include, ["podman", "g++", "libstdc++6"]);
+        assert_eq!(m.packages.exclude, ["nano"]);
+        assert_eq!(m.kernel.package, "linux-image-amd64");
+        assert_eq!(m.kernel.cmdline, ["quiet", "console=ttyS0,115200"]);
+        assert_eq!(m.units.enable, ["podman.socket", "getty@tty1.service"]);
+        assert_eq!(m.units.disable, ["ssh.service"]);
+        assert_eq!(m.units.mask.len(), 2);
+        assert_eq!(m.users.len(), 1);
+        assert_eq!(m.users[0].name, "core");
+        assert_eq!(m.users[0].groups, ["adm", "systemd-journal"]);
+        assert_eq!(m.users[0].ssh_authorized_keys.len(), 2);
+        assert_eq!(
+            m.image,
+            ImageSize {
+                size: 8 << 30,
+                esp_size: 512 << 20
+            }
+        );
+        let root = fs::canonicalize(t.path().join("rootfs-overlays")).unwrap();
+        assert_eq!(
+            m.overlays,
+            [
+                Overlay {
+                    name: "base".into(),
+                    dir: root.join("base")
+                },
+                Overlay {
+                    name: "site/extra".into(),
+                    dir: root.join("site/extra")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn sha256_frames_each_file_with_its_length() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("a.toml"), "version = \"1\"\n").unwrap();
+        fs::write(
+            dir.join("demo.toml"),
+            "include = [\"a.toml\"]\nname = \"demo\"\n",
+        )
+        .unwrap();
+        let m = Manifest::load(&dir.join("demo.toml")).unwrap();
+        let mut h = Sha256::new();
+        for f in ["a.toml", "demo.toml"] {
+            let bytes = fs::read(dir.join(f)).unwrap();
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(&bytes);
+        }
+        assert_eq!(m.sha256, hex::encode(h.finalize()));
+        assert_eq!(m.files.len(), 2);
+        assert_eq!(
+            m.files[0].sha256,
+            hex::encode(Sha256::digest(b"version = \"1\"\n"))
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let table: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("4096", Some(4096)),
+            ("512B", Some(512)),
+            ("1K", Some(1024)),
+            ("1k", Some(1024)),
+            ("1KiB", Some(1024)),
+            ("1KB", Some(1024)),
+            ("512M", Some(512 << 20)),
+            ("256MiB", Some(256 << 20)),
+            ("4G", Some(4 << 30)),
+            ("4 GiB", Some(4 << 30)),
+            (" 2T ", Some(2 << 40)),
+            ("1TB", Some(1 << 40)),
+            ("", None),
+            ("G", None),
+            ("4X", None),
+            ("4GiBs", None),
+            ("4Gb", None),
+            ("1.5G", None),
+            ("-1G", None),
+            ("4 G B", None),
+            ("99999999999999999999", None),
+            ("16777216T", None),
+        ];
+        for (text, want) in table {
+            assert_eq!(parse_size(text).ok(), *want, "parse_size({text:?})");
+        }
+    }
+
+    #[test]
+    fn name_and_version_are_required() {
+        fails("version = \"1\"\n", "name");
+        fails("name = \"demo\"\n", "version");
+    }
+
+    #[test]
+    fn name_rules() {
+        for bad in ["", "Demo", "1demo", "de_mo", "de mo", &"a".repeat(65)] {
+            fails(
+                &format!("name = {bad:?}\nversion = \"1\"\nhostname = \"h\"\n"),
+                "name",
+            );
+        }
+        load(&format!(
+            "name = {:?}\nversion = \"1\"\nhostname = \"h\"\n",
+            "a".repeat(64)
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn version_rules() {
+        for bad in ["", "1 0", "1/0", "1:0"] {
+            fails(&format!("name = \"demo\"\nversion = {bad:?}\n"), "version");
+        }
+    }
+
+    #[test]
+    fn stream_suite_mirror_rules() {
+        fails(&with("stream = \"Stable\"\n"), "stream");
+        fails(&with("stream = \"\"\n"), "stream");
+        fails(&with("stream = \"a/b\"\n"), "stream");
+        fails(&with("suite = \"-trixie\"\n"), "suite");
+        fails(
+            &with("mirror = \"ftp://deb.debian.org/debian\"\n"),
+            "mirror",
+        );
+        fails(&with("mirror = \"deb.debian.org/debian\"\n"), "mirror");
+        fails(
+            &with("mirror = \"http://deb.debian.org/ debian\"\n"),
+            "mirror",
+        );
+        fails(&with("mirror = \"https://\"\n"), "mirror");
+    }
+
+    #[test]
+    fn arch_rules() {
+        fails(&with("arch = []\n"), "arch");
+        let e = fails(&with("arch = [\"x86_64\", \"amd64\"]\n"), "arch[1]");
+        assert!(e.contains("amd64"), "{e}");
+    }
+
+    #[test]
+    fn package_rules() {
+        fails(
+            &with("[packages]\ninclude = [\"ok\", \"Bad\"]\n"),
+            "packages.include[1]",
+        );
+        fails(
+            &with("[packages]\ninclude = [\"a\"]\n"),
+            "packages.include[0]",
+        );
+        fails(
+            &with("[packages]\nexclude = [\"-x\"]\n"),
+            "packages.exclude[0]",
+        );
+        fails(
+            &with("[packages]\ninclude = [\"foo:amd64\"]\n"),
+            "packages.include[0]",
+        );
+        fails(
+            &with("[kernel]\npackage = \"linux image\"\n"),
+            "kernel.package",
+        );
+        let e = fails(
+            &with("[packages]\ninclude = [\"nano\", \"vim\"]\nexclude = [\"vim\"]\n"),
+            "packages.exclude[0]",
+        );
+        assert!(e.contains("vim"), "{e}");
+        fails(
+            &with("[packages]\nexclude = [\"linux-image-cloud-amd64\"]\n"),
+            "kernel.package",
+        );
+    }
+
+    #[test]
+    fn unit_rules() {
+        fails(&with("[units]\nenable = [\"ssh\"]\n"), "units.enable[0]");
+        fails(
+            &with("[units]\ndisable = [\"a b.service\"]\n"),
+            "units.disable[0]",
+        );
+        fails(&with("[units]\nmask = [\".service\"]\n"), "units.mask[0]");
+        fails(&with("[units]\nmask = [\"foo.conf\"]\n"), "units.mask[0]");
+        let e = fails(
+            &with("[units]\nenable = [\"a.service\"]\nmask = [\"a.service\"]\n"),
+            "units.mask[0]",
+        );
+        assert!(e.contains("a.service"), "{e}");
+        fails(
+            &with("[units]\nenable = [\"a.service\"]\ndisable = [\"a.service\"]\n"),
+            "units.disable[0]",
+        );
+        // Disabled and masked is consistent.
+        load(&with(
+            "[units]\ndisable = [\"a.service\"]\nmask = [\"a.service\"]\n",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn user_rules() {
+        fails(&with("[[users]]\ngroups = []\n"), "users[0].name");
+        fails(&with("[[users]]\nname = \"Core\"\n"), "users[0].name");
+        fails(
+            &with(&format!("[[users]]\nname = {:?}\n", "a".repeat(33))),
+            "users[0].name",
+        );
+        fails(
+            &with("[[users]]\nname = \"ok\"\n[[users]]\nname = \"root\"\n"),
+            "users[1].name",
+        );
+        fails(
+            &with("[[users]]\nname = \"core\"\ngroups = [\"adm\", \"9x\"]\n"),
+            "users[0].groups[1]",
+        );
+        let key = "users[0].ssh-authorized-keys[0]";
+        fails(
+            &with("[[users]]\nname = \"core\"\nssh-authorized-keys = [\"AAAA core@x\"]\n"),
+            key,
+        );
+        fails(
+            &with("[[users]]\nname = \"core\"\nssh-authorized-keys = [\"ssh-ed25519\"]\n"),
+            key,
+        );
+        fails(
+            &with("[[users]]\nname = \"core\"\nssh-authorized-keys = [\"ssh-rsa !!\"]\n"),
+            key,
+        );
+        fails(&with("[[users]]\nname = \"core\"\nssh-authorized-keys = [\"ssh-rsa AAAA\\nssh-rsa BBBB\"]\n"), key);
+        load(&with("[[users]]\nname = \"_svc\"\nssh-authorized-keys = [\"ecdsa-sha2-nistp256 AAAAE2Vj\"]\n")).unwrap();
+    }
+
+    #[test]
+    fn hostname_rules() {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "a..b",
+            "a_b",
+            "a b",
+            &"a".repeat(64),
+            &["abc"; 64].join("."),
+        ] {
+            fails(&with(&format!("hostname = {bad:?}\n")), "hostname");
+        }
+        load(&with(&format!(
+            "hostname = {:?}\n",
+            vec!["a".repeat(63); 3].join(".")
+        )))
+        .unwrap();
+        // The default comes from name, which may not be a valid host name.
+        let e = fails("name = \"demo-\"\nversion = \"1\"\n", "hostname");
+        assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn image_rules() {
+        fails(&with("[image]\nsize = \"4X\"\n"), "image.size");
+        fails(&with("[image]\nesp-size = \"lots\"\n"), "image.esp-size");
+        fails(&with("[image]\nesp-size = \"63M\"\n"), "image.esp-size");
+        load(&with("[image]\nesp-size = \"64M\"\nsize = \"1G\"\n")).unwrap();
+        fails(
+            &with("[image]\nesp-size = \"256M\"\nsize = \"768M\"\n"),
+            "image.size",
+        );
+        load(&with("[image]\nesp-size = \"256M\"\nsize = 805306369\n")).unwrap();
+        fails(
+            &with("[image]\nsize = \"16777215T\"\nesp-size = \"16777215T\"\n"),
+            "image.size",
+        );
+    }
+
+    #[test]
+    fn cmdline_rules() {
+        fails(&with("[kernel]\ncmdline = [\"\"]\n"), "kernel.cmdline[0]");
+        fails(
+            &with("[kernel]\ncmdline = [\"quiet splash\"]\n"),
+            "kernel.cmdline[0]",
+        );
+        fails(
+            &with("[kernel]\ncmdline = [\"quiet\", \"a=b\\n\"]\n"),
+            "kernel.cmdline[1]",
+        );
+        fails(
+            &with("[kernel]\ncmdline = [\"root=/dev/sda2\"]\n"),
+            "kernel.cmdline[0]",
+        );
+        fails(
+            &with("[kernel]\ncmdline = [\"ostree=/ostree/boot.1\"]\n"),
+            "kernel.cmdline[0]",
+        );
+        load(&with(
+            "[kernel]\ncmdline = [\"rootflags=ro\", \"console=ttyS0\"]\n",
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn overlay_rules() {
+        let t = tempfile::tempdir().unwrap();
+        // No rootfs-overlays anywhere above the temporary directory, one hopes;
+        // skip the check if the machine has one.
+        let above = fs::canonicalize(t.path()).unwrap();
+        if !above.ancestors().any(|d| d.join(OVERLAY_ROOT).is_dir()) {
+            let e = load_in(t.path(), &with("overlays = [\"base\"]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("demo.toml: overlays: no rootfs-overlays"), "{e}");
+        }
+        // Empty overlays need no overlay root.
+        load_in(t.path(), &with("overlays = []\n")).unwrap();
+
+        let root = t.path().join("rootfs-overlays");
+        fs::create_dir_all(root.join("base")).unwrap();
+        fs::write(root.join("file"), "").unwrap();
+        fs::create_dir_all(t.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink("../outside", root.join("escape")).unwrap();
+        std::os::unix::fs::symlink(".", root.join("self")).unwrap();
+        std::os::unix::fs::symlink("base", root.join("alias")).unwrap();
+        let check = |overlay: &str, key: &str| {
+            let e = load_in(
+                t.path(),
+                &with(&format!("overlays = [\"base\", {overlay:?}]\n")),
+            )
+            .expect_err(overlay)
+            .to_string();
+            assert!(!e.contains('\n'), "{e:?}");
+            assert!(e.contains(&format!("demo.toml: {key}: ")), "{overlay}: {e}");
+        };
+        check("../outside", "overlays[1]");
+        check("/etc", "overlays[1]");
+        check("./base", "overlays[1]");
+        check("", "overlays[1]");
+        check("missing", "overlays[1]");
+        check("file", "overlays[1]");
+        check("escape", "overlays[1]");
+        check("self", "overlays[1]");
+        // A symlink that stays inside is fine, resolved to its target.
+        let m = load_in(t.path(), &with("overlays = [\"alias\"]\n")).unwrap();
+        assert_eq!(m.overlays[0].name, "alias");
+        assert_eq!(
+            m.overlays[0].dir,
+            fs::canonicalize(root.join("base")).unwrap()
+        );
+    }
+
+    #[test]
+    fn nearest_overlay_root_wins() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("rootfs-overlays/outer")).unwrap();
+        fs::create_dir_all(t.path().join("m/rootfs-overlays/inner")).unwrap();
+        load_in(t.path(), &with("overlays = [\"inner\"]\n")).unwrap();
+        let e = load_in(t.path(), &with("overlays = [\"outer\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overlays[0]"), "{e}");
+    }
+
+    #[test]
+    fn errors_from_includes_are_reported_against_the_top_level_file() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("m");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("base.toml"), "[packages]\ninclude = [\"Bad\"]\n").unwrap();
+        let e = load_in(t.path(), &with("include = [\"base.toml\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("demo.toml: packages.include[0]: "), "{e}");
+    }
+
+    #[test]
+    fn validate_never_panics_on_odd_input() {
+        for text in [
+            "",
+            "name = \"\"\nversion = \"\"\n",
+            "name = \"é\"\nversion = \"1\"\n",
+            "name = \"demo\"\nversion = \"1\"\n[[users]]\n",
+            "name = \"demo\"\nversion = \"1\"\n[image]\nsize = 0\nesp-size = 0\n",
+            "name = \"demo\"\nversion = \"1\"\n[image]\nsize = 9223372036854775807\n",
+            "name = \"demo\"\nversion = \"1\"\n[[users]]\nname = \"a\"\nssh-authorized-keys = [\"ssh-é\"]\n",
+        ] {
+            let _ = load(text);
+        }
+    }
+}

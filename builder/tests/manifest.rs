@@ -1,0 +1,69 @@
+//! The manifests shipped in `manifests/` load and mean what they say.
+
+use std::path::PathBuf;
+
+use hull::manifest::{Arch, Manifest};
+
+fn shipped(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../manifests")
+        .join(name)
+}
+
+#[test]
+fn shipped_minimal_manifest_loads() {
+    let m = Manifest::load(&shipped("minimal.toml")).unwrap();
+    assert_eq!(m.name, "minimal");
+    assert_eq!(m.version, "1.0.0");
+    assert_eq!(m.stream, "stable");
+    assert_eq!(m.suite, "trixie");
+    assert_eq!(m.mirror, "http://deb.debian.org/debian");
+    assert_eq!(m.arches, [Arch::X86_64]);
+    assert_eq!(m.hostname, "hull-minimal");
+    assert_eq!(m.kernel.package, "linux-image-cloud-amd64");
+    assert!(m.kernel.cmdline.is_empty());
+    // base.toml's packages first, then minimal.toml's.
+    assert_eq!(
+        m.packages.include.first().map(String::as_str),
+        Some("systemd")
+    );
+    for p in [
+        "ostree",
+        "ostree-boot",
+        "dracut",
+        "systemd-boot-efi",
+        "podman",
+        "crun",
+        "openssh-server",
+    ] {
+        assert!(m.packages.include.iter().any(|i| i == p), "{p} missing");
+    }
+    assert_eq!(
+        m.packages.include.last().map(String::as_str),
+        Some("openssh-server")
+    );
+    assert_eq!(m.units.disable, ["ssh.service", "ssh.socket"]);
+    assert!(m.units.enable.is_empty());
+    assert_eq!(m.users.len(), 1);
+    assert_eq!(m.users[0].name, "core");
+    assert!(m.users[0].ssh_authorized_keys.is_empty());
+    assert!(m.overlays.is_empty());
+    assert_eq!(m.image.size, 4 << 30);
+    assert_eq!(m.image.esp_size, 256 << 20);
+    let files: Vec<_> = m
+        .files
+        .iter()
+        .map(|f| f.path.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(files, ["base.toml", "minimal.toml"]);
+    assert_eq!(m.sha256.len(), 64);
+    assert_eq!(m.ostree_ref(Arch::X86_64), "hull/minimal/x86_64/stable");
+}
+
+#[test]
+fn shipped_base_manifest_is_a_fragment() {
+    let e = Manifest::load(&shipped("base.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("base.toml: name: required"), "{e}");
+}
