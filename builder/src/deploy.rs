@@ -1,0 +1,89 @@
+//! Stage 5a: the commit deployed into a fresh OSTree sysroot, the tree that
+//! becomes the image's root partition.
+//!
+//! libostree does the deployment exactly as it will on the host: the stateroot,
+//! the merged /etc, the boot loader entries under `boot/loader/entries` (with
+//! `sysroot.bootloader=none`, OSTree writes only the BLS entries; hull copies
+//! them to the ESP, see [`crate::bootloader`]).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ostree::gio;
+use ostree::glib;
+use ostree::prelude::*;
+
+/// A deployed sysroot.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub sysroot: PathBuf,
+    /// The deployment's root directory inside the sysroot.
+    pub deployment: PathBuf,
+    pub bootcsum: String,
+}
+
+/// Creates `sysroot` (which must not exist), pulls `commit` from the archive
+/// repository `source` and deploys it as the default for stateroot `osname`.
+pub fn deploy(
+    sysroot: &Path,
+    source: &Path,
+    ostree_ref: &str,
+    commit: &str,
+    osname: &str,
+    kargs: &[String],
+) -> Result<Deployed> {
+    let cancellable = gio::Cancellable::NONE;
+    std::fs::create_dir_all(sysroot).with_context(|| format!("creating {}", sysroot.display()))?;
+    let sr = ostree::Sysroot::new(Some(&gio::File::for_path(sysroot)));
+    sr.ensure_initialized(cancellable)
+        .with_context(|| format!("initializing OSTree sysroot {}", sysroot.display()))?;
+    sr.load(cancellable).context("loading the sysroot")?;
+    sr.init_osname(osname, cancellable)
+        .with_context(|| format!("creating stateroot {osname}"))?;
+
+    let repo = sr.repo();
+    // The image is fsynced once, when it is written; not per object here.
+    repo.set_disable_fsync(true);
+    let config = repo.copy_config();
+    // hull, not OSTree, puts boot entries where the firmware reads them.
+    config.set_string("sysroot", "bootloader", "none");
+    repo.write_config(&config)
+        .context("writing the sysroot repository config")?;
+    sr.load(cancellable).context("reloading the sysroot")?;
+    let repo = sr.repo();
+    repo.set_disable_fsync(true);
+
+    let source_url = format!("file://{}", source.canonicalize()?.display());
+    let opts = glib::VariantDict::new(None);
+    opts.insert_value("refs", &vec![ostree_ref.to_string()].to_variant());
+    opts.insert("depth", 0i32);
+    repo.pull_with_options(&source_url, &opts.end(), None, cancellable)
+        .with_context(|| format!("pulling {ostree_ref} from {}", source.display()))?;
+
+    let origin = sr.origin_new_from_refspec(ostree_ref);
+    let kargs: Vec<&str> = kargs.iter().map(String::as_str).collect();
+    let deployment = sr
+        .deploy_tree(
+            Some(osname),
+            commit,
+            Some(&origin),
+            None,
+            &kargs,
+            cancellable,
+        )
+        .with_context(|| format!("deploying {commit}"))?;
+    sr.simple_write_deployment(
+        Some(osname),
+        &deployment,
+        None,
+        ostree::SysrootSimpleWriteDeploymentFlags::NONE,
+        cancellable,
+    )
+    .context("writing the deployment")?;
+    let dir = sysroot.join(sr.deployment_dirpath(&deployment).as_str());
+    Ok(Deployed {
+        sysroot: sysroot.to_path_buf(),
+        deployment: dir,
+        bootcsum: deployment.bootcsum().to_string(),
+    })
+}
