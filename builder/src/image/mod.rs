@@ -1,1 +1,52 @@
-//! Disk image writing (in progress).
+//! Stage 5b: the bootable disk image.
+//!
+//! [`layout`] plans the partitions as plain data; [`esp`] writes the FAT32
+//! EFI system partition; [`disk`] puts GPT, ESP and the ext4 root together.
+
+pub mod disk;
+pub mod esp;
+pub mod layout;
+
+use std::path::{Path, PathBuf};
+
+pub use disk::write_disk;
+
+/// One file to place on the ESP.
+#[derive(Debug, Clone)]
+pub struct EspFile {
+    /// FAT path such as `EFI/BOOT/BOOTX64.EFI`: `/`-separated, no leading `/`.
+    pub path: String,
+    pub source: EspSource,
+}
+
+#[derive(Debug, Clone)]
+pub enum EspSource {
+    /// Streamed from a file when written.
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+/// What to write.
+#[derive(Debug)]
+pub struct DiskSpec<'a> {
+    pub arch: crate::manifest::Arch,
+    /// Whole disk, bytes.
+    pub size: u64,
+    pub esp_size: u64,
+    pub esp_files: Vec<EspFile>,
+    /// Copied into the root ext4 (the OSTree sysroot).
+    pub root_dir: &'a Path,
+    /// ext4 label and GPT partition name of the root.
+    pub root_label: String,
+    /// FAT label of the ESP, at most 11 characters.
+    pub esp_label: String,
+    /// Disk, partition and filesystem UUIDs derive from it.
+    pub seed: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskReport {
+    pub path: PathBuf,
+    pub size: u64,
+    pub layout: layout::Layout,
+}
