@@ -1,9 +1,28 @@
 //! `hull build`: runs the stages in order and writes out/build.json.
-use std::path::PathBuf;
+//!
+//! manifest → packages → rootfs → commit → deploy → image, each timed. A
+//! digest of every input (the manifest files, the overlays, hull's own tree
+//! format) is stored in the commit; when the ref's newest commit carries the
+//! same digest the tree is not rebuilt and nothing is downloaded, and when
+//! build.json already describes an image of that commit the image is kept too.
+//! `--refresh` resolves packages against the mirror again.
 
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::manifest::Arch;
+use crate::manifest::{Arch, Manifest};
+use crate::{boot, bootloader, commit, deploy, image, packages, rootfs};
+
+/// Bumped whenever hull changes what it puts into a tree, so that cached
+/// commits from an older hull are not reused.
+const TREE_FORMAT: u32 = 1;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -16,7 +35,7 @@ pub struct BuildOptions {
     pub refresh: bool,
 }
 
-/// out/build.json, one entry per architecture built.
+/// out/build.json.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuildReport {
     pub name: String,
@@ -35,8 +54,261 @@ pub struct BuildReport {
     pub up_to_date: bool,
 }
 
+/// Times stages in order.
+#[derive(Default)]
+struct Stages(Vec<(String, f64)>);
+
+impl Stages {
+    fn run<T>(&mut self, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        log::info!("stage {name}");
+        let start = Instant::now();
+        let out = f();
+        let secs = (start.elapsed().as_secs_f64() * 100.0).round() / 100.0;
+        log::info!("stage {name} took {secs:.2} s");
+        self.0.push((name.to_string(), secs));
+        out.with_context(|| format!("stage {name}"))
+    }
+}
+
+/// The JSON file describing the last build in `out`.
+pub fn report_path(out: &Path) -> PathBuf {
+    out.join("build.json")
+}
+
+/// Reads out/build.json.
+pub fn read_report(out: &Path) -> Result<BuildReport> {
+    let path = report_path(out);
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
 /// Runs a build; returns the report also written to `out/build.json`.
-pub fn run_build(opts: &BuildOptions) -> anyhow::Result<BuildReport> {
-    let _ = opts;
-    todo!("build pipeline")
+pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
+    let mut stages = Stages::default();
+    let manifest = stages.run("manifest", || Manifest::load(&opts.manifest))?;
+    let arch = opts.arch.unwrap_or(manifest.arches[0]);
+    if !manifest.arches.contains(&arch) && opts.arch.is_some() {
+        log::info!("building {arch}, which the manifest does not list, as asked");
+    }
+    if arch != Arch::X86_64 {
+        bail!(
+            "{}: arch: {arch} images cannot be built yet (x86_64 only)",
+            manifest.path.display()
+        );
+    }
+    if !rustix::process::geteuid().is_root() {
+        bail!("hull build needs root (it runs mmdebstrap, chroot and an OSTree deployment): run it as root or with sudo");
+    }
+    fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    let out = opts
+        .out
+        .canonicalize()
+        .with_context(|| format!("resolving {}", opts.out.display()))?;
+    let cache = out.join("cache");
+    let work = out.join(".work").join(arch.as_str());
+    let _cleanup = RemoveOnDrop(work.clone());
+    let ostree_ref = manifest.ostree_ref(arch);
+    let input = input_digest(&manifest, arch)?;
+
+    let repo_path = out.join("repo");
+    let repo = commit::open_or_create(&repo_path)?;
+    let cached = match commit::head(&repo, &ostree_ref)? {
+        Some(c)
+            if !opts.refresh
+                && commit::metadata_string(&repo, &c, commit::META_INPUT_SHA256)?.as_deref()
+                    == Some(&input) =>
+        {
+            Some(c)
+        }
+        _ => None,
+    };
+
+    let (checksum, packages, tree_reused) = match cached {
+        Some(c) => {
+            log::info!("{ostree_ref} is at {c}, built from the same inputs: reusing it");
+            let pkgs = commit::metadata_packages(&repo, &c)?;
+            (c, pkgs, true)
+        }
+        None => {
+            let plan = stages.run("packages", || packages::resolve(&manifest, arch, &cache))?;
+            let tree = stages.run("rootfs", || {
+                rootfs::build(&manifest, &plan, &work, &cache.join("debs"))
+            })?;
+            let meta = commit::CommitMeta {
+                version: manifest.version.clone(),
+                manifest_sha256: manifest.sha256.clone(),
+                input_sha256: input.clone(),
+                packages: tree.packages.clone(),
+                kver: tree.kver.clone(),
+                release: format!(
+                    "{} {} {}",
+                    plan.suite, plan.release_date, plan.release_sha256
+                ),
+            };
+            let info = stages.run("commit", || {
+                commit::commit_tree(&repo, &tree.dir, &ostree_ref, &meta)
+            })?;
+            rootfs::remove_tree(&tree.dir)?;
+            (info.checksum, tree.packages, false)
+        }
+    };
+
+    let image_path = out.join(format!("{}-{}.raw", manifest.name, arch));
+    let previous = read_report(&out).ok();
+    let image_current = tree_reused
+        && previous.as_ref().is_some_and(|r| {
+            r.commit == checksum
+                && r.image == image_path
+                && fs::metadata(&image_path)
+                    .map(|m| m.len() == r.image_size)
+                    .unwrap_or(false)
+        });
+
+    let (image_size, rootfs_size) = if image_current {
+        let r = previous.as_ref().expect("checked above");
+        log::info!(
+            "{} already holds commit {checksum}: keeping it",
+            image_path.display()
+        );
+        (r.image_size, r.rootfs_size)
+    } else {
+        let sysroot = work.join("sysroot");
+        rootfs::remove_tree(&sysroot)?;
+        let kargs = boot::kernel_args(arch, &manifest.kernel.cmdline);
+        let deployed = stages.run("deploy", || {
+            deploy::deploy(
+                &sysroot,
+                &repo_path,
+                &ostree_ref,
+                &checksum,
+                &manifest.name,
+                &kargs,
+            )
+        })?;
+        let rootfs_size = rootfs::tree_size(&deployed.deployment)?;
+        let report = stages.run("image", || {
+            write_image(&manifest, arch, &deployed, &image_path)
+        })?;
+        rootfs::remove_tree(&sysroot)?;
+        (report.size, rootfs_size)
+    };
+
+    let report = BuildReport {
+        name: manifest.name.clone(),
+        version: commit::metadata_string(&repo, &checksum, "version")?.unwrap_or_default(),
+        arch: arch.to_string(),
+        ostree_ref,
+        commit: checksum,
+        image: image_path,
+        image_size,
+        rootfs_size,
+        package_count: packages.len(),
+        stage_seconds: stages.0,
+        up_to_date: image_current,
+    };
+    write_json_atomically(&report_path(&out), &report)?;
+    Ok(report)
+}
+
+fn write_image(
+    manifest: &Manifest,
+    arch: Arch,
+    deployed: &deploy::Deployed,
+    image_path: &Path,
+) -> Result<image::DiskReport> {
+    let boot_path = deployed.sysroot.join("boot");
+    let boot_dir = Dir::open_ambient_dir(&boot_path, ambient_authority())
+        .with_context(|| format!("opening {}", boot_path.display()))?;
+    let (efi_in_tree, _) = boot::systemd_boot_paths(arch);
+    let systemd_boot = deployed.deployment.join(efi_in_tree);
+    if !systemd_boot.is_file() {
+        bail!(
+            "{}: packages: the tree has no /{efi_in_tree}: add systemd-boot-efi to packages.include",
+            manifest.path.display()
+        );
+    }
+    let esp_files = bootloader::plan(&boot_dir, &boot_path, arch, &systemd_boot)?;
+    let spec = image::DiskSpec {
+        arch,
+        size: manifest.image.size,
+        esp_size: manifest.image.esp_size,
+        esp_files,
+        root_dir: &deployed.sysroot,
+        root_label: boot::ROOT_LABEL.to_string(),
+        esp_label: boot::ESP_LABEL.to_string(),
+        seed: deployed.bootcsum.clone(),
+    };
+    image::write_disk(&spec, image_path)
+}
+
+/// Digest of everything a tree is built from, for reuse of a cached commit.
+pub fn input_digest(manifest: &Manifest, arch: Arch) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "hull {} tree-format {TREE_FORMAT} arch {arch}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    h.update(manifest.sha256.as_bytes());
+    h.update(boot::DRACUT_CONF.as_bytes());
+    for overlay in &manifest.overlays {
+        h.update(format!("overlay {}\n", overlay.name));
+        let dir = Dir::open_ambient_dir(&overlay.dir, ambient_authority())
+            .with_context(|| format!("opening overlay {}", overlay.dir.display()))?;
+        hash_tree(&dir, Path::new(""), &mut h)
+            .with_context(|| format!("reading overlay {}", overlay.dir.display()))?;
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn hash_tree(dir: &Dir, rel: &Path, h: &mut Sha256) -> Result<()> {
+    use cap_std::fs::PermissionsExt;
+    let entries = if rel.as_os_str().is_empty() {
+        dir.entries()?
+    } else {
+        dir.read_dir(rel)?
+    };
+    let mut names: Vec<_> = entries
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let path = rel.join(&name);
+        let meta = dir.symlink_metadata(&path)?;
+        h.update(format!(
+            "{}\0{:o}\0",
+            path.display(),
+            meta.permissions().mode()
+        ));
+        if meta.is_dir() {
+            hash_tree(dir, &path, h)?;
+        } else if meta.is_symlink() {
+            h.update(dir.read_link_contents(&path)?.to_string_lossy().as_bytes());
+        } else {
+            h.update(dir.read(&path)?);
+        }
+        h.update(b"\n");
+    }
+    Ok(())
+}
+
+fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Scratch space that goes away whether the build succeeds or fails.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if std::env::var_os("HULL_KEEP_WORK").is_some() {
+            return;
+        }
+        if let Err(e) = rootfs::remove_tree(&self.0) {
+            log::warn!("{e:#}");
+        }
+    }
 }

@@ -1,11 +1,20 @@
 //! hull: build minimal, immutable container-host OS images from one manifest.
 //!
 //! The build flows one way through one module per stage:
-//! [`manifest`] → [`packages`] → [`rootfs`] → [`commit`] → [`image`];
-//! [`build`] runs them in order; [`qemu`] boots the result.
+//! [`manifest`] → [`packages`] → [`rootfs`] → [`commit`] → [`deploy`] →
+//! [`image`] (with [`bootloader`] planning the ESP); [`build`] runs them in
+//! order; [`qemu`] boots the result; [`cli`] is the command line.
 
+pub mod boot;
+pub mod bootloader;
 pub mod build;
+pub mod cli;
 pub mod cmd;
-pub mod manifest;
+pub mod commit;
+pub mod deploy;
 pub mod image;
+pub mod manifest;
+pub mod packages;
+pub mod progress;
 pub mod qemu;
+pub mod rootfs;
