@@ -1,0 +1,111 @@
+#!/bin/sh
+# The minimal image's boot checks, run by hull-check.service on the console.
+#
+# First boot (no /var/lib/hull-check/boot1): OSTree booted the deployment,
+# /usr is read-only, /etc is writable, podman runs, no unit failed, the kernel
+# command line names the deployment; then a token goes to /var and the guest
+# reboots. Second boot: the token is still there; then the guest powers off.
+#
+# Each check prints one line, `HULL-CHECK <name> ok|fail <detail>`, and every
+# check runs whatever the others found: no `set -e`, nothing exits early.
+# `HULL-CHECK-DONE boot=<n>` ends each boot.
+
+export LC_ALL=C
+# HULL_CHECK_ROOT is for the harness's own test of this script, off the guest;
+# in the guest it is unset and every path is the real one.
+ROOT=${HULL_CHECK_ROOT:-}
+STATE=$ROOT/var/lib/hull-check
+TOKEN=$STATE/boot1
+
+# check NAME ok|fail DETAIL...: one line, whatever the detail holds.
+check() {
+	name=$1
+	status=$2
+	shift 2
+	detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
+	printf 'HULL-CHECK %s %s %s\n' "$name" "$status" "${detail:--}"
+}
+
+first_boot() {
+	if [ -e "$ROOT/run/ostree-booted" ]; then
+		check ostree-booted ok /run/ostree-booted exists
+	else
+		check ostree-booted fail /run/ostree-booted is missing
+	fi
+
+	# The booted deployment is the line starting with `* `:
+	#   * <osname> <checksum>.<serial>[ (...)]
+	status=$(ostree admin status 2>&1)
+	rc=$?
+	booted=$(printf '%s\n' "$status" |
+		sed -n 's/^\* [^ ][^ ]* \([0-9a-f]\{64\}\)\.[0-9][0-9]*.*$/\1/p' | head -n 1)
+	if [ "$rc" -eq 0 ] && [ -n "$booted" ]; then
+		check deployment ok "$booted"
+	else
+		check deployment fail "ostree admin status (exit $rc): $status"
+	fi
+
+	if out=$(touch "$ROOT/usr/hull-probe" 2>&1); then
+		rm -f "$ROOT/usr/hull-probe"
+		check usr-readonly fail touch /usr/hull-probe succeeded
+	else
+		check usr-readonly ok "$out"
+	fi
+
+	if out=$( { printf 'hull\n' >"$ROOT/etc/hull-probe"; } 2>&1) &&
+		[ "$(cat "$ROOT/etc/hull-probe" 2>/dev/null)" = hull ]; then
+		rm -f "$ROOT/etc/hull-probe"
+		check etc-writable ok wrote and read back /etc/hull-probe
+	else
+		check etc-writable fail "writing /etc/hull-probe: $out"
+	fi
+
+	if out=$(podman --version 2>&1); then
+		check podman ok "$out"
+	else
+		check podman fail "podman --version (exit $?): $out"
+	fi
+
+	# Wait for the boot to finish (bounded), then list what failed.
+	state=$(timeout 300 systemctl is-system-running --wait 2>&1)
+	failed=$(systemctl --failed --no-legend --plain 2>&1 | sed 's/ .*//' | tr '\n' ' ')
+	if [ -z "$failed" ]; then
+		check failed-units ok "system is $state"
+	else
+		check failed-units fail "system is $state; failed: $failed"
+	fi
+
+	cmdline=$(cat /proc/cmdline)
+	case " $cmdline " in
+	*" ostree="*) check kernel-cmdline ok "$cmdline" ;;
+	*) check kernel-cmdline fail "no ostree= in: $cmdline" ;;
+	esac
+
+	token=$(cat /proc/sys/kernel/random/uuid)
+	if out=$( { mkdir -p "$STATE" && printf '%s\n' "$token" >"$TOKEN" && sync; } 2>&1); then
+		check var-write ok "$token"
+		printf 'HULL-CHECK-DONE boot=1\n'
+		exec systemctl reboot
+	fi
+	# Nothing can persist: rebooting would only come back to a first boot.
+	check var-write fail "writing $TOKEN: $out"
+	printf 'HULL-CHECK-DONE boot=1\n'
+	exec systemctl poweroff
+}
+
+second_boot() {
+	token=$(cat "$TOKEN" 2>&1)
+	if [ -n "$token" ]; then
+		check var-persists ok "$token"
+	else
+		check var-persists fail "$TOKEN is empty"
+	fi
+	printf 'HULL-CHECK-DONE boot=2\n'
+	exec systemctl poweroff
+}
+
+if [ -e "$TOKEN" ]; then
+	second_boot
+else
+	first_boot
+fi

@@ -1,0 +1,166 @@
+//! What the tests put into the guest, as systemd credentials (SMBIOS type 11):
+//! the unit `hull-check.service`, a drop-in that makes multi-user.target want
+//! it, and the check script it runs. The image is not modified.
+//!
+//! Any test can bring its own script: it runs as root on the console after
+//! multi-user.target, prints `HULL-CHECK <name> ok|fail <detail>` lines and
+//! `HULL-CHECK-DONE boot=<n>` at the end of each boot, then reboots or powers
+//! off. Scripts that span reboots keep their state in /var.
+
+/// The unit that runs the check script.
+pub const UNIT_NAME: &str = "hull-check.service";
+/// Its text (qemu-tests/guest/hull-check.service).
+pub const UNIT: &str = include_str!("../guest/hull-check.service");
+/// The credential carrying the script (the unit imports it under this name).
+pub const SCRIPT_CREDENTIAL: &str = "hull.check.sh";
+/// The minimal image's checks (qemu-tests/guest/boot-check.sh): two boots.
+pub const BOOT_CHECK: &str = include_str!("../guest/boot-check.sh");
+
+/// The credentials that make the guest run `script` once it is up.
+pub fn check_credentials(script: &str) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            format!("systemd.extra-unit.{UNIT_NAME}"),
+            UNIT.as_bytes().to_vec(),
+        ),
+        (
+            "systemd.unit-dropin.multi-user.target".to_string(),
+            format!("[Unit]\nWants={UNIT_NAME}\n").into_bytes(),
+        ),
+        (SCRIPT_CREDENTIAL.to_string(), script.as_bytes().to_vec()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::console::Console;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::process::Command;
+
+    #[test]
+    fn credentials_carry_unit_dropin_and_script() {
+        let creds = check_credentials("echo hi\n");
+        let names: Vec<&str> = creds.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "systemd.extra-unit.hull-check.service",
+                "systemd.unit-dropin.multi-user.target",
+                "hull.check.sh"
+            ]
+        );
+        assert_eq!(creds[1].1, b"[Unit]\nWants=hull-check.service\n");
+        assert_eq!(creds[2].1, b"echo hi\n");
+        for (name, _) in &creds {
+            hull::qemu::validate_credential_name(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn unit_runs_the_script_on_the_console() {
+        for line in [
+            "After=multi-user.target",
+            "ImportCredential=hull.check.sh",
+            "ExecStart=/bin/sh %d/hull.check.sh",
+            "StandardOutput=tty",
+            "TTYPath=/dev/console",
+        ] {
+            assert!(
+                UNIT.lines().any(|l| l == line),
+                "{line} missing from the unit"
+            );
+        }
+        // A oneshot would deadlock on `systemctl is-system-running --wait`.
+        assert!(!UNIT.contains("Type=oneshot"));
+    }
+
+    fn stub(dir: &Path, name: &str, body: &str) {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Runs boot-check.sh on this machine with stand-ins for ostree, podman
+    /// and systemctl, twice (first and second boot).
+    #[test]
+    fn boot_check_script_prints_every_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let sum = "ab".repeat(32);
+        stub(
+            &bin,
+            "ostree",
+            &format!("printf '  other 1111.0 (rollback)\\n* minimal {sum}.0\\n    origin refspec: hull/minimal/x86_64/stable\\n'"),
+        );
+        stub(&bin, "podman", "echo podman version 5.4.2");
+        stub(
+            &bin,
+            "systemctl",
+            "case \"$1\" in is-system-running) echo running;; --failed) echo 'foo.service loaded failed failed Foo';; esac",
+        );
+        // A stand-in root: /run/ostree-booted and a writable /etc; no /usr, so
+        // that touching a file there fails even when the tests run as root.
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("run")).unwrap();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("run/ostree-booted"), b"").unwrap();
+        let script = dir.path().join("check.sh");
+        std::fs::write(&script, BOOT_CHECK).unwrap();
+        let run = || {
+            let path = format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let out = Command::new("sh")
+                .arg(&script)
+                .env("PATH", path)
+                .env("HULL_CHECK_ROOT", &root)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            Console::parse(&String::from_utf8_lossy(&out.stdout))
+        };
+
+        let first = run();
+        let names: Vec<&str> = first.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ostree-booted",
+                "deployment",
+                "usr-readonly",
+                "etc-writable",
+                "podman",
+                "failed-units",
+                "kernel-cmdline",
+                "var-write"
+            ]
+        );
+        assert_eq!(first.done_boots, [1]);
+        for name in ["ostree-booted", "usr-readonly", "etc-writable"] {
+            let c = first.checks.iter().find(|c| c.name == name).unwrap();
+            assert!(c.ok, "{c:?}");
+        }
+        assert!(!root.join("etc/hull-probe").exists());
+        assert!(root.join("var/lib/hull-check/boot1").is_file());
+        let get = |c: &Console, n: &str| c.checks.iter().find(|c| c.name == n).unwrap().clone();
+        assert_eq!(get(&first, "deployment").detail, sum);
+        assert!(get(&first, "deployment").ok);
+        assert_eq!(get(&first, "podman").detail, "podman version 5.4.2");
+        let failed = get(&first, "failed-units");
+        assert!(!failed.ok);
+        assert_eq!(failed.detail, "system is running; failed: foo.service");
+        let token = get(&first, "var-write");
+        assert!(token.ok && !token.detail.is_empty());
+
+        let second = run();
+        assert_eq!(second.done_boots, [2]);
+        assert_eq!(second.checks.len(), 1);
+        assert_eq!(get(&second, "var-persists").detail, token.detail);
+        assert!(get(&second, "var-persists").ok);
+    }
+}
