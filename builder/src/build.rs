@@ -185,7 +185,10 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
                 &kargs,
             )
         })?;
-        let rootfs_size = rootfs::tree_size(&deployed.deployment)?;
+        let rootfs_size = rootfs::tree_size(&Dir::open_ambient_dir(
+            &deployed.deployment,
+            ambient_authority(),
+        )?)?;
         let report = stages.run("image", || {
             write_image(&manifest, arch, &deployed, &image_path)
         })?;
@@ -309,6 +312,10 @@ impl Drop for RemoveOnDrop {
         }
         if let Err(e) = rootfs::remove_tree(&self.0) {
             log::warn!("{e:#}");
+        }
+        // out/.work itself goes too once no other architecture uses it.
+        if let Some(parent) = self.0.parent() {
+            let _ = fs::remove_dir(parent);
         }
     }
 }

@@ -109,22 +109,45 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 }
 
 /// Bytes used by the regular files of a tree (hard links counted once).
-pub fn tree_size(path: &Path) -> Result<u64> {
+pub fn tree_size(root: &Dir) -> Result<u64> {
+    use cap_std::fs::MetadataExt;
     use std::collections::HashSet;
-    use std::os::unix::fs::MetadataExt;
     let mut seen = HashSet::new();
     let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let entries = if rel.as_os_str().is_empty() {
+            root.entries()?
+        } else {
+            root.read_dir(&rel)?
+        };
+        for entry in entries {
             let entry = entry?;
-            let meta = entry.metadata()?;
+            let path = rel.join(entry.file_name());
+            let meta = root.symlink_metadata(&path)?;
             if meta.is_dir() {
-                stack.push(entry.path());
+                stack.push(path);
             } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
                 total += meta.len();
             }
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_size_counts_hard_links_once() {
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_ambient_dir(t.path(), ambient_authority()).unwrap();
+        d.create_dir_all("a/b").unwrap();
+        d.write("a/one", vec![0u8; 1000]).unwrap();
+        d.write("a/b/two", vec![0u8; 24]).unwrap();
+        d.hard_link("a/one", &d, "a/b/link").unwrap();
+        d.symlink("one", "a/sym").unwrap();
+        assert_eq!(tree_size(&d).unwrap(), 1024);
+    }
 }
