@@ -42,12 +42,18 @@ fn shipped_minimal_manifest_loads() {
         m.packages.include.last().map(String::as_str),
         Some("openssh-server")
     );
-    assert_eq!(m.units.disable, ["ssh.service", "ssh.socket"]);
+    assert_eq!(
+        m.units.disable,
+        ["dpkg-db-backup.timer", "ssh.service", "ssh.socket"]
+    );
+    assert_eq!(m.packages.exclude, ["containernetworking-plugins"]);
     assert!(m.units.enable.is_empty());
     assert_eq!(m.users.len(), 1);
     assert_eq!(m.users[0].name, "core");
     assert!(m.users[0].ssh_authorized_keys.is_empty());
-    assert!(m.overlays.is_empty());
+    let overlays: Vec<_> = m.overlays.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(overlays, ["base"]);
+    assert!(m.overlays[0].dir.ends_with("rootfs-overlays/base"));
     assert_eq!(m.image.size, 4 << 30);
     assert_eq!(m.image.esp_size, 256 << 20);
     let files: Vec<_> = m
