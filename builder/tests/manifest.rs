@@ -1,6 +1,6 @@
 //! The manifests shipped in `manifests/` load and mean what they say.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hull::manifest::{Arch, Manifest};
 
@@ -72,4 +72,28 @@ fn shipped_base_manifest_is_a_fragment() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("base.toml: name: required"), "{e}");
+}
+
+/// A manifest kept outside this repository can include hull's base.toml: the
+/// overlays base.toml names are found next to base.toml, not next to it.
+#[test]
+fn overlays_resolve_next_to_the_file_that_names_them() {
+    let t = tempfile::tempdir().unwrap();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base.toml");
+    let mine = t.path().join("mine.toml");
+    std::fs::write(
+        &mine,
+        format!(
+            "include = [{:?}]\nname = \"mine\"\nversion = \"1\"\n",
+            base.display().to_string()
+        ),
+    )
+    .unwrap();
+    let m = Manifest::load(&mine).unwrap();
+    assert_eq!(m.overlays.len(), 1);
+    let want = std::fs::canonicalize(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs-overlays/base"),
+    )
+    .unwrap();
+    assert_eq!(m.overlays[0].dir, want);
 }

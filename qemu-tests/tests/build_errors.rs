@@ -13,11 +13,6 @@ use hull_qemu_tests::{enabled, workspace_root};
 /// Writes a manifest that includes the project's base.toml plus `extra`.
 fn manifest(dir: &Path, extra: &str) -> std::path::PathBuf {
     let base = workspace_root().join("manifests/base.toml");
-    // base.toml names overlays, found under the manifest's rootfs-overlays/.
-    let overlays = dir.join("rootfs-overlays");
-    if !overlays.exists() {
-        std::os::unix::fs::symlink(workspace_root().join("rootfs-overlays"), overlays).unwrap();
-    }
     let path = dir.join("bad.toml");
     let text = format!(
         "include = [{:?}]\nname = \"bad\"\nversion = \"0.1\"\n{extra}\n",

@@ -17,7 +17,7 @@
 //!
 //! The composed manifest has `include` set to `None`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
@@ -33,6 +33,10 @@ pub struct Composed {
     /// Each file read, once, in composition order (includes first, the
     /// top-level file last), with the sha256 of its bytes.
     pub files: Vec<SourceFile>,
+    /// For each overlay, the file that first named it: an overlay is looked
+    /// up under the `rootfs-overlays` nearest to that file, so a manifest
+    /// kept elsewhere can include hull's base.toml and its overlays.
+    pub overlay_origins: BTreeMap<String, PathBuf>,
 }
 
 /// Reads the manifest at `path` and everything it includes, and merges them.
@@ -40,6 +44,7 @@ pub fn compose(path: &Path) -> Result<Composed> {
     let mut state = State {
         raw: RawManifest::default(),
         files: Vec::new(),
+        overlay_origins: BTreeMap::new(),
         done: HashSet::new(),
         stack: Vec::new(),
     };
@@ -49,12 +54,14 @@ pub fn compose(path: &Path) -> Result<Composed> {
     Ok(Composed {
         raw: state.raw,
         files: state.files,
+        overlay_origins: state.overlay_origins,
     })
 }
 
 struct State {
     raw: RawManifest,
     files: Vec<SourceFile>,
+    overlay_origins: BTreeMap<String, PathBuf>,
     /// Canonical paths of files already composed.
     done: HashSet<PathBuf>,
     /// The include chain being resolved: (canonical path, path as reached).
@@ -97,6 +104,11 @@ impl State {
             path: path.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),
         });
+        for name in raw.overlays.iter().flatten() {
+            self.overlay_origins
+                .entry(name.clone())
+                .or_insert_with(|| path.to_path_buf());
+        }
         merge(&mut self.raw, raw);
         Ok(())
     }

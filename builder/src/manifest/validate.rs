@@ -6,7 +6,7 @@
 //! `packages.include[2]` or `users[0].groups[1]`; indices count in the
 //! composed lists).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{anyhow, Error, Result};
@@ -49,7 +49,11 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
     let cx = Cx {
         file: path.display().to_string(),
     };
-    let Composed { raw, files } = composed;
+    let Composed {
+        raw,
+        files,
+        overlay_origins,
+    } = composed;
     let RawManifest {
         include: _,
         name,
@@ -98,7 +102,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
     let image = image_of(&cx, image.unwrap_or_default())?;
-    let overlays = overlays_of(&cx, path, overlays.unwrap_or_default())?;
+    let overlays = overlays_of(&cx, path, &overlay_origins, overlays.unwrap_or_default())?;
     let sha256 = manifest_sha256(&cx, &files)?;
 
     Ok(Manifest {
@@ -319,17 +323,23 @@ fn size_of(s: &RawSize) -> Result<u64, String> {
     }
 }
 
-fn overlays_of(cx: &Cx, manifest: &Path, overlays: Vec<String>) -> Result<Vec<Overlay>> {
+fn overlays_of(
+    cx: &Cx,
+    manifest: &Path,
+    origins: &BTreeMap<String, PathBuf>,
+    overlays: Vec<String>,
+) -> Result<Vec<Overlay>> {
     if overlays.is_empty() {
         return Ok(Vec::new());
     }
     for (i, o) in overlays.iter().enumerate() {
         check_overlay_name(o).map_err(|m| cx.err(&format!("overlays[{i}]"), m))?;
     }
-    let root = overlay_root(manifest).map_err(|m| cx.err("overlays", m))?;
     let mut out = Vec::new();
     for (i, name) in overlays.into_iter().enumerate() {
         let at = format!("overlays[{i}]");
+        let declared_in = origins.get(&name).map(PathBuf::as_path).unwrap_or(manifest);
+        let root = overlay_root(declared_in).map_err(|m| cx.err("overlays", m))?;
         let joined = root.join(&name);
         let dir = std::fs::canonicalize(&joined)
             .map_err(|e| cx.err(&at, format!("{}: {e}", joined.display())))?;
