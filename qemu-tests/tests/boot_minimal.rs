@@ -10,19 +10,6 @@
 use anyhow::{ensure, Result};
 use hull_qemu_tests::{build, enabled, guest, report_arch, Boot};
 
-/// Every check boot-check.sh prints, over both boots.
-const CHECKS: &[&str] = &[
-    "ostree-booted",
-    "deployment",
-    "usr-readonly",
-    "etc-writable",
-    "podman",
-    "failed-units",
-    "kernel-cmdline",
-    "var-write",
-    "var-persists",
-];
-
 #[test]
 fn boot_minimal() -> Result<()> {
     if !enabled("boot_minimal") {
@@ -35,7 +22,7 @@ fn boot_minimal() -> Result<()> {
         .run()?;
     eprintln!("{}", outcome.summary());
 
-    outcome.require(CHECKS)?;
+    outcome.require(&[guest::BOOT_CHECK_FIRST, guest::BOOT_CHECK_SECOND].concat())?;
     ensure!(
         outcome.done_boots == [1, 2],
         "expected HULL-CHECK-DONE for boots [1, 2], got {:?} (log {})",
