@@ -51,17 +51,19 @@ pub fn exclude_preferences(exclude: &[String]) -> String {
         .join("\n")
 }
 
-/// The shell run inside the tree once packages are in: make sure the
-/// initramfs of every kernel carries the ostree dracut module. Debian's
-/// kernel hook normally built it already; dracut runs again only if not.
-const ENSURE_INITRAMFS: &str = r#"set -e
+/// The shell run inside the tree once packages are in: build the initramfs
+/// of every kernel, once, now that every dracut module (ostree's among them)
+/// is installed. During the install Debian's kernel hook is told not to
+/// (`INITRD=No`, see [`command`]): it and dracut's own trigger would each
+/// build one, about 15 s apiece, and the first before ostree-boot is in.
+const BUILD_INITRAMFS: &str = r#"set -e
 for m in /usr/lib/modules/*; do
   k=${m##*/}
   i=/boot/initrd.img-$k
-  if [ -f "$i" ] && lsinitrd "$i" 2>/dev/null | grep -q ostree-prepare-root; then
-    echo "initramfs for $k already carries the ostree module"
-  else
-    dracut --force --kver "$k" "$i"
+  dracut --force --kver "$k" "$i"
+  if ! lsinitrd "$i" | grep -q ostree-prepare-root; then
+    echo "the initramfs for $k has no ostree-prepare-root: is ostree-boot installed?" >&2
+    exit 1
   fi
 done"#;
 
@@ -95,7 +97,7 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
         ("customize", format!("sync-out /var/cache/apt/archives {}", quote(&spec.deb_cache))),
         (
             "customize",
-            format!("chroot \"$1\" /bin/sh -c {}", quote(Path::new(ENSURE_INITRAMFS))),
+            format!("chroot \"$1\" /bin/sh -c {}", quote(Path::new(BUILD_INITRAMFS))),
         ),
         (
             "customize",
@@ -114,7 +116,9 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
         "deb [signed-by={DEBIAN_KEYRING}] {} {} main",
         plan.mirror, plan.suite
     ));
-    Cmd::new("mmdebstrap").args(args)
+    // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
+    // postinst and dracut's trigger call: no initramfs until the hook above.
+    Cmd::new("mmdebstrap").env("INITRD", "No").args(args)
 }
 
 #[cfg(test)]
