@@ -49,11 +49,16 @@ impl PlannedPartition {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
+    /// Always [`SECTOR`]: the GPT is written for 512-byte logical blocks.
+    pub sector_size: u64,
     pub disk_size: u64,
     pub disk_guid: Uuid,
     pub partitions: Vec<PlannedPartition>,
     /// UUID of the root filesystem (ext4), derived like the GUIDs.
     pub root_fs_uuid: Uuid,
+    /// Volume serial of the ESP's FAT, derived like the GUIDs (what
+    /// `/dev/disk/by-uuid` shows for the ESP, as `XXXX-XXXX`).
+    pub esp_volume_id: u32,
 }
 
 impl Layout {
@@ -74,17 +79,36 @@ pub fn derived_uuid(seed: &str, role: &str) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
+/// `n` rounded up to a multiple of `to`, saturating instead of overflowing
+/// (a saturated size is then rejected as too large).
 fn round_up(n: u64, to: u64) -> u64 {
-    n.div_ceil(to) * to
+    n.div_ceil(to).saturating_mul(to)
 }
 
 /// Plans an ESP followed by a root partition filling the rest of the disk.
+///
+/// `esp_size` is rounded up to whole MiB; the root ends on the last MiB
+/// boundary that leaves room for the backup GPT. Errors are one line naming
+/// the manifest key (`image.size`, `image.esp-size`) to change.
 pub fn plan(arch: Arch, size: u64, esp_size: u64, seed: &str, root_name: &str) -> Result<Layout> {
     if size % SECTOR != 0 {
         bail!("image.size: {size} bytes is not a whole number of {SECTOR}-byte sectors");
     }
+    if root_name.is_empty() || root_name.encode_utf16().count() > 36 {
+        bail!("root partition name {root_name:?} is not 1 to 36 UTF-16 characters (GPT's limit)");
+    }
+    if esp_size > size {
+        bail!(
+            "image.esp-size: {} MiB does not fit in the {} MiB disk (image.size)",
+            esp_size >> 20,
+            size >> 20
+        );
+    }
+    let esp_part = round_up(esp_size, ALIGN);
+    // Fails, naming image.esp-size, when no FAT32 fits the partition.
+    super::esp::cluster_size(esp_part)?;
     let esp_start = ALIGN;
-    let esp_end = esp_start + round_up(esp_size, ALIGN);
+    let esp_end = esp_start + esp_part;
     // The root ends on the last 1 MiB boundary that leaves room for the backup GPT.
     let root_end = (size.saturating_sub(BACKUP_GPT) / ALIGN) * ALIGN;
     if root_end < esp_end + MIN_ROOT {
@@ -92,7 +116,7 @@ pub fn plan(arch: Arch, size: u64, esp_size: u64, seed: &str, root_name: &str) -
             "image.size: {} MiB leaves no room for a {} MiB root partition after the {} MiB ESP (image.esp-size)",
             size >> 20,
             MIN_ROOT >> 20,
-            round_up(esp_size, ALIGN) >> 20
+            esp_part >> 20
         );
     }
     let root_type = match arch {
@@ -100,8 +124,14 @@ pub fn plan(arch: Arch, size: u64, esp_size: u64, seed: &str, root_name: &str) -
         Arch::Aarch64 => ROOT_ARM64_TYPE,
     };
     let parse = |s: &str| Uuid::parse_str(s).expect("constant GUIDs parse");
+    let volume_id = derived_uuid(seed, "esp-fs").as_bytes()[..4]
+        .try_into()
+        .map(u32::from_le_bytes)
+        .expect("four bytes");
     Ok(Layout {
+        sector_size: SECTOR,
         disk_size: size,
+        esp_volume_id: volume_id,
         disk_guid: derived_uuid(seed, "disk"),
         root_fs_uuid: derived_uuid(seed, "root-fs"),
         partitions: vec![
@@ -161,24 +191,53 @@ mod tests {
                 64 * MIB + 1,
                 (2048, 135_167, 135_168, 2_095_103),
             ),
+            // a disk size off the MiB grid: the root still ends on it
+            (
+                Arch::Aarch64,
+                4 * GIB + 7 * SECTOR,
+                33 * MIB,
+                (2048, 69_631, 69_632, 8_386_559),
+            ),
+            // just room: 1 MiB + 64 MiB ESP + 256 MiB root + the backup GPT
+            (
+                Arch::Aarch64,
+                321 * MIB + BACKUP_GPT,
+                64 * MIB,
+                (2048, 133_119, 133_120, 657_407),
+            ),
+            (
+                Arch::X86_64,
+                64 * GIB,
+                GIB,
+                (2048, 2_099_199, 2_099_200, 134_215_679),
+            ),
         ];
         for (arch, size, esp, (e0, e1, r0, r1)) in table {
             let l = plan(arch, size, esp, "seed", "hull-root").unwrap();
+            assert_eq!(l.sector_size, 512);
+            assert_eq!(l.disk_size, size);
             let (e, r) = (l.partition(Role::Esp), l.partition(Role::Root));
             assert_eq!(
                 (e.first_lba, e.last_lba, r.first_lba, r.last_lba),
                 (e0, e1, r0, r1),
                 "{size} {esp}"
             );
+            assert_eq!(l.partitions[0].role, Role::Esp, "ESP first");
             assert_eq!(e.offset() % ALIGN, 0);
             assert_eq!(r.offset() % ALIGN, 0);
-            assert_eq!((r.last_lba + 1) * SECTOR % ALIGN, 0);
+            assert_eq!(e.size() % ALIGN, 0);
+            assert_eq!(r.size() % ALIGN, 0);
+            assert!(e.first_lba >= 34, "after the primary GPT");
             assert!(e.last_lba < r.first_lba, "no overlap");
             assert!(
                 (r.last_lba + 1) * SECTOR + BACKUP_GPT <= size,
                 "room for the backup GPT"
             );
-            assert!(e.size() >= esp);
+            assert!(
+                (r.last_lba + 1) * SECTOR + BACKUP_GPT + ALIGN > size,
+                "the root fills the disk"
+            );
+            assert!(e.size() >= esp && e.size() < esp + ALIGN);
             let want_root = if arch == Arch::X86_64 {
                 ROOT_X86_64_TYPE
             } else {
@@ -186,6 +245,7 @@ mod tests {
             };
             assert_eq!(r.type_guid.to_string().to_uppercase(), want_root);
             assert_eq!(e.type_guid.to_string().to_uppercase(), ESP_TYPE);
+            assert_eq!((e.name.as_str(), r.name.as_str()), ("esp", "hull-root"));
         }
     }
 
@@ -194,12 +254,19 @@ mod tests {
         let a = plan(Arch::X86_64, 4 * GIB, 256 * MIB, "one", "r").unwrap();
         let b = plan(Arch::X86_64, 4 * GIB, 256 * MIB, "one", "r").unwrap();
         let c = plan(Arch::X86_64, 4 * GIB, 256 * MIB, "two", "r").unwrap();
+        // the arch and the sizes do not move the identity, only the seed does
+        let d = plan(Arch::Aarch64, 8 * GIB, 512 * MIB, "one", "r").unwrap();
         assert_eq!(a, b);
-        assert_ne!(a.disk_guid, c.disk_guid);
-        assert_ne!(
-            a.partition(Role::Root).part_guid,
-            c.partition(Role::Root).part_guid
+        assert_eq!(
+            (a.disk_guid, a.root_fs_uuid, a.esp_volume_id),
+            (d.disk_guid, d.root_fs_uuid, d.esp_volume_id)
         );
+        assert_ne!(a.disk_guid, c.disk_guid);
+        assert_ne!(a.root_fs_uuid, c.root_fs_uuid);
+        assert_ne!(a.esp_volume_id, c.esp_volume_id);
+        for i in 0..2 {
+            assert_ne!(a.partitions[i].part_guid, c.partitions[i].part_guid);
+        }
         let guids = [
             a.disk_guid,
             a.root_fs_uuid,
@@ -214,13 +281,42 @@ mod tests {
 
     #[test]
     fn sizes_that_cannot_fit() {
+        // (disk size, esp size, key the error must name)
+        let table = [
+            (300 * MIB, 256 * MIB, "image.size"),
+            (321 * MIB + BACKUP_GPT - SECTOR, 64 * MIB, "image.size"),
+            (4 * GIB + 1, 256 * MIB, "image.size"),
+            (4 * GIB, 32 * MIB, "image.esp-size"),
+            (4 * GIB, 0, "image.esp-size"),
+            (4 * GIB, 5 * GIB, "image.esp-size"),
+            (4 * GIB, 4 * GIB, "image.esp-size"),
+            (0, 0, "image.esp-size"),
+            (u64::MAX - 511, u64::MAX - 511, "image.esp-size"),
+            (u64::MAX - 511, 3 << 40, "image.esp-size"),
+        ];
+        for (size, esp, key) in table {
+            let err = plan(Arch::X86_64, size, esp, "s", "r")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{size} {esp}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
         let err = plan(Arch::X86_64, 300 * MIB, 256 * MIB, "s", "r")
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("image.size") && err.contains("image.esp-size"),
-            "{err}"
-        );
-        assert!(plan(Arch::X86_64, 4 * GIB + 1, 256 * MIB, "s", "r").is_err());
+        assert!(err.contains("image.esp-size"), "names both keys: {err}");
+        // a huge disk is planned without overflow
+        let l = plan(Arch::X86_64, u64::MAX - 511, GIB, "s", "r").unwrap();
+        assert!(l.partition(Role::Root).last_lba < (u64::MAX - 511) / SECTOR);
+    }
+
+    #[test]
+    fn partition_names() {
+        assert!(plan(Arch::X86_64, 4 * GIB, 256 * MIB, "s", "").is_err());
+        let long = "r".repeat(37);
+        let err = plan(Arch::X86_64, 4 * GIB, 256 * MIB, "s", &long)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("36"), "{err}");
     }
 }
