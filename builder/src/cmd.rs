@@ -5,7 +5,6 @@
 //! tail of what it wrote to stderr, so a failed build says *what* failed.
 
 use std::ffi::{OsStr, OsString};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
@@ -19,7 +18,6 @@ pub struct Cmd {
     program: OsString,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
-    cwd: Option<std::path::PathBuf>,
 }
 
 impl Cmd {
@@ -28,7 +26,6 @@ impl Cmd {
             program: program.as_ref().to_owned(),
             args: Vec::new(),
             envs: Vec::new(),
-            cwd: None,
         }
     }
 
@@ -53,11 +50,6 @@ impl Cmd {
         self
     }
 
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Self {
-        self.cwd = Some(dir.as_ref().to_owned());
-        self
-    }
-
     /// The command line as a user would type it, for logs and errors.
     pub fn display(&self) -> String {
         std::iter::once(&self.program)
@@ -72,9 +64,6 @@ impl Cmd {
         c.args(&self.args);
         for (k, v) in &self.envs {
             c.env(k, v);
-        }
-        if let Some(d) = &self.cwd {
-            c.current_dir(d);
         }
         c
     }

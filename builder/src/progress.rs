@@ -38,15 +38,3 @@ pub fn spinner(message: &str) -> ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }
-
-/// A counted bar (files committed, say).
-pub fn count_bar(len: u64, message: &str) -> ProgressBar {
-    log::info!("{message}");
-    let bar = ProgressBar::with_draw_target(Some(len), target()).with_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_message(message.to_string());
-    bar
-}
