@@ -62,22 +62,25 @@ pub fn head(repo: &ostree::Repo, ostree_ref: &str) -> Result<Option<String>> {
         .map(|s| s.to_string()))
 }
 
-/// Reads one string entry of a commit's metadata.
-pub fn metadata_string(repo: &ostree::Repo, checksum: &str, key: &str) -> Result<Option<String>> {
+/// A commit's metadata dictionary.
+fn metadata(repo: &ostree::Repo, checksum: &str) -> Result<glib::VariantDict> {
     let (commit, _) = repo
         .load_commit(checksum)
         .with_context(|| format!("loading commit {checksum}"))?;
-    let meta = glib::VariantDict::new(Some(&commit.child_value(0)));
-    Ok(meta.lookup::<String>(key).ok().flatten())
+    Ok(glib::VariantDict::new(Some(&commit.child_value(0))))
+}
+
+/// Reads one string entry of a commit's metadata.
+pub fn metadata_string(repo: &ostree::Repo, checksum: &str, key: &str) -> Result<Option<String>> {
+    Ok(metadata(repo, checksum)?
+        .lookup::<String>(key)
+        .ok()
+        .flatten())
 }
 
 /// Reads the package list of a commit.
 pub fn metadata_packages(repo: &ostree::Repo, checksum: &str) -> Result<Vec<String>> {
-    let (commit, _) = repo
-        .load_commit(checksum)
-        .with_context(|| format!("loading commit {checksum}"))?;
-    let meta = glib::VariantDict::new(Some(&commit.child_value(0)));
-    Ok(meta
+    Ok(metadata(repo, checksum)?
         .lookup::<Vec<String>>(META_PACKAGES)
         .ok()
         .flatten()
