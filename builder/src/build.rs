@@ -22,7 +22,7 @@ use crate::{boot, bootloader, commit, deploy, image, packages, rootfs};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
-const TREE_FORMAT: u32 = 1;
+const TREE_FORMAT: u32 = 2;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -198,7 +198,8 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
 
     let report = BuildReport {
         name: manifest.name.clone(),
-        version: commit::metadata_string(&repo, &checksum, "version")?.unwrap_or_default(),
+        // A reused commit was built from the same manifest, so the same version.
+        version: manifest.version.clone(),
         arch: arch.to_string(),
         ostree_ref,
         commit: checksum,
