@@ -22,6 +22,9 @@ pub const META_INPUT_SHA256: &str = "hull.input-sha256";
 pub const META_PACKAGES: &str = "hull.packages";
 /// Metadata key: the signed InRelease the packages came from.
 pub const META_RELEASE: &str = "hull.debian-release";
+/// Metadata key: bytes of the kernel and initramfs, which an update copies to
+/// the ESP (checked against its free space before anything is downloaded).
+pub const META_BOOT_BYTES: &str = "hull.boot-bytes";
 
 /// What goes into a commit's metadata.
 #[derive(Debug, Clone)]
@@ -32,6 +35,8 @@ pub struct CommitMeta {
     pub packages: Vec<String>,
     pub kver: String,
     pub release: String,
+    /// Size of /usr/lib/modules/$KVER/{vmlinuz,initramfs.img}.
+    pub boot_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +109,10 @@ pub fn commit_tree(
         let dir =
             std::fs::File::open(tree).with_context(|| format!("opening {}", tree.display()))?;
         use std::os::fd::AsRawFd;
-        let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::NONE, None);
+        // ostree.sizes in the metadata lets a host know, before pulling, how
+        // much an update will take on its disk.
+        let modifier =
+            ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::GENERATE_SIZES, None);
         repo.write_dfd_to_mtree(dir.as_raw_fd(), ".", &mtree, Some(&modifier), cancellable)
             .with_context(|| format!("writing {} into the repository", tree.display()))?;
         let root = repo
@@ -120,6 +128,7 @@ pub fn commit_tree(
         dict.insert(META_MANIFEST_SHA256, &meta.manifest_sha256);
         dict.insert(META_INPUT_SHA256, &meta.input_sha256);
         dict.insert(META_RELEASE, &meta.release);
+        dict.insert(META_BOOT_BYTES, meta.boot_bytes);
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
         let metadata = dict.end();
 
@@ -166,6 +175,7 @@ mod tests {
             packages: vec!["base-files 13 amd64".into(), "podman 5.4 amd64".into()],
             kver: "6.12".into(),
             release: "r".into(),
+            boot_bytes: 1,
         }
     }
 

@@ -18,3 +18,4 @@ pub mod packages;
 pub mod progress;
 pub mod qemu;
 pub mod rootfs;
+pub mod sign;

@@ -28,6 +28,8 @@ pub struct Rootfs {
     pub kver: String,
     /// `name version arch` of every installed package.
     pub packages: Vec<String>,
+    /// Bytes of the kernel and initramfs: what a deployment puts on the ESP.
+    pub boot_bytes: u64,
 }
 
 /// Builds the tree in `work/rootfs` (replacing what was there).
@@ -88,10 +90,19 @@ pub fn build(
         report.tmpfiles_lines,
         report.var_files_dropped
     );
+    let mut boot_bytes = 0;
+    for file in ["vmlinuz", "initramfs.img"] {
+        let path = format!("usr/lib/modules/{}/{file}", report.kver);
+        boot_bytes += root
+            .metadata(&path)
+            .with_context(|| format!("reading /{path}"))?
+            .len();
+    }
     Ok(Rootfs {
         dir: target,
         kver: report.kver,
         packages,
+        boot_bytes,
     })
 }
 
