@@ -140,6 +140,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
                 input_sha256: input.clone(),
                 packages: tree.packages.clone(),
                 kver: tree.kver.clone(),
+                boot_bytes: tree.boot_bytes,
                 release: format!(
                     "{} {} {}",
                     plan.suite, plan.release_date, plan.release_sha256
@@ -220,9 +221,8 @@ fn write_image(
     deployed: &deploy::Deployed,
     image_path: &Path,
 ) -> Result<image::DiskReport> {
-    let boot_path = deployed.sysroot.join("boot");
-    let boot_dir = Dir::open_ambient_dir(&boot_path, ambient_authority())
-        .with_context(|| format!("opening {}", boot_path.display()))?;
+    let sysroot = Dir::open_ambient_dir(&deployed.sysroot, ambient_authority())
+        .with_context(|| format!("opening {}", deployed.sysroot.display()))?;
     let (efi_in_tree, _) = boot::systemd_boot_paths(arch);
     let systemd_boot = deployed.deployment.join(efi_in_tree);
     if !systemd_boot.is_file() {
@@ -231,7 +231,8 @@ fn write_image(
             manifest.path.display()
         );
     }
-    let esp_files = bootloader::plan(&boot_dir, &boot_path, arch, &systemd_boot)?;
+    let esp_files =
+        bootloader::plan(&sysroot, &deployed.sysroot, arch, &systemd_boot)?.into_files();
     let spec = image::DiskSpec {
         arch,
         size: manifest.image.size,
