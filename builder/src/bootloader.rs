@@ -87,6 +87,83 @@ impl DeploymentKey {
             self.osname, self.csum, self.serial
         )
     }
+
+    /// hull's link to the deployment, relative to the sysroot: what the
+    /// ESP entry's `ostree=` names.
+    pub fn link(&self) -> String {
+        format!("{LINKS_DIR}/{}/{}.{}", self.osname, self.csum, self.serial)
+    }
+
+    /// The link's target, relative to the link's directory.
+    fn link_target(&self) -> String {
+        format!(
+            "../../deploy/{}/deploy/{}.{}",
+            self.osname, self.csum, self.serial
+        )
+    }
+}
+
+/// Where hull keeps one symlink per deployment in the sysroot.
+/// ostree-prepare-root wants `ostree=` to name a symlink to the deployment;
+/// OSTree's own (`ostree/boot.N/...`) move each time the deployment list is
+/// written, these do not.
+pub const LINKS_DIR: &str = "ostree/hull";
+
+/// Creates the link of every planned deployment that lacks one (through a
+/// temp name and a rename, so a link is either whole or absent).
+pub fn ensure_links(sysroot: &Dir, plan: &EspPlan) -> Result<()> {
+    for e in &plan.entries {
+        let link = e.key.link();
+        let target = e.key.link_target();
+        if let Ok(t) = sysroot.read_link_contents(&link) {
+            if t == Path::new(&target) {
+                continue;
+            }
+        }
+        let dir = Path::new(&link).parent().expect("link has a parent");
+        sysroot
+            .create_dir_all(dir)
+            .with_context(|| format!("creating /{}", dir.display()))?;
+        let tmp = format!("{link}.tmp");
+        let _ = sysroot.remove_file(&tmp);
+        sysroot
+            .symlink_contents(&target, &tmp)
+            .with_context(|| format!("creating /{tmp}"))?;
+        sysroot
+            .rename(&tmp, sysroot, &link)
+            .with_context(|| format!("renaming /{tmp} to /{link}"))?;
+        if !sysroot.is_dir(&link) {
+            bail!(
+                "/{link} does not lead to a deployment directory (/{})",
+                e.key.dir()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Removes the links of deployments that are no longer planned.
+pub fn remove_stale_links(sysroot: &Dir, plan: &EspPlan) -> Result<Vec<String>> {
+    let keep: std::collections::BTreeSet<String> =
+        plan.entries.iter().map(|e| e.key.link()).collect();
+    let mut removed = Vec::new();
+    if !sysroot.is_dir(LINKS_DIR) {
+        return Ok(removed);
+    }
+    for os in sysroot.read_dir(LINKS_DIR)? {
+        let os = os?.file_name().to_string_lossy().into_owned();
+        let dir = format!("{LINKS_DIR}/{os}");
+        for l in sysroot.read_dir(&dir)? {
+            let path = format!("{dir}/{}", l?.file_name().to_string_lossy());
+            if !keep.contains(&path) {
+                sysroot
+                    .remove_file(&path)
+                    .with_context(|| format!("removing /{path}"))?;
+                removed.push(path);
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// A boot entry for one deployment, before it gets its ESP name.
@@ -133,10 +210,11 @@ const SORT_KEY: &str = "hull";
 /// OSTree's own entries (under `boot/loader/entries`) name a deployment
 /// through `ostree=/ostree/boot.N/<os>/<bootcsum>/<n>`, a path that changes
 /// each time the deployment list is written. hull's entries point
-/// `ostree=` at the deployment directory itself (ostree-prepare-root resolves
-/// either with realpath), so an entry stays valid, byte for byte, for as long
-/// as its deployment exists: the ESP is changed by adding and removing whole
-/// files, never by rewriting one.
+/// `ostree=` at hull's own link to the deployment (`ostree/hull/<os>/
+/// <commit>.<serial>`, see [`ensure_links`]; ostree-prepare-root wants a
+/// symlink and follows it), so an entry stays valid, byte for byte, for as
+/// long as its deployment exists: the ESP is changed by adding and removing
+/// whole files, never by rewriting one.
 ///
 /// `sysroot` is the OSTree sysroot (opened as a Dir and known by path, from
 /// which the large files are streamed); `systemd_boot` is systemd-boot's EFI
@@ -213,7 +291,7 @@ pub fn plan(
     })
 }
 
-/// The entry with `ostree=` pointing at the deployment directory, without
+/// The entry with `ostree=` naming hull's link to the deployment, without
 /// OSTree's position-dependent `version` line and `(ostree:N)` title suffix.
 fn stable_entry(sysroot: &Dir, entry: &BlsEntry) -> Result<(DeploymentKey, BlsEntry)> {
     let options = entry.get("options").context("no options line")?;
@@ -222,7 +300,7 @@ fn stable_entry(sysroot: &Dir, entry: &BlsEntry) -> Result<(DeploymentKey, BlsEn
         .find_map(|a| a.strip_prefix("ostree="))
         .context("no ostree= in the options")?;
     let key = resolve_bootlink(sysroot, bootlink)?;
-    let deploy_arg = format!("ostree=/{}", key.dir());
+    let deploy_arg = format!("ostree=/{}", key.link());
     let mut fields = Vec::new();
     for (k, v) in &entry.fields {
         match k.as_str() {
@@ -539,7 +617,7 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
         assert_eq!(e.entry.get("version"), None);
         let options = e.entry.get("options").unwrap();
         assert!(
-            options.contains(&format!("ostree=/ostree/deploy/minimal/deploy/{CSUM_A}.0")),
+            options.contains(&format!("ostree=/ostree/hull/minimal/{CSUM_A}.0")),
             "{options}"
         );
         assert!(!options.contains("boot.1"), "{options}");
@@ -555,6 +633,36 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
 
         let arm = super::plan(&d, t.path(), Arch::Aarch64, Path::new("/x/a.efi")).unwrap();
         assert_eq!(arm.files[0].path, "EFI/BOOT/BOOTAA64.EFI");
+    }
+
+    /// The link an entry names leads to the deployment; links of
+    /// deployments no longer planned go, planned ones are left alone.
+    #[test]
+    fn links_lead_to_deployments() {
+        let (t, d) = sysroot_fixture();
+        let plan = plan(&d, t.path(), Arch::X86_64, Path::new("/x")).unwrap();
+        ensure_links(&d, &plan).unwrap();
+        let link = format!("ostree/hull/minimal/{CSUM_A}.0");
+        assert!(d.is_dir(&link));
+        assert_eq!(
+            d.read_link_contents(&link).unwrap(),
+            Path::new(&format!("../../deploy/minimal/deploy/{CSUM_A}.0"))
+        );
+        ensure_links(&d, &plan).unwrap(); // idempotent
+        d.symlink_contents(
+            "../../deploy/minimal/deploy/gone.0",
+            "ostree/hull/minimal/gone.0",
+        )
+        .unwrap();
+        let removed = remove_stale_links(&d, &plan).unwrap();
+        assert_eq!(removed, ["ostree/hull/minimal/gone.0"]);
+        assert!(d.is_dir(&link));
+
+        // A link that leads nowhere is an error, not a broken entry.
+        let mut broken = plan.clone();
+        broken.entries[0].key.csum = CSUM_B.into();
+        let err = ensure_links(&d, &broken).unwrap_err().to_string();
+        assert!(err.contains("does not lead to a deployment"), "{err}");
     }
 
     #[test]
