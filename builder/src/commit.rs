@@ -25,6 +25,9 @@ pub const META_RELEASE: &str = "hull.debian-release";
 /// Metadata key: bytes of the kernel and initramfs, which an update copies to
 /// the ESP (checked against its free space before anything is downloaded).
 pub const META_BOOT_BYTES: &str = "hull.boot-bytes";
+/// Metadata key: the kernel arguments of a deployment of this commit (without
+/// `ostree=`); an update deploys with the new commit's arguments.
+pub const META_KARGS: &str = "hull.kargs";
 
 /// What goes into a commit's metadata.
 #[derive(Debug, Clone)]
@@ -37,6 +40,7 @@ pub struct CommitMeta {
     pub release: String,
     /// Size of /usr/lib/modules/$KVER/{vmlinuz,initramfs.img}.
     pub boot_bytes: u64,
+    pub kargs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +89,13 @@ pub fn metadata_string(repo: &ostree::Repo, checksum: &str, key: &str) -> Result
 
 /// Reads the package list of a commit.
 pub fn metadata_packages(repo: &ostree::Repo, checksum: &str) -> Result<Vec<String>> {
+    metadata_strings(repo, checksum, META_PACKAGES)
+}
+
+/// Reads a list-of-strings entry of a commit's metadata (empty when absent).
+pub fn metadata_strings(repo: &ostree::Repo, checksum: &str, key: &str) -> Result<Vec<String>> {
     Ok(metadata(repo, checksum)?
-        .lookup::<Vec<String>>(META_PACKAGES)
+        .lookup::<Vec<String>>(key)
         .ok()
         .flatten()
         .unwrap_or_default())
@@ -129,6 +138,7 @@ pub fn commit_tree(
         dict.insert(META_INPUT_SHA256, &meta.input_sha256);
         dict.insert(META_RELEASE, &meta.release);
         dict.insert(META_BOOT_BYTES, meta.boot_bytes);
+        dict.insert_value(META_KARGS, &meta.kargs.to_variant());
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
         let metadata = dict.end();
 
@@ -176,6 +186,7 @@ mod tests {
             kver: "6.12".into(),
             release: "r".into(),
             boot_bytes: 1,
+            kargs: vec!["rw".into()],
         }
     }
 

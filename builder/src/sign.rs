@@ -317,6 +317,7 @@ mod tests {
             kver: "6.12".into(),
             release: "r".into(),
             boot_bytes: 0,
+            kargs: vec![],
         };
         let c = crate::commit::commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
             .unwrap()

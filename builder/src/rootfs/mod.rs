@@ -4,6 +4,7 @@
 //! built by dracut in the tree), [`customize`] lays the manifest over it and
 //! [`ostree_layout`] gives it the shape OSTree deploys.
 
+pub mod agent;
 pub mod customize;
 pub mod mmdebstrap;
 pub mod ostree_layout;
@@ -38,6 +39,7 @@ pub fn build(
     plan: &PackagePlan,
     work: &Path,
     deb_cache: &Path,
+    agent: &Path,
 ) -> Result<Rootfs> {
     require_program("mmdebstrap", "mmdebstrap")?;
     let target = work.join("rootfs");
@@ -81,7 +83,7 @@ pub fn build(
 
     let root = Dir::open_ambient_dir(&target, ambient_authority())
         .with_context(|| format!("opening {}", target.display()))?;
-    customize::apply(&target, &root, manifest)?;
+    customize::apply(&target, &root, manifest, agent, plan.arch)?;
     let report = ostree_layout::convert(&root, &list)?;
     log::info!(
         "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var, {} files of /var dropped",
