@@ -190,7 +190,7 @@ pub fn signatures_in(detached: &[u8], commit: &str) -> Result<Vec<Vec<u8>>, Sign
     if detached.is_empty() {
         return Ok(Vec::new());
     }
-    let v = glib::Variant::from_data_with_type(detached.to_vec(), glib::VariantTy::VARDICT);
+    let v = glib::Variant::from_data_with_type(detached, glib::VariantTy::VARDICT);
     if !v.is_normal_form() {
         return Err(SignatureError::Malformed {
             commit: commit.to_string(),
