@@ -87,83 +87,6 @@ impl DeploymentKey {
             self.osname, self.csum, self.serial
         )
     }
-
-    /// hull's link to the deployment, relative to the sysroot: what the
-    /// ESP entry's `ostree=` names.
-    pub fn link(&self) -> String {
-        format!("{LINKS_DIR}/{}/{}.{}", self.osname, self.csum, self.serial)
-    }
-
-    /// The link's target, relative to the link's directory.
-    fn link_target(&self) -> String {
-        format!(
-            "../../deploy/{}/deploy/{}.{}",
-            self.osname, self.csum, self.serial
-        )
-    }
-}
-
-/// Where hull keeps one symlink per deployment in the sysroot.
-/// ostree-prepare-root wants `ostree=` to name a symlink to the deployment;
-/// OSTree's own (`ostree/boot.N/...`) move each time the deployment list is
-/// written, these do not.
-pub const LINKS_DIR: &str = "ostree/hull";
-
-/// Creates the link of every planned deployment that lacks one (through a
-/// temp name and a rename, so a link is either whole or absent).
-pub fn ensure_links(sysroot: &Dir, plan: &EspPlan) -> Result<()> {
-    for e in &plan.entries {
-        let link = e.key.link();
-        let target = e.key.link_target();
-        if let Ok(t) = sysroot.read_link_contents(&link) {
-            if t == Path::new(&target) {
-                continue;
-            }
-        }
-        let dir = Path::new(&link).parent().expect("link has a parent");
-        sysroot
-            .create_dir_all(dir)
-            .with_context(|| format!("creating /{}", dir.display()))?;
-        let tmp = format!("{link}.tmp");
-        let _ = sysroot.remove_file(&tmp);
-        sysroot
-            .symlink_contents(&target, &tmp)
-            .with_context(|| format!("creating /{tmp}"))?;
-        sysroot
-            .rename(&tmp, sysroot, &link)
-            .with_context(|| format!("renaming /{tmp} to /{link}"))?;
-        if !sysroot.is_dir(&link) {
-            bail!(
-                "/{link} does not lead to a deployment directory (/{})",
-                e.key.dir()
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Removes the links of deployments that are no longer planned.
-pub fn remove_stale_links(sysroot: &Dir, plan: &EspPlan) -> Result<Vec<String>> {
-    let keep: std::collections::BTreeSet<String> =
-        plan.entries.iter().map(|e| e.key.link()).collect();
-    let mut removed = Vec::new();
-    if !sysroot.is_dir(LINKS_DIR) {
-        return Ok(removed);
-    }
-    for os in sysroot.read_dir(LINKS_DIR)? {
-        let os = os?.file_name().to_string_lossy().into_owned();
-        let dir = format!("{LINKS_DIR}/{os}");
-        for l in sysroot.read_dir(&dir)? {
-            let path = format!("{dir}/{}", l?.file_name().to_string_lossy());
-            if !keep.contains(&path) {
-                sysroot
-                    .remove_file(&path)
-                    .with_context(|| format!("removing /{path}"))?;
-                removed.push(path);
-            }
-        }
-    }
-    Ok(removed)
 }
 
 /// A boot entry for one deployment, before it gets its ESP name.
@@ -210,11 +133,10 @@ const SORT_KEY: &str = "hull";
 /// OSTree's own entries (under `boot/loader/entries`) name a deployment
 /// through `ostree=/ostree/boot.N/<os>/<bootcsum>/<n>`, a path that changes
 /// each time the deployment list is written. hull's entries point
-/// `ostree=` at hull's own link to the deployment (`ostree/hull/<os>/
-/// <commit>.<serial>`, see [`ensure_links`]; ostree-prepare-root wants a
-/// symlink and follows it), so an entry stays valid, byte for byte, for as
-/// long as its deployment exists: the ESP is changed by adding and removing
-/// whole files, never by rewriting one.
+/// OSTree's bootlinks are what ostree-prepare-root follows and what its
+/// system generator parses the stateroot from, so hull's entries keep them;
+/// when a write of the deployment list moves them, [`name_entries`] gives
+/// the entry a new file rather than rewriting the old one.
 ///
 /// `sysroot` is the OSTree sysroot (opened as a Dir and known by path, from
 /// which the large files are streamed); `systemd_boot` is systemd-boot's EFI
@@ -281,7 +203,7 @@ pub fn plan(
             }
         }
         let (key, entry) =
-            stable_entry(sysroot, &entry).with_context(|| format!("boot entry {name}"))?;
+            keyed_entry(sysroot, &entry).with_context(|| format!("boot entry {name}"))?;
         found.push((order, PlannedEntry { key, entry }));
     }
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
@@ -291,16 +213,15 @@ pub fn plan(
     })
 }
 
-/// The entry with `ostree=` naming hull's link to the deployment, without
-/// OSTree's position-dependent `version` line and `(ostree:N)` title suffix.
-fn stable_entry(sysroot: &Dir, entry: &BlsEntry) -> Result<(DeploymentKey, BlsEntry)> {
+/// The deployment an entry boots, and the entry without OSTree's
+/// position-dependent `version` line and `(ostree:N)` title suffix.
+fn keyed_entry(sysroot: &Dir, entry: &BlsEntry) -> Result<(DeploymentKey, BlsEntry)> {
     let options = entry.get("options").context("no options line")?;
     let bootlink = options
         .split_whitespace()
         .find_map(|a| a.strip_prefix("ostree="))
         .context("no ostree= in the options")?;
     let key = resolve_bootlink(sysroot, bootlink)?;
-    let deploy_arg = format!("ostree=/{}", key.link());
     let mut fields = Vec::new();
     for (k, v) in &entry.fields {
         match k.as_str() {
@@ -311,19 +232,6 @@ fn stable_entry(sysroot: &Dir, entry: &BlsEntry) -> Result<(DeploymentKey, BlsEn
                     _ => v.as_str(),
                 };
                 fields.push((k.clone(), title.to_string()));
-            }
-            "options" => {
-                let args: Vec<&str> = v
-                    .split_whitespace()
-                    .map(|a| {
-                        if a.starts_with("ostree=") {
-                            deploy_arg.as_str()
-                        } else {
-                            a
-                        }
-                    })
-                    .collect();
-                fields.push((k.clone(), args.join(" ")));
             }
             _ => fields.push((k.clone(), v.clone())),
         }
@@ -446,67 +354,85 @@ pub struct EntryChanges {
     pub remove: Vec<String>,
 }
 
-/// Names the planned entries so that systemd-boot sorts them in plan order,
-/// keeping each existing entry's file (and so its boot counter) whenever its
-/// place in the order allows. An entry that must move up gets a new file
-/// with a higher priority and the old one is removed, so no file is ever
-/// rewritten in place. `new_tries` gives a deployment that has no entry yet
-/// a boot counter.
+/// An entry file already on the ESP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingEntry {
+    pub name: String,
+    pub text: String,
+}
+
+/// The text of an entry file: the planned entry with hull's sort key and
+/// its priority as the version.
+fn entry_text(p: &PlannedEntry, prio: u64) -> String {
+    let mut fields = p.entry.fields.clone();
+    let at = fields
+        .iter()
+        .position(|(k, _)| k == "title")
+        .map_or(0, |i| i + 1);
+    fields.insert(at, ("sort-key".into(), SORT_KEY.into()));
+    fields.insert(at + 1, ("version".into(), prio.to_string()));
+    BlsEntry { fields }.render()
+}
+
+/// Names the planned entries so that systemd-boot sorts them in plan order.
+/// An existing entry file is kept (and with it its boot counter) when its
+/// text is still right and its place in the order allows; otherwise the
+/// entry gets a new file, with a priority above every existing one and the
+/// old file's counter, and the old file is removed once the new one is
+/// written. No file is ever rewritten in place, so a power cut leaves the
+/// old file or the new one, whole. `new_tries` gives a deployment that has
+/// no entry yet a boot counter.
 pub fn name_entries(
     planned: &[PlannedEntry],
-    existing: &[String],
+    existing: &[ExistingEntry],
     new_tries: Option<(&DeploymentKey, u32)>,
 ) -> EntryChanges {
-    let parsed: Vec<(String, EntryName)> = existing
+    let parsed: Vec<(&ExistingEntry, EntryName)> = existing
         .iter()
-        .filter_map(|n| Some((n.clone(), EntryName::parse(n)?)))
+        .filter_map(|e| Some((e, EntryName::parse(&e.name)?)))
         .collect();
     let mut max_prio = parsed.iter().map(|(_, e)| e.prio).max().unwrap_or(0);
-    let mut names: Vec<EntryName> = Vec::with_capacity(planned.len());
+    let mut files: Vec<EntryFile> = Vec::with_capacity(planned.len());
     // From the last (lowest) to the default: each must sort above the one after it.
     let mut below: Option<u64> = None;
     for p in planned.iter().rev() {
         let current = parsed
             .iter()
             .filter(|(_, e)| e.is_for(&p.key))
-            .map(|(_, e)| e)
-            .max_by_key(|e| e.prio);
-        let name = match current {
-            Some(e) if below.map_or(true, |b| e.prio > b) => e.clone(),
-            other => {
+            .max_by_key(|(_, e)| e.prio);
+        let keep = current.filter(|(file, e)| {
+            below.map_or(true, |b| e.prio > b) && file.text == entry_text(p, e.prio)
+        });
+        let (name, text) = match keep {
+            Some((file, e)) => (e.clone(), file.text.clone()),
+            None => {
                 max_prio = max_prio.max(below.unwrap_or(0)) + 1;
-                let (tries_left, tries_done) = match (other, new_tries) {
-                    (Some(e), _) => (e.tries_left, e.tries_done),
+                let (tries_left, tries_done) = match (current, new_tries) {
+                    (Some((_, e)), _) => (e.tries_left, e.tries_done),
                     (None, Some((k, n))) if *k == p.key => (Some(n), None),
                     (None, _) => (None, None),
                 };
-                EntryName {
+                let name = EntryName {
                     prio: max_prio,
                     csum: p.key.csum.clone(),
                     serial: p.key.serial,
                     tries_left,
                     tries_done,
-                }
+                };
+                let text = entry_text(p, max_prio);
+                (name, text)
             }
         };
         below = Some(name.prio);
-        names.push(name);
-    }
-    names.reverse();
-    let mut changes = EntryChanges::default();
-    for (p, name) in planned.iter().zip(&names) {
-        let mut fields = p.entry.fields.clone();
-        let at = fields
-            .iter()
-            .position(|(k, _)| k == "title")
-            .map_or(0, |i| i + 1);
-        fields.insert(at, ("sort-key".into(), SORT_KEY.into()));
-        fields.insert(at + 1, ("version".into(), name.prio.to_string()));
-        let file = EntryFile {
+        files.push(EntryFile {
             name: name.file_name(),
-            text: BlsEntry { fields }.render(),
-        };
-        if !existing.contains(&file.name) {
+            text,
+        });
+    }
+    files.reverse();
+    let mut changes = EntryChanges::default();
+    for file in files {
+        if !existing.iter().any(|e| e.name == file.name) {
             changes.write.push(file.clone());
         }
         changes.all.push(file);
@@ -515,8 +441,8 @@ pub fn name_entries(
         changes.all.iter().map(|e| e.name.as_str()).collect();
     changes.remove = existing
         .iter()
+        .map(|e| e.name.clone())
         .filter(|n| n.ends_with(".conf") && !keep.contains(n.as_str()))
-        .cloned()
         .collect();
     changes
 }
@@ -582,7 +508,7 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
     }
 
     #[test]
-    fn plan_lists_files_and_a_stable_entry_per_deployment() {
+    fn plan_lists_files_and_an_entry_per_deployment() {
         let (t, d) = sysroot_fixture();
         let plan = plan(
             &d,
@@ -617,10 +543,9 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
         assert_eq!(e.entry.get("version"), None);
         let options = e.entry.get("options").unwrap();
         assert!(
-            options.contains(&format!("ostree=/ostree/hull/minimal/{CSUM_A}.0")),
-            "{options}"
+            options.contains("ostree=/ostree/boot.1/minimal/abc/0"),
+            "OSTree's bootlink is kept: {options}"
         );
-        assert!(!options.contains("boot.1"), "{options}");
 
         let files = plan.into_files();
         let last = files.last().unwrap();
@@ -633,36 +558,6 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
 
         let arm = super::plan(&d, t.path(), Arch::Aarch64, Path::new("/x/a.efi")).unwrap();
         assert_eq!(arm.files[0].path, "EFI/BOOT/BOOTAA64.EFI");
-    }
-
-    /// The link an entry names leads to the deployment; links of
-    /// deployments no longer planned go, planned ones are left alone.
-    #[test]
-    fn links_lead_to_deployments() {
-        let (t, d) = sysroot_fixture();
-        let plan = plan(&d, t.path(), Arch::X86_64, Path::new("/x")).unwrap();
-        ensure_links(&d, &plan).unwrap();
-        let link = format!("ostree/hull/minimal/{CSUM_A}.0");
-        assert!(d.is_dir(&link));
-        assert_eq!(
-            d.read_link_contents(&link).unwrap(),
-            Path::new(&format!("../../deploy/minimal/deploy/{CSUM_A}.0"))
-        );
-        ensure_links(&d, &plan).unwrap(); // idempotent
-        d.symlink_contents(
-            "../../deploy/minimal/deploy/gone.0",
-            "ostree/hull/minimal/gone.0",
-        )
-        .unwrap();
-        let removed = remove_stale_links(&d, &plan).unwrap();
-        assert_eq!(removed, ["ostree/hull/minimal/gone.0"]);
-        assert!(d.is_dir(&link));
-
-        // A link that leads nowhere is an error, not a broken entry.
-        let mut broken = plan.clone();
-        broken.entries[0].key.csum = CSUM_B.into();
-        let err = ensure_links(&d, &broken).unwrap_err().to_string();
-        assert!(err.contains("does not lead to a deployment"), "{err}");
     }
 
     #[test]
@@ -751,16 +646,40 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
             .collect()
     }
 
-    /// Plan order, existing names, new tries → names of all, written, removed.
+    /// Existing files: (name, whether its text is still what the plan
+    /// would write). A stale file is one whose bootlink OSTree moved.
+    fn on_esp(planned: &[PlannedEntry], files: &[(&str, bool)]) -> Vec<ExistingEntry> {
+        files
+            .iter()
+            .map(|(name, current)| {
+                let parsed = EntryName::parse(name);
+                let plan = parsed
+                    .as_ref()
+                    .and_then(|e| planned.iter().find(|p| e.is_for(&p.key)));
+                let text = match (parsed, plan) {
+                    (Some(e), Some(p)) if *current => entry_text(p, e.prio),
+                    _ => "title stale\noptions ostree=/ostree/boot.0/minimal/abc/0\n".into(),
+                };
+                ExistingEntry {
+                    name: name.to_string(),
+                    text,
+                }
+            })
+            .collect()
+    }
+
+    /// Plan order, files on the ESP, new tries → names of all, written, removed.
     #[test]
     fn naming_keeps_files_and_counters_and_orders_by_priority() {
         let a = key(CSUM_A, 0);
         let b = key(CSUM_B, 0);
-        let a_good = format!("hull-1-{CSUM_A}-0.conf");
+        let a1 = format!("hull-1-{CSUM_A}-0.conf");
+        let b2 = |c: &str| format!("hull-2-{CSUM_B}-0{c}.conf");
+        let a3 = format!("hull-3-{CSUM_A}-0.conf");
         type Case<'a> = (
             &'a str,
             Vec<DeploymentKey>,
-            Vec<String>,
+            Vec<(String, bool)>,
             Option<(&'a DeploymentKey, u32)>,
             Vec<String>,
             Vec<String>,
@@ -772,61 +691,99 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
                 vec![a.clone()],
                 vec![],
                 None,
-                vec![a_good.clone()],
-                vec![a_good.clone()],
+                vec![a1.clone()],
+                vec![a1.clone()],
                 vec![],
             ),
             (
                 "update: B on top with 3 tries, A untouched",
                 vec![b.clone(), a.clone()],
-                vec![a_good.clone()],
+                vec![(a1.clone(), true)],
                 Some((&b, 3)),
-                vec![format!("hull-2-{CSUM_B}-0+3.conf"), a_good.clone()],
-                vec![format!("hull-2-{CSUM_B}-0+3.conf")],
+                vec![b2("+3"), a1.clone()],
+                vec![b2("+3")],
                 vec![],
             ),
             (
-                "B being tried keeps its counter",
+                "update that moved A's bootlink: A gets a new file, B goes above it",
                 vec![b.clone(), a.clone()],
-                vec![a_good.clone(), format!("hull-2-{CSUM_B}-0+1-2.conf")],
+                vec![(a1.clone(), false)],
                 Some((&b, 3)),
-                vec![format!("hull-2-{CSUM_B}-0+1-2.conf"), a_good.clone()],
+                vec![
+                    format!("hull-3-{CSUM_B}-0+3.conf"),
+                    format!("hull-2-{CSUM_A}-0.conf"),
+                ],
+                vec![
+                    format!("hull-3-{CSUM_B}-0+3.conf"),
+                    format!("hull-2-{CSUM_A}-0.conf"),
+                ],
+                vec![a1.clone()],
+            ),
+            (
+                "B being tried keeps its file and counter",
+                vec![b.clone(), a.clone()],
+                vec![(a1.clone(), true), (b2("+1-2"), true)],
+                Some((&b, 3)),
+                vec![b2("+1-2"), a1.clone()],
                 vec![],
                 vec![],
             ),
             (
                 "rollback: A moves above B with a new file; B keeps its counter",
                 vec![a.clone(), b.clone()],
-                vec![a_good.clone(), format!("hull-2-{CSUM_B}-0+0-3.conf")],
+                vec![(a1.clone(), true), (b2("+0-3"), true)],
+                None,
+                vec![a3.clone(), b2("+0-3")],
+                vec![a3.clone()],
+                vec![a1.clone()],
+            ),
+            (
+                "a stale entry with a counter is replaced, the counter carried over",
+                vec![a.clone(), b.clone()],
+                vec![(a3.clone(), true), (b2("+0-3"), false)],
                 None,
                 vec![
-                    format!("hull-3-{CSUM_A}-0.conf"),
-                    format!("hull-2-{CSUM_B}-0+0-3.conf"),
+                    format!("hull-5-{CSUM_A}-0.conf"),
+                    format!("hull-4-{CSUM_B}-0+0-3.conf"),
                 ],
-                vec![format!("hull-3-{CSUM_A}-0.conf")],
-                vec![a_good.clone()],
+                vec![
+                    format!("hull-5-{CSUM_A}-0.conf"),
+                    format!("hull-4-{CSUM_B}-0+0-3.conf"),
+                ],
+                vec![a3.clone(), b2("+0-3")],
             ),
             (
                 "prune: A gone, stale files gone",
                 vec![b.clone()],
                 vec![
-                    a_good.clone(),
-                    format!("hull-2-{CSUM_B}-0.conf"),
-                    "ostree-1-minimal.conf".into(),
-                    "notes.txt".into(),
+                    (a1.clone(), true),
+                    (b2(""), true),
+                    ("ostree-1-minimal.conf".into(), false),
+                    ("notes.txt".into(), false),
                 ],
                 None,
-                vec![format!("hull-2-{CSUM_B}-0.conf")],
+                vec![b2("")],
                 vec![],
-                vec![a_good.clone(), "ostree-1-minimal.conf".into()],
+                vec![a1.clone(), "ostree-1-minimal.conf".into()],
             ),
         ];
-        for (what, order, existing, tries, all, write, remove) in cases {
-            let c = name_entries(&planned(&order), &existing, tries);
+        for (what, order, files, tries, all, write, remove) in cases {
+            let plan = planned(&order);
+            let files: Vec<(&str, bool)> = files.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+            let c = name_entries(&plan, &on_esp(&plan, &files), tries);
             let names = |v: &[EntryFile]| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
             assert_eq!(names(&c.all), all, "{what}: all");
             assert_eq!(names(&c.write), write, "{what}: write");
             assert_eq!(c.remove, remove, "{what}: remove");
+            for e in &c.all {
+                let prio = EntryName::parse(&e.name).unwrap().prio;
+                assert!(
+                    e.text
+                        .contains(&format!("\nsort-key hull\nversion {prio}\n")),
+                    "{what}: {}",
+                    e.text
+                );
+            }
         }
     }
 }

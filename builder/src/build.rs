@@ -267,10 +267,8 @@ fn write_image(
             manifest.path.display()
         );
     }
-    let plan = bootloader::plan(&sysroot, &deployed.sysroot, arch, &systemd_boot)?;
-    // The link the entry's ostree= names goes into the root file system.
-    bootloader::ensure_links(&sysroot, &plan)?;
-    let esp_files = plan.into_files();
+    let esp_files =
+        bootloader::plan(&sysroot, &deployed.sysroot, arch, &systemd_boot)?.into_files();
     let spec = image::DiskSpec {
         arch,
         size: manifest.image.size,

@@ -24,7 +24,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::Serialize;
 
-use crate::bootloader::{self, DeploymentKey, EntryName, EspPlan, ENTRIES_DIR};
+use crate::bootloader::{self, DeploymentKey, EntryName, EspPlan, ExistingEntry, ENTRIES_DIR};
 use crate::image::EspSource;
 
 /// Temp files hull writes on the ESP start with this; systemd-boot reads
@@ -98,7 +98,27 @@ pub fn sync(
 ) -> Result<SyncReport> {
     let mut report = SyncReport::default();
     let existing = entry_names(esp)?;
-    let changes = bootloader::name_entries(&plan.entries, &existing, new_tries);
+    let mut on_esp = Vec::new();
+    for name in existing.iter().filter(|n| EntryName::parse(n).is_some()) {
+        let text = esp
+            .read_to_string(format!("{ENTRIES_DIR}/{name}"))
+            .with_context(|| format!("reading {}/{ENTRIES_DIR}/{name}", esp_path.display()))?;
+        on_esp.push(ExistingEntry {
+            name: name.clone(),
+            text,
+        });
+    }
+    // Non-hull .conf files are listed too, so that they are removed.
+    on_esp.extend(
+        existing
+            .iter()
+            .filter(|n| EntryName::parse(n).is_none())
+            .map(|n| ExistingEntry {
+                name: n.clone(),
+                text: String::new(),
+            }),
+    );
+    let changes = bootloader::name_entries(&plan.entries, &on_esp, new_tries);
 
     // 1. Files the entries need. systemd-boot and loader.conf are written
     // only when missing: replacing the boot loader is not an OS update.

@@ -164,13 +164,7 @@ impl Host {
             Self::arch(),
             &Path::new("/").join(efi_in_tree),
         )?;
-        // The links the entries name exist before the entries do, and go
-        // only after them.
-        crate::bootloader::ensure_links(&sysroot, &plan)?;
-        let stale_links = plan.clone();
-        let report = esp::sync(&self.esp_dir()?, &self.paths.esp, plan, new_tries)?;
-        crate::bootloader::remove_stale_links(&sysroot, &stale_links)?;
-        Ok(report)
+        esp::sync(&self.esp_dir()?, &self.paths.esp, plan, new_tries)
     }
 
     /// OSTree's deployments, default first.

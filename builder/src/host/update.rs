@@ -99,6 +99,18 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
         report.result = "up-to-date".into();
         return Ok(report);
     }
+    // OSTree reuses its boot links between deployments whose kernel,
+    // arguments and version are all equal, which would let an old boot
+    // entry start the new commit before hull has given it boot tries:
+    // every build must carry its own version.
+    let booted_version = host.version_of(&booted);
+    if report.version.is_some() && report.version == booted_version {
+        bail!(
+            "{url}: {ostree_ref} is at {checksum}, a different commit with the same version {} as the booted one: \
+             refusing it (bump `version` in the manifest for every build)",
+            report.version.as_deref().unwrap_or_default()
+        );
+    }
     let timestamp = ostree::commit_get_timestamp(&fetched.variant);
     if let Ok((booted_commit, _)) = repo.load_commit(&booted) {
         let booted_ts = ostree::commit_get_timestamp(&booted_commit);
