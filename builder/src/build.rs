@@ -154,7 +154,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
         None => {
             let plan = stages.run("packages", || packages::resolve(&manifest, arch, &cache))?;
             let tree = stages.run("rootfs", || {
-                rootfs::build(&manifest, &plan, &work, &cache.join("debs"), &opts.agent)
+                rootfs::build(&manifest, &plan, &work, &cache, &opts.agent, !opts.refresh)
             })?;
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),

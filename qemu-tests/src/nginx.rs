@@ -80,6 +80,27 @@ impl Nginx {
         std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
+    /// Requests and response body bytes in the access log (nginx's
+    /// combined format: the field after the status code).
+    pub fn served(&self) -> (usize, u64) {
+        let log = self.access_log();
+        let mut requests = 0;
+        let mut bytes = 0;
+        for line in log.lines() {
+            // ... "GET /path HTTP/1.1" 200 1234 "-" "ua"
+            let Some((_, after)) = line.split_once("\" ") else {
+                continue;
+            };
+            let mut fields = after.split_whitespace();
+            let _status = fields.next();
+            if let Some(n) = fields.next().and_then(|b| b.parse::<u64>().ok()) {
+                requests += 1;
+                bytes += n;
+            }
+        }
+        (requests, bytes)
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

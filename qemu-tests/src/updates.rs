@@ -6,7 +6,8 @@
 //! Layout under `$HULL_TEST_OUT/update/`: `keys/` (trusted, other),
 //! `manifests/` (a.toml, b.toml, c.toml and their overlays), `a/`, `b/`, `c/`
 //! (build outputs; b and c start from a copy of a's repository, so their
-//! commits are A's children), `cache/` (shared), `tamper/<kind>/repo`.
+//! commits are A's children), `tamper/<kind>/repo`. The package cache is
+//! `$HULL_TEST_OUT/cache`, shared with the minimal image's build.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +51,9 @@ pub fn fixture() -> Result<Fixture> {
     }
     let manifests = dir.join("manifests");
     write_manifests(&manifests)?;
-    let cache = dir.join("cache");
+    // The same cache as the minimal image's build: A, B and C install the
+    // same packages, so they start from its installed tree.
+    let cache = test_out().join("cache");
     std::fs::create_dir_all(&cache)?;
 
     let a = build_into(
@@ -118,7 +121,8 @@ fn build_into(
         std::fs::write(out.join(".parent-commit"), &parent.commit)?;
     }
     let link = out.join("cache");
-    if !link.exists() {
+    if std::fs::read_link(&link).ok().as_deref() != Some(cache) {
+        let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(cache, &link)?;
     }
     let opts = BuildOptions {

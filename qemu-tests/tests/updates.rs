@@ -72,6 +72,12 @@ fn update_a_to_b_and_roll_back() -> Result<()> {
         log.contains(&format!("GET /repo/refs/heads/{} ", f.b.ostree_ref)),
         "the guest never asked nginx for the ref: {log}"
     );
+    // A measurement for docs/benchmarks.md, not a check.
+    let (requests, bytes) = nginx.served();
+    eprintln!(
+        "update A→B: {requests} HTTP requests, {bytes} bytes ({:.1} MiB) served",
+        bytes as f64 / (1 << 20) as f64
+    );
     Ok(())
 }
 

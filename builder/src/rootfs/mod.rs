@@ -21,6 +21,7 @@ use crate::cmd::{require_program, Cmd};
 use crate::manifest::Manifest;
 use crate::packages::PackagePlan;
 use crate::progress;
+use sha2::{Digest, Sha256};
 
 /// A finished tree, ready to commit.
 #[derive(Debug, Clone)]
@@ -33,48 +34,53 @@ pub struct Rootfs {
     pub boot_bytes: u64,
 }
 
+/// Where installed trees are kept, by [`installed_key`], under the cache.
+const INSTALLED_DIR: &str = "installed";
+/// How many installed trees the cache keeps (each is a few hundred MB).
+const INSTALLED_KEEP: usize = 2;
+/// Bumped when the install step (mmdebstrap options, hooks) changes.
+const INSTALL_FORMAT: u32 = 1;
+
 /// Builds the tree in `work/rootfs` (replacing what was there).
+///
+/// Installing packages is most of a build. The installed tree (packages,
+/// maintainer scripts, initramfs; nothing of the manifest's own) is kept in
+/// `cache/installed/<key>`, keyed by the resolved package plan, so that a
+/// new version of a manifest that changes only overlays, users, units or
+/// hull itself starts from a copy of it (mkosi calls this incremental).
+/// `reuse_installed = false` (`--refresh`) installs again.
 pub fn build(
     manifest: &Manifest,
     plan: &PackagePlan,
     work: &Path,
-    deb_cache: &Path,
+    cache: &Path,
     agent: &Path,
+    reuse_installed: bool,
 ) -> Result<Rootfs> {
-    require_program("mmdebstrap", "mmdebstrap")?;
     let target = work.join("rootfs");
     remove_tree(&target)?;
     fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    fs::create_dir_all(deb_cache).with_context(|| format!("creating {}", deb_cache.display()))?;
-
-    let dracut_conf = work.join("50-hull.conf");
-    fs::write(&dracut_conf, boot::DRACUT_CONF)
-        .with_context(|| format!("writing {}", dracut_conf.display()))?;
-    let prefs = work.join("hull-exclude.pref");
-    fs::write(&prefs, mmdebstrap::exclude_preferences(&plan.exclude))
-        .with_context(|| format!("writing {}", prefs.display()))?;
-    let package_list = work.join("packages.tsv");
-
-    let spec = mmdebstrap::MmdebstrapSpec {
-        plan,
-        target: target.clone(),
-        deb_cache: deb_cache.to_path_buf(),
-        dracut_conf,
-        apt_preferences: prefs,
-        package_list: package_list.clone(),
+    let key = installed_key(plan)?;
+    let saved = cache.join(INSTALLED_DIR).join(&key);
+    let list = if reuse_installed && saved.join(".complete").is_file() {
+        log::info!("starting from the installed tree {}", saved.display());
+        let bar = progress::spinner("copying the cached installed tree");
+        let copied = Cmd::new("cp")
+            .arg("-a")
+            .arg(saved.join("tree"))
+            .arg(&target)
+            .run();
+        bar.finish_and_clear();
+        copied?;
+        fs::read_to_string(saved.join("packages.tsv"))
+            .with_context(|| format!("reading {}/packages.tsv", saved.display()))?
+    } else {
+        let list = install(plan, work, &target, &cache.join("debs"))?;
+        if let Err(e) = save_installed(cache, &key, &target, &list) {
+            log::warn!("keeping the installed tree for the next build: {e:#}");
+        }
+        list
     };
-    let bar = progress::spinner(&format!(
-        "installing {} packages and their dependencies from {} {}",
-        plan.include.len(),
-        plan.suite,
-        plan.arch.debian()
-    ));
-    let result = mmdebstrap::command(&spec).run();
-    bar.finish_and_clear();
-    result.context("installing packages with mmdebstrap")?;
-
-    let list = fs::read_to_string(&package_list)
-        .with_context(|| format!("reading {}", package_list.display()))?;
     let packages = list
         .lines()
         .filter(|l| !l.is_empty())
@@ -106,6 +112,81 @@ pub fn build(
         packages,
         boot_bytes,
     })
+}
+
+/// Installs the packages with mmdebstrap into `target`; returns the
+/// package list (`name\tversion\tarch` lines).
+fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> Result<String> {
+    require_program("mmdebstrap", "mmdebstrap")?;
+    fs::create_dir_all(deb_cache).with_context(|| format!("creating {}", deb_cache.display()))?;
+    let dracut_conf = work.join("50-hull.conf");
+    fs::write(&dracut_conf, boot::DRACUT_CONF)
+        .with_context(|| format!("writing {}", dracut_conf.display()))?;
+    let prefs = work.join("hull-exclude.pref");
+    fs::write(&prefs, mmdebstrap::exclude_preferences(&plan.exclude))
+        .with_context(|| format!("writing {}", prefs.display()))?;
+    let package_list = work.join("packages.tsv");
+
+    let spec = mmdebstrap::MmdebstrapSpec {
+        plan,
+        target: target.to_path_buf(),
+        deb_cache: deb_cache.to_path_buf(),
+        dracut_conf,
+        apt_preferences: prefs,
+        package_list: package_list.clone(),
+    };
+    let bar = progress::spinner(&format!(
+        "installing {} packages and their dependencies from {} {}",
+        plan.include.len(),
+        plan.suite,
+        plan.arch.debian()
+    ));
+    let result = mmdebstrap::command(&spec).run();
+    bar.finish_and_clear();
+    result.context("installing packages with mmdebstrap")?;
+    fs::read_to_string(&package_list).with_context(|| format!("reading {}", package_list.display()))
+}
+
+/// The cache key of an installed tree: everything the install step reads.
+pub fn installed_key(plan: &PackagePlan) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!("install-format {INSTALL_FORMAT}\n"));
+    h.update(serde_json::to_vec(plan).context("serializing the package plan")?);
+    h.update(boot::DRACUT_CONF.as_bytes());
+    h.update(mmdebstrap::exclude_preferences(&plan.exclude).as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Copies the freshly installed tree into the cache (through a temp name),
+/// dropping the oldest entries beyond [`INSTALLED_KEEP`].
+fn save_installed(cache: &Path, key: &str, tree: &Path, list: &str) -> Result<()> {
+    let dir = cache.join(INSTALLED_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{key}.tmp"));
+    remove_tree(&tmp)?;
+    fs::create_dir_all(&tmp)?;
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(tree)
+        .arg(tmp.join("tree"))
+        .run()?;
+    fs::write(tmp.join("packages.tsv"), list)?;
+    fs::write(tmp.join(".complete"), "")?;
+    let final_dir = dir.join(key);
+    remove_tree(&final_dir)?;
+    fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), final_dir.display()))?;
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort();
+    entries.reverse();
+    for (_, old) in entries.into_iter().skip(INSTALLED_KEEP) {
+        remove_tree(&old)?;
+    }
+    Ok(())
 }
 
 /// Removes a tree that may hold OSTree deployments (immutable directories).
@@ -151,6 +232,39 @@ pub fn tree_size(root: &Dir) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan() -> PackagePlan {
+        PackagePlan {
+            mirror: "http://deb.debian.org/debian".into(),
+            suite: "trixie".into(),
+            arch: crate::manifest::Arch::X86_64,
+            include: vec!["linux-image-cloud-amd64".into(), "systemd".into()],
+            exclude: vec![],
+            release_date: "Sat, 08 Nov 2026 10:00:00 UTC".into(),
+            release_sha256: "ab".repeat(32),
+            versions: Default::default(),
+        }
+    }
+
+    /// The installed tree is reused only for the same resolved plan.
+    #[test]
+    fn installed_key_follows_the_plan() {
+        let a = installed_key(&plan()).unwrap();
+        assert_eq!(a, installed_key(&plan()).unwrap());
+        let mut p = plan();
+        p.include.push("podman".into());
+        assert_ne!(a, installed_key(&p).unwrap());
+        let mut p = plan();
+        p.release_sha256 = "cd".repeat(32);
+        assert_ne!(
+            a,
+            installed_key(&p).unwrap(),
+            "a new archive state installs again"
+        );
+        let mut p = plan();
+        p.exclude.push("nano".into());
+        assert_ne!(a, installed_key(&p).unwrap());
+    }
 
     #[test]
     fn tree_size_counts_hard_links_once() {
