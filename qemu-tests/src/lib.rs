@@ -256,6 +256,11 @@ impl Boot {
         self
     }
 
+    /// The limit per boot in force (default, or from `HULL_TEST_TIMEOUT`).
+    pub fn current_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// One more console substring that fails the boot (case-insensitive).
     pub fn fatal_pattern(mut self, pattern: &str) -> Boot {
         self.fatal_patterns.push(pattern.to_string());
