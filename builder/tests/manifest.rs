@@ -47,7 +47,13 @@ fn shipped_minimal_manifest_loads() {
         ["dpkg-db-backup.timer", "ssh.service", "ssh.socket"]
     );
     assert_eq!(m.packages.exclude, ["containernetworking-plugins"]);
-    assert!(m.units.enable.is_empty());
+    assert_eq!(m.units.enable, ["systemd-networkd.service"]);
+    assert_eq!(
+        m.health.required_units,
+        ["systemd-journald.service", "efi.mount"]
+    );
+    // The shipped example is not updatable: that needs the user's own key.
+    assert_eq!(m.update, None);
     assert_eq!(m.users.len(), 1);
     assert_eq!(m.users[0].name, "core");
     assert!(m.users[0].ssh_authorized_keys.is_empty());
