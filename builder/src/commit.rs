@@ -173,6 +173,31 @@ pub fn commit_tree(
     })
 }
 
+/// A real archive repository in a temp dir with one commit of a tree holding
+/// `usr/file` (`contents`): the fixture of every test that needs a commit.
+#[cfg(test)]
+pub(crate) fn test_repo_with_commit(contents: &[u8]) -> (tempfile::TempDir, ostree::Repo, String) {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    std::fs::create_dir_all(tree.join("usr")).unwrap();
+    std::fs::write(tree.join("usr/file"), contents).unwrap();
+    let repo = open_or_create(&t.path().join("repo")).unwrap();
+    let meta = CommitMeta {
+        version: "1".into(),
+        manifest_sha256: "m".into(),
+        input_sha256: "i".into(),
+        packages: vec![],
+        kver: "6.12".into(),
+        release: "r".into(),
+        boot_bytes: 0,
+        kargs: vec![],
+    };
+    let c = commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
+        .unwrap()
+        .checksum;
+    (t, repo, c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

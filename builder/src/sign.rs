@@ -304,25 +304,7 @@ mod tests {
     use super::*;
 
     fn repo_with_commit() -> (tempfile::TempDir, ostree::Repo, String) {
-        let t = tempfile::tempdir().unwrap();
-        let tree = t.path().join("tree");
-        std::fs::create_dir_all(tree.join("usr")).unwrap();
-        std::fs::write(tree.join("usr/file"), "x").unwrap();
-        let repo = crate::commit::open_or_create(&t.path().join("repo")).unwrap();
-        let meta = crate::commit::CommitMeta {
-            version: "1".into(),
-            manifest_sha256: "m".into(),
-            input_sha256: "i".into(),
-            packages: vec![],
-            kver: "6.12".into(),
-            release: "r".into(),
-            boot_bytes: 0,
-            kargs: vec![],
-        };
-        let c = crate::commit::commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
-            .unwrap()
-            .checksum;
-        (t, repo, c)
+        crate::commit::test_repo_with_commit(b"x")
     }
 
     #[test]

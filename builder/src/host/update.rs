@@ -471,23 +471,8 @@ mod tests {
     /// ostree.sizes as libostree writes it into a real commit.
     #[test]
     fn sizes_of_a_real_commit() {
-        let t = tempfile::tempdir().unwrap();
-        let tree = t.path().join("tree");
-        std::fs::create_dir_all(tree.join("usr")).unwrap();
-        std::fs::write(tree.join("usr/file"), vec![7u8; 5000]).unwrap();
-        let repo = crate::commit::open_or_create(&t.path().join("repo")).unwrap();
-        let meta = crate::commit::CommitMeta {
-            version: "1".into(),
-            manifest_sha256: "m".into(),
-            input_sha256: "i".into(),
-            packages: vec![],
-            kver: "6.12".into(),
-            release: "r".into(),
-            boot_bytes: 0,
-            kargs: vec![],
-        };
-        let c = crate::commit::commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta).unwrap();
-        let (commit, _) = repo.load_commit(&c.checksum).unwrap();
+        let (t, repo, c) = crate::commit::test_repo_with_commit(&[7u8; 5000]);
+        let (commit, _) = repo.load_commit(&c).unwrap();
         let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
         // Everything is present locally: nothing missing.
         assert_eq!(missing_bytes(&repo, &dict).unwrap(), 0);
