@@ -155,6 +155,8 @@ pub fn sync(
 
     // 3. Entries of deployments that are gone, leftover temp files, then
     // kernels nothing names.
+    // Everything written so far is on disk before anything is removed.
+    rustix::fs::syncfs(esp).context("syncing the ESP")?;
     log::info!("ESP: removing what no deployment uses");
     let mut gone: BTreeSet<String> = changes.remove.iter().cloned().collect();
     gone.extend(
@@ -215,16 +217,19 @@ fn write_atomically(esp: &Dir, path: &str, bytes: &[u8]) -> Result<()> {
         }
     };
     let tmp = join(&format!("{TMP_PREFIX}{name}"));
-    {
-        let mut f = esp
-            .create(&tmp)
-            .with_context(|| format!("creating {tmp}"))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {tmp}"))?;
-        f.sync_all().with_context(|| format!("syncing {tmp}"))?;
-    }
+    let mut f = esp
+        .create(&tmp)
+        .with_context(|| format!("creating {tmp}"))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {tmp}"))?;
+    f.sync_all().with_context(|| format!("syncing {tmp}"))?;
     esp.rename(&tmp, esp, path)
         .with_context(|| format!("renaming {tmp} to {path}"))?;
+    // On FAT a file's size and first cluster live in its directory entry,
+    // and a rename makes a new entry that gets them only when the inode is
+    // written back: without this second sync, a power cut after the
+    // directory's sync left entries of 0 bytes (the power-cut test found it).
+    f.sync_all().with_context(|| format!("syncing {path}"))?;
     sync_dir(esp, if dir.is_empty() { "." } else { dir })
 }
 
