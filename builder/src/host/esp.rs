@@ -156,7 +156,14 @@ pub fn sync(
     // 3. Entries of deployments that are gone, leftover temp files, then
     // kernels nothing names.
     // Everything written so far is on disk before anything is removed.
-    rustix::fs::syncfs(esp).context("syncing the ESP")?;
+    let root = rustix::fs::openat(
+        esp,
+        ".",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .context("opening the ESP")?;
+    rustix::fs::syncfs(&root).context("syncing the ESP")?;
     log::info!("ESP: removing what no deployment uses");
     let mut gone: BTreeSet<String> = changes.remove.iter().cloned().collect();
     gone.extend(
