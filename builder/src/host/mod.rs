@@ -172,16 +172,10 @@ impl Host {
         self.sysroot.deployments()
     }
 
-    /// The commit's metadata dictionary from the local repository.
-    pub fn commit_meta(&self, checksum: &str) -> Option<ostree::glib::VariantDict> {
-        let repo = self.sysroot.repo();
-        let (commit, _) = repo.load_commit(checksum).ok()?;
-        Some(ostree::glib::VariantDict::new(Some(&commit.child_value(0))))
-    }
-
+    /// A commit's `version`, from the local repository (None when the
+    /// commit or the key is missing).
     pub fn version_of(&self, checksum: &str) -> Option<String> {
-        self.commit_meta(checksum)?
-            .lookup::<String>("version")
+        crate::commit::metadata_string(&self.sysroot.repo(), checksum, "version")
             .ok()
             .flatten()
     }
