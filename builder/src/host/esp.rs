@@ -156,14 +156,7 @@ pub fn sync(
     // 3. Entries of deployments that are gone, leftover temp files, then
     // kernels nothing names.
     // Everything written so far is on disk before anything is removed.
-    let root = rustix::fs::openat(
-        esp,
-        ".",
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .context("opening the ESP")?;
-    rustix::fs::syncfs(&root).context("syncing the ESP")?;
+    rustix::fs::syncfs(open_readable(esp, ".")?).context("syncing the ESP")?;
     log::info!("ESP: removing what no deployment uses");
     let mut gone: BTreeSet<String> = changes.remove.iter().cloned().collect();
     gone.extend(
@@ -244,19 +237,22 @@ fn sync_dir(esp: &Dir, dir: &str) -> Result<()> {
     if !esp.is_dir(dir) {
         return Ok(());
     }
-    // Opened for reading, relative to the ESP's handle (cap-std's own
-    // directory handles are O_PATH, which fsync refuses); `dir` is one of
-    // hull's fixed relative paths.
+    rustix::fs::fsync(open_readable(esp, dir)?).with_context(|| format!("syncing {dir}"))?;
+    Ok(())
+}
+
+/// A directory of the ESP opened for reading, relative to the ESP's handle:
+/// cap-std's own directory handles are O_PATH, which fsync and syncfs
+/// refuse. `dir` is one of hull's fixed relative paths.
+fn open_readable(esp: &Dir, dir: &str) -> Result<rustix::fd::OwnedFd> {
     use rustix::fs::{Mode, OFlags};
-    let d = rustix::fs::openat(
+    rustix::fs::openat(
         esp,
         dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
     )
-    .with_context(|| format!("opening {dir}"))?;
-    rustix::fs::fsync(&d).with_context(|| format!("syncing {dir}"))?;
-    Ok(())
+    .with_context(|| format!("opening {dir} on the ESP"))
 }
 
 #[cfg(test)]
