@@ -233,22 +233,10 @@ pub fn tree_size(root: &Dir) -> Result<u64> {
 mod tests {
     use super::*;
 
-    fn plan() -> PackagePlan {
-        PackagePlan {
-            mirror: "http://deb.debian.org/debian".into(),
-            suite: "trixie".into(),
-            arch: crate::manifest::Arch::X86_64,
-            include: vec!["linux-image-cloud-amd64".into(), "systemd".into()],
-            exclude: vec![],
-            release_date: "Sat, 08 Nov 2026 10:00:00 UTC".into(),
-            release_sha256: "ab".repeat(32),
-            versions: Default::default(),
-        }
-    }
-
     /// The installed tree is reused only for the same resolved plan.
     #[test]
     fn installed_key_follows_the_plan() {
+        use super::mmdebstrap::tests::plan;
         let a = installed_key(&plan()).unwrap();
         assert_eq!(a, installed_key(&plan()).unwrap());
         let mut p = plan();
