@@ -163,7 +163,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
                 packages: tree.packages.clone(),
                 kver: tree.kver.clone(),
                 boot_bytes: tree.boot_bytes,
-                kargs: boot::kernel_args(arch, &manifest.kernel.cmdline),
+                kargs: boot::kernel_args(arch, &manifest.target(arch).kernel.cmdline),
                 release: format!(
                     "{} {} {}",
                     plan.suite, plan.release_date, plan.release_sha256
@@ -206,7 +206,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     } else {
         let sysroot = work.join("sysroot");
         rootfs::remove_tree(&sysroot)?;
-        let kargs = boot::kernel_args(arch, &manifest.kernel.cmdline);
+        let kargs = boot::kernel_args(arch, &manifest.target(arch).kernel.cmdline);
         let remote = manifest
             .update
             .as_ref()
@@ -293,7 +293,7 @@ pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<Str
     h.update(boot::DRACUT_CONF.as_bytes());
     h.update(boot::HEALTH_UNIT.as_bytes());
     h.update(
-        boot::kernel_args(arch, &manifest.kernel.cmdline)
+        boot::kernel_args(arch, &manifest.target(arch).kernel.cmdline)
             .join(" ")
             .as_bytes(),
     );

@@ -78,8 +78,9 @@ pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackageP
     let release = fetch_release(&archive, cache, Path::new(DEBIAN_KEYRING))?;
     let index = fetch_index(&archive, &release, cache)?;
 
-    let mut include = vec![manifest.kernel.package.clone()];
-    include.extend(manifest.packages.include.iter().cloned());
+    let target = manifest.target(arch);
+    let mut include = vec![target.kernel.package.clone()];
+    include.extend(target.packages.include.iter().cloned());
     let mut seen = HashSet::new();
     include.retain(|p| seen.insert(p.clone()));
 
@@ -89,7 +90,7 @@ pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackageP
         suite: archive.suite,
         arch,
         include,
-        exclude: manifest.packages.exclude.clone(),
+        exclude: target.packages.exclude.clone(),
         release_date: release.date,
         release_sha256: release.sha256,
         versions,

@@ -20,11 +20,22 @@ fn shipped_minimal_manifest_loads() {
     assert_eq!(m.mirror, "http://deb.debian.org/debian");
     assert_eq!(m.arches, [Arch::X86_64]);
     assert_eq!(m.hostname, "hull-minimal");
-    assert_eq!(m.kernel.package, "linux-image-cloud-amd64");
-    assert!(m.kernel.cmdline.is_empty());
+    assert_eq!(
+        m.target(Arch::X86_64).kernel.package,
+        "linux-image-cloud-amd64"
+    );
+    assert!(m.target(Arch::X86_64).kernel.cmdline.is_empty());
+    assert_eq!(
+        m.target(Arch::Aarch64).kernel.package,
+        "linux-image-cloud-arm64"
+    );
     // base.toml's packages first, then minimal.toml's.
     assert_eq!(
-        m.packages.include.first().map(String::as_str),
+        m.target(Arch::X86_64)
+            .packages
+            .include
+            .first()
+            .map(String::as_str),
         Some("systemd")
     );
     for p in [
@@ -36,17 +47,31 @@ fn shipped_minimal_manifest_loads() {
         "crun",
         "openssh-server",
     ] {
-        assert!(m.packages.include.iter().any(|i| i == p), "{p} missing");
+        assert!(
+            m.target(Arch::X86_64)
+                .packages
+                .include
+                .iter()
+                .any(|i| i == p),
+            "{p} missing"
+        );
     }
     assert_eq!(
-        m.packages.include.last().map(String::as_str),
+        m.target(Arch::X86_64)
+            .packages
+            .include
+            .last()
+            .map(String::as_str),
         Some("openssh-server")
     );
     assert_eq!(
         m.units.disable,
         ["dpkg-db-backup.timer", "ssh.service", "ssh.socket"]
     );
-    assert_eq!(m.packages.exclude, ["containernetworking-plugins"]);
+    assert_eq!(
+        m.target(Arch::X86_64).packages.exclude,
+        ["containernetworking-plugins"]
+    );
     assert_eq!(m.units.enable, ["systemd-networkd.service"]);
     assert_eq!(
         m.health.required_units,

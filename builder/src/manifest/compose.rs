@@ -12,6 +12,8 @@
 //! - lists accumulate (`overlays`, `packages.include`, `packages.exclude`,
 //!   `kernel.cmdline`, `units.enable`, `units.disable`, `units.mask`),
 //!   duplicates dropped, keeping the first position;
+//! - `[per-arch.<arch>]` tables merge like the top-level `[packages]` and
+//!   `[kernel]`, each architecture on its own;
 //! - `users` are merged by name: an entry whose name is already present
 //!   replaces that entry, in its place; a new name is appended.
 //!
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use sha2::{Digest, Sha256};
 
-use super::raw::{self, RawManifest, RawUser};
+use super::raw::{self, RawKernel, RawManifest, RawPackages, RawUser};
 use super::SourceFile;
 
 /// The composed manifest and every file it was composed from.
@@ -141,6 +143,7 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         image,
         update,
         health,
+        per_arch,
     } = next;
     replace(&mut acc.name, name);
     replace(&mut acc.version, version);
@@ -150,15 +153,16 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
     replace(&mut acc.arch, arch);
     replace(&mut acc.hostname, hostname);
     accumulate(&mut acc.overlays, overlays);
-    if let Some(p) = packages {
-        let a = acc.packages.get_or_insert_with(Default::default);
-        accumulate(&mut a.include, p.include);
-        accumulate(&mut a.exclude, p.exclude);
-    }
-    if let Some(k) = kernel {
-        let a = acc.kernel.get_or_insert_with(Default::default);
-        replace(&mut a.package, k.package);
-        accumulate(&mut a.cmdline, k.cmdline);
+    merge_packages(&mut acc.packages, packages);
+    merge_kernel(&mut acc.kernel, kernel);
+    for (arch, table) in per_arch.into_iter().flatten() {
+        let a = acc
+            .per_arch
+            .get_or_insert_with(Default::default)
+            .entry(arch)
+            .or_default();
+        merge_packages(&mut a.packages, table.packages);
+        merge_kernel(&mut a.kernel, table.kernel);
     }
     if let Some(u) = units {
         let a = acc.units.get_or_insert_with(Default::default);
@@ -187,6 +191,22 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
     if let Some(h) = health {
         let a = acc.health.get_or_insert_with(Default::default);
         accumulate(&mut a.required_units, h.required_units);
+    }
+}
+
+fn merge_packages(acc: &mut Option<RawPackages>, next: Option<RawPackages>) {
+    if let Some(p) = next {
+        let a = acc.get_or_insert_with(Default::default);
+        accumulate(&mut a.include, p.include);
+        accumulate(&mut a.exclude, p.exclude);
+    }
+}
+
+fn merge_kernel(acc: &mut Option<RawKernel>, next: Option<RawKernel>) {
+    if let Some(k) = next {
+        let a = acc.get_or_insert_with(Default::default);
+        replace(&mut a.package, k.package);
+        accumulate(&mut a.cmdline, k.cmdline);
     }
 }
 
@@ -236,6 +256,48 @@ mod tests {
         let e = r.expect_err("expected an error").to_string();
         assert!(!e.contains('\n'), "error spans lines: {e:?}");
         e
+    }
+
+    #[test]
+    fn per_arch_tables_merge_per_architecture() {
+        let t = tempfile::tempdir().unwrap();
+        write(
+            t.path(),
+            "base.toml",
+            r#"
+[per-arch.aarch64.packages]
+include = ["a", "b"]
+[per-arch.aarch64.kernel]
+package = "k-arm"
+cmdline = ["x"]
+"#,
+        );
+        let top = write(
+            t.path(),
+            "top.toml",
+            r#"
+include = ["base.toml"]
+[per-arch.aarch64.packages]
+include = ["b", "c"]
+exclude = ["d"]
+[per-arch.aarch64.kernel]
+package = "k-arm2"
+cmdline = ["y", "x"]
+[per-arch.x86_64.kernel]
+cmdline = ["z"]
+"#,
+        );
+        let per = compose(&top).unwrap().raw.per_arch.unwrap();
+        let arm = &per["aarch64"];
+        let p = arm.packages.as_ref().unwrap();
+        assert_eq!(p.include.as_ref().unwrap(), &["a", "b", "c"]);
+        assert_eq!(p.exclude.as_ref().unwrap(), &["d"]);
+        let k = arm.kernel.as_ref().unwrap();
+        assert_eq!(k.package.as_deref(), Some("k-arm2"));
+        assert_eq!(k.cmdline.as_ref().unwrap(), &["x", "y"]);
+        let x = per["x86_64"].kernel.as_ref().unwrap();
+        assert_eq!(x.package, None);
+        assert_eq!(x.cmdline.as_ref().unwrap(), &["z"]);
     }
 
     #[test]

@@ -14,13 +14,14 @@ pub mod compose;
 pub mod raw;
 pub mod validate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
 
 /// A CPU architecture an image is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Arch {
     X86_64,
@@ -28,6 +29,9 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Every architecture hull builds.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
     /// The name hull uses in refs and file names (`x86_64`, `aarch64`).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -72,8 +76,9 @@ pub struct Manifest {
     pub mirror: String,
     /// Architectures to build; default `[x86_64]`.
     pub arches: Vec<Arch>,
-    pub packages: Packages,
-    pub kernel: Kernel,
+    /// Packages and kernel per architecture (every one hull knows, listed in
+    /// `arches` or not): the top-level tables with `[per-arch.<arch>]` applied.
+    pub targets: BTreeMap<Arch, Target>,
     /// Overlay directories, resolved and checked to lie under the overlay root.
     pub overlays: Vec<Overlay>,
     pub units: Units,
@@ -91,6 +96,13 @@ pub struct SourceFile {
     pub sha256: String,
 }
 
+/// What is installed for one architecture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub packages: Packages,
+    pub kernel: Kernel,
+}
+
 /// Packages to install besides the kernel, and packages to keep out.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Packages {
@@ -100,7 +112,7 @@ pub struct Packages {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Kernel {
-    /// Debian package of the kernel; default `linux-image-cloud-amd64`.
+    /// Debian package of the kernel; default `linux-image-cloud-<amd64|arm64>`.
     pub package: String,
     /// Extra kernel command-line arguments, after hull's own.
     pub cmdline: Vec<String>,
@@ -169,6 +181,11 @@ impl Manifest {
     pub fn load(path: &Path) -> Result<Manifest> {
         let composed = compose::compose(path)?;
         validate::validate(path, composed)
+    }
+
+    /// The packages and kernel of `arch`.
+    pub fn target(&self, arch: Arch) -> &Target {
+        &self.targets[&arch]
     }
 
     /// The OSTree ref this manifest commits to for `arch`.

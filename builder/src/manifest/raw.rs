@@ -7,6 +7,7 @@
 //! Errors are one line: `<file>:<line>:<col>: <key path>: <message>`, the key
 //! path as serde saw it (`packages.include[1]`, `users[0].name`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -35,6 +36,18 @@ pub struct RawManifest {
     pub image: Option<RawImage>,
     pub update: Option<RawUpdate>,
     pub health: Option<RawHealth>,
+    /// `[per-arch.<arch>]`: packages and kernel settings for one architecture,
+    /// by hull's architecture name (checked in [`super::validate`]).
+    pub per_arch: Option<BTreeMap<String, RawPerArch>>,
+}
+
+/// `[per-arch.<arch>]`: added to (lists) or replacing (scalars) the
+/// top-level `[packages]` and `[kernel]` when building that architecture.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPerArch {
+    pub packages: Option<RawPackages>,
+    pub kernel: Option<RawKernel>,
 }
 
 /// `[packages]`
@@ -321,6 +334,40 @@ esp-size = 536870912
         let i = raw.image.unwrap();
         assert_eq!(i.size, Some(RawSize::Text("8G".into())));
         assert_eq!(i.esp_size, Some(RawSize::Bytes(536870912)));
+    }
+
+    #[test]
+    fn per_arch_tables_parse_and_refuse_other_keys() {
+        let raw = parse(
+            r#"
+[per-arch.aarch64.packages]
+include = ["u-boot-tools"]
+exclude = ["grub-efi-amd64"]
+[per-arch.aarch64.kernel]
+package = "linux-image-cloud-arm64"
+cmdline = ["earlycon"]
+[per-arch.x86_64.kernel]
+cmdline = ["mitigations=auto"]
+"#,
+        )
+        .unwrap();
+        let per = raw.per_arch.unwrap();
+        let arm = &per["aarch64"];
+        let p = arm.packages.as_ref().unwrap();
+        assert_eq!(p.include.as_deref(), Some(&["u-boot-tools".to_owned()][..]));
+        assert_eq!(
+            p.exclude.as_deref(),
+            Some(&["grub-efi-amd64".to_owned()][..])
+        );
+        let k = arm.kernel.as_ref().unwrap();
+        assert_eq!(k.package.as_deref(), Some("linux-image-cloud-arm64"));
+        assert_eq!(k.cmdline.as_deref(), Some(&["earlycon".to_owned()][..]));
+        assert!(per["x86_64"].packages.is_none());
+        let e = err("[per-arch.aarch64]
+name = \"x\"\n");
+        assert!(e.contains(": per-arch.aarch64.name: unknown field"), "{e}");
+        let e = err("[per-arch.aarch64.kernel]\npackage = 3\n");
+        assert!(e.contains("per-arch.aarch64.kernel.package: "), "{e}");
     }
 
     #[test]

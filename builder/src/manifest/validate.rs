@@ -14,17 +14,26 @@ use sha2::{Digest, Sha256};
 
 use super::compose::Composed;
 use super::raw::{
-    RawHealth, RawImage, RawKernel, RawManifest, RawPackages, RawSize, RawUnits, RawUpdate, RawUser,
+    RawHealth, RawImage, RawKernel, RawManifest, RawPackages, RawPerArch, RawSize, RawUnits,
+    RawUpdate, RawUser,
 };
 use super::{
-    Arch, Health, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, TrustedKey, Units,
-    Update, User,
+    Arch, Health, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, Target, TrustedKey,
+    Units, Update, User,
 };
 
 pub const DEFAULT_STREAM: &str = "stable";
 pub const DEFAULT_SUITE: &str = "trixie";
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
-pub const DEFAULT_KERNEL: &str = "linux-image-cloud-amd64";
+
+/// The kernel package when the manifest names none for `arch`: Debian's
+/// cloud flavour, which leaves out drivers for hardware a VM never sees.
+pub fn default_kernel(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "linux-image-cloud-amd64",
+        Arch::Aarch64 => "linux-image-cloud-arm64",
+    }
+}
 pub const DEFAULT_IMAGE_SIZE: u64 = 4 << 30;
 pub const DEFAULT_ESP_SIZE: u64 = 256 << 20;
 /// The smallest ESP hull accepts.
@@ -81,6 +90,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         image,
         update,
         health,
+        per_arch,
     } = raw;
 
     let name = name.ok_or_else(|| cx.err("name", "required"))?;
@@ -109,8 +119,12 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
             name.clone()
         }
     };
-    let packages = packages_of(&cx, packages.unwrap_or_default())?;
-    let kernel = kernel_of(&cx, kernel.unwrap_or_default(), &packages)?;
+    let targets = targets_of(
+        &cx,
+        packages.unwrap_or_default(),
+        kernel.unwrap_or_default(),
+        per_arch.unwrap_or_default(),
+    )?;
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
     let image = image_of(&cx, image.unwrap_or_default())?;
@@ -129,8 +143,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         suite,
         mirror,
         arches,
-        packages,
-        kernel,
+        targets,
         overlays,
         units,
         users,
@@ -185,16 +198,7 @@ fn arches(cx: &Cx, arch: Option<Vec<String>>) -> Result<Vec<Arch>> {
     }
     let mut out = Vec::new();
     for (i, a) in list.iter().enumerate() {
-        let arch = match a.as_str() {
-            "x86_64" => Arch::X86_64,
-            "aarch64" => Arch::Aarch64,
-            _ => {
-                return Err(cx.err(
-                    &format!("arch[{i}]"),
-                    format!("unknown architecture {a:?} (expected \"x86_64\" or \"aarch64\")"),
-                ))
-            }
-        };
+        let arch = arch_named(a).map_err(|m| cx.err(&format!("arch[{i}]"), m))?;
         if !out.contains(&arch) {
             out.push(arch);
         }
@@ -202,45 +206,155 @@ fn arches(cx: &Cx, arch: Option<Vec<String>>) -> Result<Vec<Arch>> {
     Ok(out)
 }
 
-fn packages_of(cx: &Cx, p: RawPackages) -> Result<Packages> {
-    let include = p.include.unwrap_or_default();
-    let exclude = p.exclude.unwrap_or_default();
-    for (key, list) in [
-        ("packages.include", &include),
-        ("packages.exclude", &exclude),
-    ] {
-        for (i, pkg) in list.iter().enumerate() {
-            check_package(pkg).map_err(|m| cx.err(&format!("{key}[{i}]"), m))?;
-        }
-    }
-    let included: HashSet<&String> = include.iter().collect();
-    if let Some((i, pkg)) = exclude
-        .iter()
-        .enumerate()
-        .find(|(_, p)| included.contains(p))
-    {
-        return Err(cx.err(
-            &format!("packages.exclude[{i}]"),
-            format!("{pkg} is also in packages.include"),
-        ));
-    }
-    Ok(Packages { include, exclude })
+/// hull's architecture names, as `arch` and `[per-arch.<arch>]` spell them.
+fn arch_named(a: &str) -> Result<Arch, String> {
+    Arch::ALL
+        .into_iter()
+        .find(|x| x.as_str() == a)
+        .ok_or_else(|| format!("unknown architecture {a:?} (expected \"x86_64\" or \"aarch64\")"))
 }
 
-fn kernel_of(cx: &Cx, k: RawKernel, packages: &Packages) -> Result<Kernel> {
-    let package = k.package.unwrap_or_else(|| DEFAULT_KERNEL.to_owned());
-    check_package(&package).map_err(|m| cx.err("kernel.package", m))?;
-    if packages.exclude.contains(&package) {
-        return Err(cx.err(
-            "kernel.package",
-            format!("{package} is also in packages.exclude"),
-        ));
+/// A list item and the key it was written under, for errors about the
+/// merged lists.
+struct Item<'a> {
+    key: String,
+    value: &'a str,
+}
+
+/// `items` of `list` at `key`, each checked with `check`.
+fn items<'a>(
+    cx: &Cx,
+    key: &str,
+    list: &'a [String],
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Vec<Item<'a>>> {
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = format!("{key}[{i}]");
+            check(v).map_err(|m| cx.err(&key, m))?;
+            Ok(Item { key, value: v })
+        })
+        .collect()
+}
+
+/// The top-level `[packages]` and `[kernel]` with each architecture's
+/// `[per-arch.<arch>]` applied: its lists appended (duplicates dropped), its
+/// `kernel.package` replacing the top-level one. Every architecture gets a
+/// target, listed in `arch` or not, so `hull build --arch` can build any.
+fn targets_of(
+    cx: &Cx,
+    packages: RawPackages,
+    kernel: RawKernel,
+    per_arch: BTreeMap<String, RawPerArch>,
+) -> Result<BTreeMap<Arch, Target>> {
+    let mut tables = BTreeMap::new();
+    for (name, table) in per_arch {
+        let arch = arch_named(&name).map_err(|m| cx.err(&format!("per-arch.{name}"), m))?;
+        tables.insert(arch, table);
     }
-    let cmdline = k.cmdline.unwrap_or_default();
-    for (i, arg) in cmdline.iter().enumerate() {
-        check_karg(arg).map_err(|m| cx.err(&format!("kernel.cmdline[{i}]"), m))?;
+    let include = packages.include.unwrap_or_default();
+    let exclude = packages.exclude.unwrap_or_default();
+    let cmdline = kernel.cmdline.unwrap_or_default();
+    let common_include = items(cx, "packages.include", &include, check_package)?;
+    let common_exclude = items(cx, "packages.exclude", &exclude, check_package)?;
+    let common_cmdline = items(cx, "kernel.cmdline", &cmdline, check_karg)?;
+    let mut out = BTreeMap::new();
+    for arch in Arch::ALL {
+        let table = tables.remove(&arch).unwrap_or_default();
+        let p = table.packages.unwrap_or_default();
+        let k = table.kernel.unwrap_or_default();
+        let at = format!("per-arch.{arch}");
+        let (arch_include, arch_exclude, arch_cmdline) = (
+            p.include.unwrap_or_default(),
+            p.exclude.unwrap_or_default(),
+            k.cmdline.unwrap_or_default(),
+        );
+        let include = merged(
+            &common_include,
+            items(
+                cx,
+                &format!("{at}.packages.include"),
+                &arch_include,
+                check_package,
+            )?,
+        );
+        let exclude = merged(
+            &common_exclude,
+            items(
+                cx,
+                &format!("{at}.packages.exclude"),
+                &arch_exclude,
+                check_package,
+            )?,
+        );
+        let cmdline = merged(
+            &common_cmdline,
+            items(
+                cx,
+                &format!("{at}.kernel.cmdline"),
+                &arch_cmdline,
+                check_karg,
+            )?,
+        );
+        let included: HashSet<&str> = include.iter().map(|i| i.value).collect();
+        if let Some(e) = exclude.iter().find(|e| included.contains(e.value)) {
+            let with = include.iter().find(|i| i.value == e.value).expect("found");
+            return Err(cx.err(
+                &e.key,
+                format!("{} is also in {}", e.value, strip_index(&with.key)),
+            ));
+        }
+        let (package_key, package) = match (k.package, &kernel.package) {
+            (Some(p), _) => (format!("{at}.kernel.package"), p),
+            (None, Some(p)) => ("kernel.package".to_owned(), p.clone()),
+            (None, None) => ("kernel.package".to_owned(), default_kernel(arch).to_owned()),
+        };
+        check_package(&package).map_err(|m| cx.err(&package_key, m))?;
+        if let Some(e) = exclude.iter().find(|e| e.value == package) {
+            return Err(cx.err(
+                &package_key,
+                format!("{package} is also in {}", strip_index(&e.key)),
+            ));
+        }
+        let values = |list: &[Item]| list.iter().map(|i| i.value.to_owned()).collect();
+        out.insert(
+            arch,
+            Target {
+                packages: Packages {
+                    include: values(&include),
+                    exclude: values(&exclude),
+                },
+                kernel: Kernel {
+                    package,
+                    cmdline: values(&cmdline),
+                },
+            },
+        );
     }
-    Ok(Kernel { package, cmdline })
+    Ok(out)
+}
+
+/// `common` then the items of `extra` not already in it.
+fn merged<'a>(common: &[Item<'a>], extra: Vec<Item<'a>>) -> Vec<Item<'a>> {
+    let mut out: Vec<Item<'a>> = common
+        .iter()
+        .map(|i| Item {
+            key: i.key.clone(),
+            value: i.value,
+        })
+        .collect();
+    for item in extra {
+        if !out.iter().any(|o| o.value == item.value) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// `packages.include[3]` → `packages.include`.
+fn strip_index(key: &str) -> &str {
+    key.rsplit_once('[').map_or(key, |(k, _)| k)
 }
 
 fn units_of(cx: &Cx, u: RawUnits) -> Result<Units> {
@@ -949,8 +1063,13 @@ mod tests {
         assert_eq!(m.suite, "trixie");
         assert_eq!(m.mirror, "http://deb.debian.org/debian");
         assert_eq!(m.arches, [Arch::X86_64]);
-        assert_eq!(m.kernel.package, "linux-image-cloud-amd64");
-        assert!(m.kernel.cmdline.is_empty());
+        let x86 = m.target(Arch::X86_64);
+        assert_eq!(x86.kernel.package, "linux-image-cloud-amd64");
+        assert!(x86.kernel.cmdline.is_empty());
+        assert_eq!(x86.packages, Packages::default());
+        let arm = m.target(Arch::Aarch64);
+        assert_eq!(arm.kernel.package, "linux-image-cloud-arm64");
+        assert_eq!(arm.packages, Packages::default());
         assert_eq!(m.hostname, "demo");
         assert_eq!(
             m.image,
@@ -959,7 +1078,6 @@ mod tests {
                 esp_size: 256 << 20
             }
         );
-        assert_eq!(m.packages, Packages::default());
         assert_eq!(m.units, Units::default());
         assert!(m.users.is_empty());
         assert!(m.overlays.is_empty());
@@ -1025,10 +1143,13 @@ required-units = ["podman.socket", "efi.mount"]
         assert_eq!(m.mirror, "https://deb.example.org/debian/");
         assert_eq!(m.arches, [Arch::Aarch64, Arch::X86_64]);
         assert_eq!(m.hostname, "demo-1.example.org");
-        assert_eq!(m.packages.include, ["podman", "g++", "libstdc++6"]);
-        assert_eq!(m.packages.exclude, ["nano"]);
-        assert_eq!(m.kernel.package, "linux-image-amd64");
-        assert_eq!(m.kernel.cmdline, ["quiet", "console=ttyS0,115200"]);
+        for arch in Arch::ALL {
+            let t = m.target(arch);
+            assert_eq!(t.packages.include, ["podman", "g++", "libstdc++6"]);
+            assert_eq!(t.packages.exclude, ["nano"]);
+            assert_eq!(t.kernel.package, "linux-image-amd64");
+            assert_eq!(t.kernel.cmdline, ["quiet", "console=ttyS0,115200"]);
+        }
         assert_eq!(m.units.enable, ["podman.socket", "getty@tty1.service"]);
         assert_eq!(m.units.disable, ["ssh.service"]);
         assert_eq!(m.units.mask.len(), 2);
@@ -1201,6 +1322,84 @@ required-units = ["podman.socket", "efi.mount"]
             &with("[packages]\nexclude = [\"linux-image-cloud-amd64\"]\n"),
             "kernel.package",
         );
+    }
+
+    #[test]
+    fn per_arch_tables_apply_to_their_architecture_only() {
+        let m = load(&with(
+            r#"
+[packages]
+include = ["podman"]
+exclude = ["nano"]
+[kernel]
+cmdline = ["quiet"]
+[per-arch.aarch64.packages]
+include = ["u-boot-tools", "podman"]
+exclude = ["vim"]
+[per-arch.aarch64.kernel]
+package = "linux-image-arm64"
+cmdline = ["earlycon", "quiet"]
+[per-arch.x86_64.kernel]
+cmdline = ["mitigations=auto"]
+"#,
+        ))
+        .unwrap();
+        let arm = m.target(Arch::Aarch64);
+        assert_eq!(arm.packages.include, ["podman", "u-boot-tools"]);
+        assert_eq!(arm.packages.exclude, ["nano", "vim"]);
+        assert_eq!(arm.kernel.package, "linux-image-arm64");
+        assert_eq!(arm.kernel.cmdline, ["quiet", "earlycon"]);
+        let x86 = m.target(Arch::X86_64);
+        assert_eq!(x86.packages.include, ["podman"]);
+        assert_eq!(x86.packages.exclude, ["nano"]);
+        assert_eq!(x86.kernel.package, "linux-image-cloud-amd64");
+        assert_eq!(x86.kernel.cmdline, ["quiet", "mitigations=auto"]);
+
+        // A top-level kernel.package holds for every architecture without its own.
+        let m = load(&with(
+            "[kernel]\npackage = \"linux-image-amd64\"\n[per-arch.aarch64.kernel]\npackage = \"linux-image-cloud-arm64\"\n",
+        ))
+        .unwrap();
+        assert_eq!(m.target(Arch::X86_64).kernel.package, "linux-image-amd64");
+        assert_eq!(
+            m.target(Arch::Aarch64).kernel.package,
+            "linux-image-cloud-arm64"
+        );
+    }
+
+    #[test]
+    fn per_arch_rules() {
+        // (manifest fragment, key named in the error, text the error holds)
+        let cases = [
+            ("[per-arch.mips.kernel]\ncmdline = []\n", "per-arch.mips", "unknown architecture"),
+            ("[per-arch.aarch64.packages]\ninclude = [\"a\"]\n", "per-arch.aarch64.packages.include[0]", "\"a\""),
+            ("[per-arch.aarch64.kernel]\npackage = \"bad name\"\n", "per-arch.aarch64.kernel.package", "bad name"),
+            ("[per-arch.x86_64.kernel]\ncmdline = [\"root=/dev/sda\"]\n", "per-arch.x86_64.kernel.cmdline[0]", "hull sets root="),
+            (
+                "[packages]\ninclude = [\"vim\"]\n[per-arch.aarch64.packages]\nexclude = [\"vim\"]\n",
+                "per-arch.aarch64.packages.exclude[0]",
+                "vim is also in packages.include",
+            ),
+            (
+                "[packages]\nexclude = [\"vim\"]\n[per-arch.aarch64.packages]\ninclude = [\"vim\"]\n",
+                "packages.exclude[0]",
+                "vim is also in per-arch.aarch64.packages.include",
+            ),
+            (
+                "[per-arch.aarch64.packages]\nexclude = [\"linux-image-cloud-arm64\"]\n",
+                "kernel.package",
+                "also in per-arch.aarch64.packages.exclude",
+            ),
+            (
+                "[packages]\nexclude = [\"k\\u0031\"]\n[per-arch.aarch64.kernel]\npackage = \"k1\"\n",
+                "per-arch.aarch64.kernel.package",
+                "k1 is also in packages.exclude",
+            ),
+        ];
+        for (fragment, key, text) in cases {
+            let e = fails(&with(fragment), key);
+            assert!(e.contains(text), "{fragment:?}: {e}");
+        }
     }
 
     #[test]
