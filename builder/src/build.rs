@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
-use crate::{boot, bootloader, commit, deploy, image, packages, rootfs, sign};
+use crate::{binfmt, boot, bootloader, commit, deploy, image, packages, rootfs, sign};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
@@ -94,12 +94,6 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     if !manifest.arches.contains(&arch) && opts.arch.is_some() {
         log::info!("building {arch}, which the manifest does not list, as asked");
     }
-    if arch != Arch::X86_64 {
-        bail!(
-            "{}: arch: {arch} images cannot be built yet (x86_64 only)",
-            manifest.path.display()
-        );
-    }
     let sign_key = match &opts.sign_key {
         Some(p) => Some(sign::load_secret(p)?),
         None if manifest.update.is_some() => bail!(
@@ -152,6 +146,8 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
             (c, pkgs, true)
         }
         None => {
+            // Before anything is downloaded: can this machine run the tree's programs?
+            binfmt::ensure(arch)?;
             let plan = stages.run("packages", || packages::resolve(&manifest, arch, &cache))?;
             let tree = stages.run("rootfs", || {
                 rootfs::build(&manifest, &plan, &work, &cache, &opts.agent, !opts.refresh)

@@ -5,6 +5,7 @@
 //! [`image`] (with [`bootloader`] planning the ESP); [`build`] runs them in
 //! order; [`qemu`] boots the result; [`cli`] is the command line.
 
+pub mod binfmt;
 pub mod boot;
 pub mod bootloader;
 pub mod build;
