@@ -1,4 +1,5 @@
-//! `hull build`: runs the stages in order and writes out/build.json.
+//! `hull build`: runs the stages in order, for each architecture, and writes
+//! out/build-<arch>.json (and out/build.json, the last one built).
 //!
 //! manifest → packages → rootfs → commit → deploy → image, each timed. A
 //! digest of every input (the manifest files, the overlays, hull's own tree
@@ -33,8 +34,10 @@ pub struct BuildOptions {
     pub arch: Option<Arch>,
     /// Ignore the cached tree and resolve packages from the mirror again.
     pub refresh: bool,
-    /// The hull binary installed as the on-host agent (/usr/bin/hull).
-    pub agent: PathBuf,
+    /// hull binaries to install as the on-host agent (/usr/bin/hull), at
+    /// most one per architecture: each build takes the one whose ELF header
+    /// names its architecture.
+    pub agents: Vec<PathBuf>,
     /// Secret ed25519 key that signs the commit (never copied anywhere).
     pub sign_key: Option<PathBuf>,
 }
@@ -74,24 +77,100 @@ impl Stages {
     }
 }
 
-/// The JSON file describing the last build in `out`.
+/// The JSON file describing the last build in `out`, of any architecture.
 pub fn report_path(out: &Path) -> PathBuf {
     out.join("build.json")
 }
 
+/// The JSON file describing the last build of `arch` in `out`.
+pub fn arch_report_path(out: &Path, arch: Arch) -> PathBuf {
+    out.join(format!("build-{arch}.json"))
+}
+
 /// Reads out/build.json.
 pub fn read_report(out: &Path) -> Result<BuildReport> {
-    let path = report_path(out);
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    read_report_at(&report_path(out))
+}
+
+fn read_report_at(path: &Path) -> Result<BuildReport> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Runs a build; returns the report also written to `out/build.json`.
+/// The architectures a build makes: `--arch` when given, else every one the
+/// manifest lists, in its order.
+pub fn build_arches(manifest: &Manifest, asked: Option<Arch>) -> Vec<Arch> {
+    match asked {
+        Some(a) => vec![a],
+        None => manifest.arches.clone(),
+    }
+}
+
+/// Builds every architecture of [`build_arches`], one after the other, into
+/// the same out/repo; returns one report per architecture.
+pub fn run_builds(opts: &BuildOptions) -> Result<Vec<BuildReport>> {
+    let mut stages = Stages::default();
+    let manifest = stages.run("manifest", || Manifest::load(&opts.manifest))?;
+    let arches = build_arches(&manifest, opts.arch);
+    let mut reports = Vec::new();
+    for arch in arches {
+        let agent = agent_for(opts, arch)?;
+        let mut arch_stages = Stages(stages.0.clone());
+        reports.push(
+            build_arch(opts, &manifest, arch, &agent, &mut arch_stages)
+                .with_context(|| format!("building {arch}"))?,
+        );
+    }
+    Ok(reports)
+}
+
+/// The agent of `opts.agents` built for `arch`.
+pub fn agent_for(opts: &BuildOptions, arch: Arch) -> Result<PathBuf> {
+    let mut seen = Vec::new();
+    for path in &opts.agents {
+        let found = rootfs::agent::file_arch(path)?;
+        if found == Some(arch) {
+            return Ok(path.clone());
+        }
+        seen.push(format!(
+            "{} ({})",
+            path.display(),
+            found.map_or("not an x86_64 or aarch64 ELF executable", Arch::as_str)
+        ));
+    }
+    bail!(
+        "no hull agent built for {arch} among {}: build one (cargo build --release -p hull{}) and \
+         give it with --agent PATH",
+        if seen.is_empty() {
+            "none".to_owned()
+        } else {
+            seen.join(", ")
+        },
+        match arch {
+            Arch::X86_64 => " --target x86_64-unknown-linux-gnu",
+            Arch::Aarch64 => " --target aarch64-unknown-linux-gnu",
+        }
+    )
+}
+
+/// Builds one architecture: `--arch` when given, else the manifest's first.
+/// Returns the report also written to `out/build.json`.
 pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     let mut stages = Stages::default();
     let manifest = stages.run("manifest", || Manifest::load(&opts.manifest))?;
     let arch = opts.arch.unwrap_or(manifest.arches[0]);
-    if !manifest.arches.contains(&arch) && opts.arch.is_some() {
+    let agent = agent_for(opts, arch)?;
+    build_arch(opts, &manifest, arch, &agent, &mut stages)
+}
+
+fn build_arch(
+    opts: &BuildOptions,
+    manifest: &Manifest,
+    arch: Arch,
+    agent: &Path,
+    stages: &mut Stages,
+) -> Result<BuildReport> {
+    if !manifest.arches.contains(&arch) {
         log::info!("building {arch}, which the manifest does not list, as asked");
     }
     let sign_key = match &opts.sign_key {
@@ -124,7 +203,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     let work = out.join(".work").join(arch.as_str());
     let _cleanup = RemoveOnDrop(work.clone());
     let ostree_ref = manifest.ostree_ref(arch);
-    let input = input_digest(&manifest, arch, &opts.agent)?;
+    let input = input_digest(manifest, arch, agent)?;
 
     let repo_path = out.join("repo");
     let repo = commit::open_or_create(&repo_path)?;
@@ -148,9 +227,9 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
         None => {
             // Before anything is downloaded: can this machine run the tree's programs?
             binfmt::ensure(arch)?;
-            let plan = stages.run("packages", || packages::resolve(&manifest, arch, &cache))?;
+            let plan = stages.run("packages", || packages::resolve(manifest, arch, &cache))?;
             let tree = stages.run("rootfs", || {
-                rootfs::build(&manifest, &plan, &work, &cache, &opts.agent, !opts.refresh)
+                rootfs::build(manifest, &plan, &work, &cache, agent, !opts.refresh)
             })?;
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),
@@ -182,7 +261,9 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
         .with_context(|| format!("writing the summary of {}", repo_path.display()))?;
 
     let image_path = out.join(format!("{}-{}.raw", manifest.name, arch));
-    let previous = read_report(&out).ok();
+    let previous = read_report_at(&arch_report_path(&out, arch))
+        .or_else(|_| read_report(&out))
+        .ok();
     let image_current = tree_reused
         && previous.as_ref().is_some_and(|r| {
             r.commit == checksum
@@ -223,7 +304,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
             ambient_authority(),
         )?)?;
         let report = stages.run("image", || {
-            write_image(&manifest, arch, &deployed, &image_path)
+            write_image(manifest, arch, &deployed, &image_path)
         })?;
         rootfs::remove_tree(&sysroot)?;
         (report.size, rootfs_size)
@@ -240,9 +321,10 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
         image_size,
         rootfs_size,
         package_count: packages.len(),
-        stage_seconds: stages.0,
+        stage_seconds: stages.0.clone(),
         up_to_date: image_current,
     };
+    write_json_atomically(&arch_report_path(&out, arch), &report)?;
     write_json_atomically(&report_path(&out), &report)?;
     Ok(report)
 }
@@ -368,5 +450,71 @@ impl Drop for RemoveOnDrop {
         if let Some(parent) = self.0.parent() {
             let _ = fs::remove_dir(parent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf(dir: &Path, name: &str, machine: u16) -> PathBuf {
+        let mut bytes = b"\x7fELF".to_vec();
+        bytes.resize(20, 0);
+        bytes[18..20].copy_from_slice(&machine.to_le_bytes());
+        let p = dir.join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn opts(agents: Vec<PathBuf>) -> BuildOptions {
+        BuildOptions {
+            manifest: "m.toml".into(),
+            out: "out".into(),
+            arch: None,
+            refresh: false,
+            agents,
+            sign_key: None,
+        }
+    }
+
+    #[test]
+    fn arches_built() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("m.toml");
+        fs::write(
+            &path,
+            "name = \"m\"\nversion = \"1\"\narch = [\"aarch64\", \"x86_64\"]\n",
+        )
+        .unwrap();
+        let m = Manifest::load(&path).unwrap();
+        // (--arch, architectures built)
+        let cases = [
+            (None, vec![Arch::Aarch64, Arch::X86_64]),
+            (Some(Arch::X86_64), vec![Arch::X86_64]),
+            (Some(Arch::Aarch64), vec![Arch::Aarch64]),
+        ];
+        for (asked, want) in cases {
+            assert_eq!(build_arches(&m, asked), want, "{asked:?}");
+        }
+    }
+
+    #[test]
+    fn each_arch_gets_the_agent_built_for_it() {
+        let t = tempfile::tempdir().unwrap();
+        let x86 = elf(t.path(), "hull-x86", 62);
+        let arm = elf(t.path(), "hull-arm", 183);
+        let o = opts(vec![arm.clone(), x86.clone()]);
+        assert_eq!(agent_for(&o, Arch::X86_64).unwrap(), x86);
+        assert_eq!(agent_for(&o, Arch::Aarch64).unwrap(), arm);
+        let e = format!(
+            "{:#}",
+            agent_for(&opts(vec![x86]), Arch::Aarch64).unwrap_err()
+        );
+        assert!(
+            e.contains("no hull agent built for aarch64")
+                && e.contains("hull-x86 (x86_64)")
+                && e.contains("--target aarch64-unknown-linux-gnu"),
+            "{e}"
+        );
     }
 }

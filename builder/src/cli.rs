@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::host::{self, Host, HostPaths};
 
-use crate::build::{run_build, BuildOptions};
+use crate::build::{run_builds, BuildOptions};
 use crate::manifest::{Arch, Manifest};
 
 /// Build minimal, immutable container-host OS images from one TOML manifest.
@@ -92,7 +92,7 @@ pub struct BuildArgs {
     /// Output directory: repo/ (OSTree, archive mode), <name>-<arch>.raw, build.json, cache/.
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Build for this architecture instead of the manifest's.
+    /// Build only this architecture instead of every one the manifest lists.
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<Arch>,
     /// Rebuild even when a commit from the same inputs exists, resolving packages anew.
@@ -102,9 +102,11 @@ pub struct BuildArgs {
     /// when the manifest has [update]. Never copied into the image or repo.
     #[arg(long)]
     pub sign_key: Option<PathBuf>,
-    /// The hull binary to install as /usr/bin/hull (default: this one).
+    /// A hull binary to install as /usr/bin/hull; repeat it with one per
+    /// architecture: each image gets the one built for it. Default: this
+    /// one, for its own architecture.
     #[arg(long)]
-    pub agent: Option<PathBuf>,
+    pub agent: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -131,19 +133,19 @@ where
     init_logging(cli.verbose);
     match cli.command {
         Command::Build(a) => {
-            let agent = match a.agent {
-                Some(p) => p,
-                None => std::env::current_exe().context("finding the hull binary")?,
-            };
-            let report = run_build(&BuildOptions {
+            let mut agents = a.agent;
+            agents.push(std::env::current_exe().context("finding the hull binary")?);
+            let reports = run_builds(&BuildOptions {
                 manifest: a.manifest,
                 out: a.out,
                 arch: a.arch,
                 refresh: a.refresh,
-                agent,
+                agents,
                 sign_key: a.sign_key,
             })?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            for report in reports {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
             Ok(())
         }
         Command::Keygen(a) => {
@@ -265,6 +267,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["hull", "build", "m.toml", "--arch", "mips"]).is_err());
+        let cli = Cli::try_parse_from(["hull", "build", "m.toml", "--agent", "a", "--agent", "b"])
+            .unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!()
+        };
+        assert_eq!(b.agent, [PathBuf::from("a"), PathBuf::from("b")]);
         assert!(Cli::try_parse_from(["hull", "build"]).is_err());
     }
 

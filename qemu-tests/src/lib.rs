@@ -99,24 +99,35 @@ pub fn log_dir() -> PathBuf {
     target.join("qemu-logs")
 }
 
-/// The hull binary the test images carry as /usr/bin/hull: `$HULL_AGENT`,
-/// else the release build in the target directory (`cargo build --release
-/// -p hull`; qemu-tests/run-tests.sh builds it).
-pub fn agent() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("HULL_AGENT").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
+/// The hull binaries the test images carry as /usr/bin/hull, one per
+/// architecture (the build picks by ELF header): `$HULL_AGENT`, else the
+/// release build in the target directory (`cargo build --release -p hull`),
+/// required; and `$HULL_AGENT_AARCH64`, else the aarch64 cross build
+/// (`cargo build --release -p hull --target aarch64-unknown-linux-gnu`),
+/// when present. qemu-tests/run-tests.sh builds both.
+pub fn agents() -> Result<Vec<PathBuf>> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let path = target.join("release/hull");
-    if !path.is_file() {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    };
+    let native = var("HULL_AGENT").unwrap_or_else(|| target.join("release/hull"));
+    if !native.is_file() {
         bail!(
             "{} is missing: build the on-host agent first (cargo build --release -p hull) or set HULL_AGENT",
-            path.display()
+            native.display()
         );
     }
-    Ok(path)
+    let mut agents = vec![native];
+    let cross = var("HULL_AGENT_AARCH64")
+        .unwrap_or_else(|| target.join("aarch64-unknown-linux-gnu/release/hull"));
+    if cross.is_file() {
+        agents.push(cross);
+    }
+    Ok(agents)
 }
 
 /// Builds `manifest` (relative to the workspace) into [`test_out`] and
@@ -130,7 +141,7 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
         out: test_out(),
         arch: None,
         refresh: false,
-        agent: agent()?,
+        agents: agents()?,
         sign_key: None,
     };
     let start = Instant::now();

@@ -18,7 +18,7 @@ use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
 
-use crate::{agent, test_out, workspace_root};
+use crate::{agents, test_out, workspace_root};
 
 /// Boot tries the test images give a new deployment.
 pub const BOOT_TRIES: u32 = 2;
@@ -130,7 +130,7 @@ fn build_into(
         out: out.to_path_buf(),
         arch: None,
         refresh: false,
-        agent: agent()?,
+        agents: agents()?,
         sign_key: Some(keys.join("trusted")),
     };
     let start = std::time::Instant::now();

@@ -29,7 +29,7 @@ fn build_err(dir: &Path, extra: &str) -> String {
         out: out.clone(),
         arch: None,
         refresh: false,
-        agent: hull_qemu_tests::agent().expect("the hull agent"),
+        agents: hull_qemu_tests::agents().expect("the hull agents"),
         sign_key: None,
     })
     .expect_err("the build should fail");

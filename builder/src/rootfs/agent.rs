@@ -100,17 +100,40 @@ pub fn install(root: &Dir, manifest: &Manifest, agent: &Path, arch: Arch) -> Res
     Ok(())
 }
 
+/// The ELF machine number of `arch`.
+fn elf_machine(arch: Arch) -> u16 {
+    match arch {
+        Arch::X86_64 => 62,
+        Arch::Aarch64 => 183,
+    }
+}
+
+/// The ELF machine number in `bytes`, when they start an ELF file.
+fn machine_of(bytes: &[u8]) -> Option<u16> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    Some(u16::from_le_bytes([bytes[18], bytes[19]]))
+}
+
+/// The architecture the executable at `path` is built for, `None` when it is
+/// not an ELF file of an architecture hull builds.
+pub fn file_arch(path: &Path) -> Result<Option<Arch>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(20);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(20).read_to_end(&mut head))
+        .with_context(|| format!("reading the hull agent {}", path.display()))?;
+    Ok(machine_of(&head).and_then(|m| Arch::ALL.into_iter().find(|a| elf_machine(*a) == m)))
+}
+
 /// Refuses an agent built for another machine: it would install, and only
 /// fail on the host.
 fn check_elf_arch(bytes: &[u8], arch: Arch) -> Result<()> {
-    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+    let Some(machine) = machine_of(bytes) else {
         anyhow::bail!("is not an ELF executable");
-    }
-    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
-    let want = match arch {
-        Arch::X86_64 => 62,
-        Arch::Aarch64 => 183,
     };
+    let want = elf_machine(arch);
     if machine != want {
         anyhow::bail!("is built for ELF machine {machine}, not {arch} ({want})");
     }
@@ -130,6 +153,27 @@ mod tests {
         let err = check_elf_arch(&elf, Arch::Aarch64).unwrap_err().to_string();
         assert!(err.contains("not aarch64"), "{err}");
         assert!(check_elf_arch(b"#!/bin/sh\n", Arch::X86_64).is_err());
+    }
+
+    #[test]
+    fn file_arch_names_the_elf_machine() {
+        let t = tempfile::tempdir().unwrap();
+        for (machine, want) in [
+            (62u16, Some(Arch::X86_64)),
+            (183, Some(Arch::Aarch64)),
+            (8, None),
+        ] {
+            let mut elf = b"\x7fELF".to_vec();
+            elf.resize(20, 0);
+            elf[18..20].copy_from_slice(&machine.to_le_bytes());
+            let p = t.path().join(format!("hull-{machine}"));
+            std::fs::write(&p, &elf).unwrap();
+            assert_eq!(file_arch(&p).unwrap(), want, "machine {machine}");
+        }
+        let script = t.path().join("sh");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        assert_eq!(file_arch(&script).unwrap(), None);
+        assert!(file_arch(&t.path().join("missing")).is_err());
     }
 
     #[test]
