@@ -29,6 +29,21 @@ pub const BOOT_CHECK_FIRST: &[&str] = &[
 /// The checks BOOT_CHECK prints on the second boot.
 pub const BOOT_CHECK_SECOND: &[&str] = &["var-persists"];
 
+/// The aarch64 image's own checks (qemu-tests/guest/aarch64-check.sh), run
+/// on the first boot before BOOT_CHECK's: see [`aarch64_boot_check`].
+pub const AARCH64_CHECK: &str = include_str!("../guest/aarch64-check.sh");
+/// The checks AARCH64_CHECK prints.
+pub const AARCH64_CHECK_NAMES: &[&str] =
+    &["arch", "agent", "esp-bootaa64", "root-part-type", "console"];
+
+/// BOOT_CHECK with AARCH64_CHECK's checks first: one script, two boots.
+pub fn aarch64_boot_check() -> String {
+    format!(
+        "#!/bin/sh\n{AARCH64_CHECK}\n{}",
+        BOOT_CHECK.trim_start_matches("#!/bin/sh\n")
+    )
+}
+
 /// Helpers shared by the update checks (qemu-tests/guest/update-lib.sh).
 pub const UPDATE_LIB: &str = include_str!("../guest/update-lib.sh");
 /// A → B, then `hull rollback` to A: three boots.
@@ -189,5 +204,53 @@ mod tests {
         assert_eq!(names, BOOT_CHECK_SECOND);
         assert_eq!(get(&second, "var-persists").detail, token.detail);
         assert!(get(&second, "var-persists").ok);
+    }
+
+    /// Runs the aarch64 script off the guest with stand-ins: its checks come
+    /// first on the first boot, and only BOOT_CHECK's on the second.
+    #[test]
+    fn aarch64_boot_check_adds_its_checks_to_the_first_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        stub(&bin, "ostree", "true");
+        stub(&bin, "podman", "echo podman version 5.4.2");
+        stub(&bin, "systemctl", "true");
+        stub(&bin, "uname", "echo aarch64");
+        stub(&bin, "hull", "echo hull 0.1.0");
+        stub(
+            &bin,
+            "udevadm",
+            "echo ID_PART_ENTRY_TYPE=b921b045-1df0-41c3-af44-4c6f280d3fae",
+        );
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let script = dir.path().join("check.sh");
+        std::fs::write(&script, aarch64_boot_check()).unwrap();
+        let run = || {
+            let path = format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            );
+            let out = Command::new("sh")
+                .arg(&script)
+                .env("PATH", path)
+                .env("HULL_CHECK_ROOT", &root)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            Console::parse(&String::from_utf8_lossy(&out.stdout))
+        };
+        let first = run();
+        let names: Vec<&str> = first.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [AARCH64_CHECK_NAMES, BOOT_CHECK_FIRST].concat());
+        for name in ["arch", "agent", "root-part-type"] {
+            let c = first.checks.iter().find(|c| c.name == name).unwrap();
+            assert!(c.ok, "{c:?}");
+        }
+        let second = run();
+        let names: Vec<&str> = second.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, BOOT_CHECK_SECOND);
     }
 }

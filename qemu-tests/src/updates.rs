@@ -3,7 +3,7 @@
 //! `hull build` into repositories that share A's history, and repositories
 //! a test can tamper with.
 //!
-//! Layout under `$HULL_TEST_OUT/update/`: `keys/` (trusted, other),
+//! Layout under `$HULL_TEST_OUT/update/` (`update-aarch64/` for aarch64's A and B): `keys/` (trusted, other),
 //! `manifests/` (a.toml, b.toml, c.toml and their overlays), `a/`, `b/`, `c/`
 //! (build outputs; b and c start from a copy of a's repository, so their
 //! commits are A's children), `tamper/<kind>/repo`. The package cache is
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use hull::build::{run_build, BuildOptions, BuildReport};
+use hull::manifest::Arch;
 use hull::sign;
 use ostree::gio;
 use ostree::glib;
@@ -27,7 +28,8 @@ pub struct Fixture {
     pub dir: PathBuf,
     pub a: BuildReport,
     pub b: BuildReport,
-    pub c: BuildReport,
+    /// Built by [`fixture`], not by [`fixture_ab`].
+    pub c: Option<BuildReport>,
     /// The key A trusts, and one it does not.
     pub trusted: PathBuf,
     pub other: PathBuf,
@@ -37,11 +39,32 @@ impl Fixture {
     pub fn repo(&self, which: &str) -> PathBuf {
         self.dir.join(which).join("repo")
     }
+
+    /// C, the version whose health check fails.
+    pub fn c(&self) -> Result<&BuildReport> {
+        self.c
+            .as_ref()
+            .context("this fixture was built without C (fixture_ab)")
+    }
 }
 
-/// Builds (or finds up to date) A, B and C.
+/// Builds (or finds up to date) A, B and C for x86_64.
 pub fn fixture() -> Result<Fixture> {
-    let dir = test_out().join("update");
+    build_fixture(Arch::X86_64, true)
+}
+
+/// Builds (or finds up to date) A and B for `arch`, under
+/// `$HULL_TEST_OUT/update-<arch>/` for an architecture other than x86_64.
+/// A is also the image of that architecture's boot checks, so it is built once.
+pub fn fixture_ab(arch: Arch) -> Result<Fixture> {
+    build_fixture(arch, false)
+}
+
+fn build_fixture(arch: Arch, with_c: bool) -> Result<Fixture> {
+    let dir = match arch {
+        Arch::X86_64 => test_out().join("update"),
+        other => test_out().join(format!("update-{other}")),
+    };
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys)?;
     for name in ["trusted", "other"] {
@@ -62,6 +85,7 @@ pub fn fixture() -> Result<Fixture> {
         &keys,
         &cache,
         None,
+        arch,
     )?;
     // B and C must be newer than A and its children: when A was rebuilt,
     // so are they.
@@ -77,14 +101,20 @@ pub fn fixture() -> Result<Fixture> {
         &keys,
         &cache,
         Some(&a),
+        arch,
     )?;
-    let c = build_into(
-        &dir.join("c"),
-        &manifests.join("c.toml"),
-        &keys,
-        &cache,
-        Some(&a),
-    )?;
+    let c = if with_c {
+        Some(build_into(
+            &dir.join("c"),
+            &manifests.join("c.toml"),
+            &keys,
+            &cache,
+            Some(&a),
+            arch,
+        )?)
+    } else {
+        None
+    };
     Ok(Fixture {
         trusted: keys.join("trusted"),
         other: keys.join("other"),
@@ -101,6 +131,7 @@ fn build_into(
     keys: &Path,
     cache: &Path,
     parent: Option<&BuildReport>,
+    arch: Arch,
 ) -> Result<BuildReport> {
     std::fs::create_dir_all(out)?;
     if let Some(parent) = parent {
@@ -128,7 +159,7 @@ fn build_into(
     let opts = BuildOptions {
         manifest: manifest.to_path_buf(),
         out: out.to_path_buf(),
-        arch: None,
+        arch: Some(arch),
         refresh: false,
         agents: agents()?,
         sign_key: Some(keys.join("trusted")),

@@ -132,7 +132,7 @@ fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
     let f = shared()?;
     let nginx = Nginx::serve(&[("/repo/", &f.repo("c"))])?;
     let script = guest::update_script(
-        &[("A", &f.a.commit), ("C", &f.c.commit)],
+        &[("A", &f.a.commit), ("C", &f.c()?.commit)],
         guest::UPDATE_BROKEN,
     );
     let o = boot("update_broken", f, &nginx, script, 2)?;

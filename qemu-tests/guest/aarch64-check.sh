@@ -1,0 +1,49 @@
+# The aarch64 image's own checks, run before boot-check.sh's on the first
+# boot (the harness joins the two scripts): the machine is arm64, the
+# cross-built agent runs against the image's libostree, systemd-boot is the
+# ESP's BOOTAA64.EFI, the root partition has the arm64 root type and the
+# console is the PL011 UART.
+
+aarch64_check() {
+	name=$1
+	status=$2
+	shift 2
+	detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
+	printf 'HULL-CHECK %s %s %s\n' "$name" "$status" "${detail:--}"
+}
+
+aarch64_checks() {
+	machine=$(uname -m)
+	if [ "$machine" = aarch64 ]; then
+		aarch64_check arch ok "$machine"
+	else
+		aarch64_check arch fail "uname -m: $machine"
+	fi
+
+	if out=$(hull --version 2>&1) && status=$(hull status 2>&1); then
+		aarch64_check agent ok "$out; $(printf '%s' "$status" | head -n 1)"
+	else
+		aarch64_check agent fail "hull --version / hull status: $out $status"
+	fi
+
+	if [ -s /efi/EFI/BOOT/BOOTAA64.EFI ]; then
+		aarch64_check esp-bootaa64 ok "$(stat -c %s /efi/EFI/BOOT/BOOTAA64.EFI) bytes"
+	else
+		aarch64_check esp-bootaa64 fail "no /efi/EFI/BOOT/BOOTAA64.EFI: $(ls -R /efi 2>&1 | head -n 20)"
+	fi
+
+	root=$(readlink -f /dev/disk/by-label/hull-root)
+	type=$(udevadm info --query=property --name="$root" 2>&1 | sed -n 's/^ID_PART_ENTRY_TYPE=//p')
+	if [ "$type" = b921b045-1df0-41c3-af44-4c6f280d3fae ]; then
+		aarch64_check root-part-type ok "$root $type"
+	else
+		aarch64_check root-part-type fail "$root has type '$type'"
+	fi
+
+	case " $(cat /proc/cmdline) " in
+	*" console=ttyAMA0"*) aarch64_check console ok "$(cat /proc/cmdline)" ;;
+	*) aarch64_check console fail "no console=ttyAMA0 in: $(cat /proc/cmdline)" ;;
+	esac
+}
+
+[ -e "${HULL_CHECK_ROOT:-}/var/lib/hull-check/boot1" ] || aarch64_checks
