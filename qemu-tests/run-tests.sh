@@ -5,7 +5,9 @@
 #   3. privileged + package + QEMU boot tests: a real build of manifests/minimal.toml
 #      from the Debian mirror (once, shared by the boot tests), booted under TCG;
 #      the update tests build three versions of an updatable image and serve
-#      them with nginx on 127.0.0.1.
+#      them with nginx on 127.0.0.1; the aarch64 tests build one updatable
+#      arm64 image (and its update B) under qemu-user-static and boot it
+#      under qemu-system-aarch64.
 # Needs root and the packages of .ci/install-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +49,6 @@ fi
 trap print_logs ERR
 # The images carry this binary as /usr/bin/hull, the on-host agent.
 step "build the hull agent (release)" cargo build --release -p hull
+# The aarch64 images carry a cross-built one (docs/aarch64.md).
+step "build the hull agent for aarch64 (release)" cargo build --release -p hull --target aarch64-unknown-linux-gnu
 step "build + boot tests" env HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests -- --nocapture --test-threads=1
