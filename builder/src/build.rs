@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
-use crate::{boot, bootloader, commit, deploy, image, packages, rootfs};
+use crate::{boot, bootloader, commit, deploy, hardening, image, packages, rootfs};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
@@ -174,7 +174,9 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     } else {
         let sysroot = work.join("sysroot");
         rootfs::remove_tree(&sysroot)?;
-        let kargs = boot::kernel_args(arch, &manifest.kernel.cmdline);
+        // The hardening profile's arguments first, so the manifest's own can override them.
+        let extra = [manifest.hardening.kernel_args(), manifest.kernel.cmdline.clone()].concat();
+        let kargs = boot::kernel_args(arch, &extra);
         let deployed = stages.run("deploy", || {
             deploy::deploy(
                 &sysroot,
@@ -254,6 +256,9 @@ pub fn input_digest(manifest: &Manifest, arch: Arch) -> Result<String> {
     ));
     h.update(manifest.sha256.as_bytes());
     h.update(boot::DRACUT_CONF.as_bytes());
+    // The profile's files and arguments are compiled in: a change to them is
+    // a new tree (and a new image, whose kernel arguments they are).
+    hardening::digest(&mut h);
     for overlay in &manifest.overlays {
         h.update(format!("overlay {}\n", overlay.name));
         let dir = Dir::open_ambient_dir(&overlay.dir, ambient_authority())

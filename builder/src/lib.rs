@@ -12,6 +12,7 @@ pub mod cli;
 pub mod cmd;
 pub mod commit;
 pub mod deploy;
+pub mod hardening;
 pub mod image;
 pub mod manifest;
 pub mod packages;

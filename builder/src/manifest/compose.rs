@@ -131,6 +131,7 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         units,
         users,
         image,
+        hardening,
     } = next;
     replace(&mut acc.name, name);
     replace(&mut acc.version, version);
@@ -167,15 +168,18 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         replace(&mut a.size, i.size);
         replace(&mut a.esp_size, i.esp_size);
     }
+    if let Some(h) = hardening {
+        super::hardening::merge(acc.hardening.get_or_insert_with(Default::default), h);
+    }
 }
 
-fn replace<T>(acc: &mut Option<T>, next: Option<T>) {
+pub(super) fn replace<T>(acc: &mut Option<T>, next: Option<T>) {
     if next.is_some() {
         *acc = next;
     }
 }
 
-fn accumulate(acc: &mut Option<Vec<String>>, next: Option<Vec<String>>) {
+pub(super) fn accumulate(acc: &mut Option<Vec<String>>, next: Option<Vec<String>>) {
     let Some(next) = next else { return };
     let a = acc.get_or_insert_with(Vec::new);
     for item in next {

@@ -11,6 +11,7 @@
 //! Every error is one line naming the file and the key.
 
 pub mod compose;
+pub mod hardening;
 pub mod raw;
 pub mod validate;
 
@@ -80,7 +81,10 @@ pub struct Manifest {
     pub users: Vec<User>,
     pub hostname: String,
     pub image: ImageSize,
+    pub hardening: Hardening,
 }
+
+pub use hardening::Hardening;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceFile {

@@ -7,6 +7,7 @@
 //! Errors are one line: `<file>:<line>:<col>: <key path>: <message>`, the key
 //! path as serde saw it (`packages.include[1]`, `users[0].name`).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -33,6 +34,26 @@ pub struct RawManifest {
     pub units: Option<RawUnits>,
     pub users: Option<Vec<RawUser>>,
     pub image: Option<RawImage>,
+    pub hardening: Option<RawHardening>,
+}
+
+/// `[hardening]`: the hardening profile and its items (docs/hardening.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHardening {
+    pub enable: Option<bool>,
+    pub kernel_cmdline: Option<bool>,
+    pub cmdline_exclude: Option<Vec<String>>,
+    pub sysctl: Option<bool>,
+    pub sysctl_overrides: Option<BTreeMap<String, String>>,
+    pub firewall: Option<bool>,
+    pub open_ports: Option<Vec<String>>,
+    pub audit: Option<bool>,
+    pub tmp: Option<bool>,
+    pub ssh: Option<bool>,
+    pub containers: Option<bool>,
+    pub rootless: Option<bool>,
+    pub rootless_user: Option<String>,
 }
 
 /// `[packages]`

@@ -69,6 +69,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         units,
         users,
         image,
+        hardening,
     } = raw;
 
     let name = name.ok_or_else(|| cx.err("name", "required"))?;
@@ -103,6 +104,8 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
     let users = users_of(&cx, users.unwrap_or_default())?;
     let image = image_of(&cx, image.unwrap_or_default())?;
     let overlays = overlays_of(&cx, path, &overlay_origins, overlays.unwrap_or_default())?;
+    let hardening = super::hardening::hardening_of(hardening, &packages, &users)
+        .map_err(|(key, m)| cx.err(&format!("hardening.{key}"), m))?;
     let sha256 = manifest_sha256(&cx, &files)?;
 
     Ok(Manifest {
@@ -122,6 +125,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         users,
         hostname,
         image,
+        hardening,
     })
 }
 
@@ -528,7 +532,7 @@ fn check_unit(u: &str) -> Result<(), String> {
 }
 
 /// User and group names: `[a-z_][a-z0-9_-]*`, at most 32 characters.
-fn check_account(n: &str) -> Result<(), String> {
+pub(super) fn check_account(n: &str) -> Result<(), String> {
     if n.is_empty() {
         return Err("is empty".into());
     }

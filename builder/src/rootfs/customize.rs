@@ -60,6 +60,8 @@ pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
     if !tmpfiles.is_empty() {
         write_file(root, USERS_TMPFILES, tmpfiles.as_bytes(), 0o644)?;
     }
+    // Before [units], so that the manifest has the last word on unit states.
+    super::hardening::apply(root_path, root, manifest)?;
     for (verb, units) in [
         ("enable", &manifest.units.enable),
         ("disable", &manifest.units.disable),

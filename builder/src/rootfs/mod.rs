@@ -5,6 +5,7 @@
 //! [`ostree_layout`] gives it the shape OSTree deploys.
 
 pub mod customize;
+pub mod hardening;
 pub mod mmdebstrap;
 pub mod ostree_layout;
 
