@@ -72,10 +72,15 @@ pub struct ProfileFile {
     pub item: Item,
     pub path: &'static str,
     pub content: Content,
+    /// Permission bits of a file (symlinks: unused).
+    pub mode: u32,
 }
 
 macro_rules! overlay_file {
     ($item:expr, $path:literal) => {
+        overlay_file!($item, $path, 0o644)
+    };
+    ($item:expr, $path:literal, $mode:literal) => {
         ProfileFile {
             item: $item,
             path: $path,
@@ -83,6 +88,7 @@ macro_rules! overlay_file {
                 "../../rootfs-overlays/hardening/",
                 $path
             ))),
+            mode: $mode,
         }
     };
 }
@@ -97,12 +103,18 @@ pub const FILES: &[ProfileFile] = &[
         item: Item::Tmp,
         path: "usr/lib/systemd/system/local-fs.target.wants/var-tmp.mount",
         content: Content::Symlink("../var-tmp.mount"),
+        mode: 0o777,
     },
     overlay_file!(Item::Ssh, "etc/ssh/sshd_config.d/40-hull-hardening.conf"),
     overlay_file!(
         Item::Containers,
         "etc/containers/containers.conf.d/50-hull-hardening.conf"
     ),
+    overlay_file!(
+        Item::Containers,
+        "usr/share/containers/oci/hooks.d/50-hull-no-new-privileges.json"
+    ),
+    overlay_file!(Item::Containers, "usr/libexec/hull/oci-no-new-privileges", 0o755),
     overlay_file!(
         Item::Rootless,
         "usr/lib/systemd/system/user@.service.d/50-hull-delegate.conf"
@@ -229,7 +241,7 @@ pub fn digest(h: &mut impl sha2::Digest) {
     for f in FILES {
         h.update(f.path.as_bytes());
         match f.content {
-            Content::File(t) => h.update(t.as_bytes()),
+            Content::File(t) => h.update(format!("{:o}\n{t}", f.mode).as_bytes()),
             Content::Symlink(t) => h.update(format!("-> {t}").as_bytes()),
         }
         h.update(b"\n");
@@ -245,7 +257,8 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../rootfs-overlays/hardening")
     }
 
-    fn walk(dir: &Path, rel: &Path, out: &mut Vec<(String, Content)>) {
+    fn walk(dir: &Path, rel: &Path, out: &mut Vec<(String, Content, u32)>) {
+        use std::os::unix::fs::PermissionsExt;
         for entry in std::fs::read_dir(dir.join(rel)).unwrap() {
             let entry = entry.unwrap();
             let path = rel.join(entry.file_name());
@@ -256,10 +269,11 @@ mod tests {
             } else if ft.is_symlink() {
                 let target = std::fs::read_link(dir.join(&path)).unwrap();
                 let target: &'static str = target.display().to_string().leak();
-                out.push((name, Content::Symlink(target)));
+                out.push((name, Content::Symlink(target), 0o777));
             } else {
                 let text: &'static str = std::fs::read_to_string(dir.join(&path)).unwrap().leak();
-                out.push((name, Content::File(text)));
+                let mode = entry.metadata().unwrap().permissions().mode() & 0o7777;
+                out.push((name, Content::File(text), mode));
             }
         }
     }
@@ -270,9 +284,9 @@ mod tests {
         let mut on_disk = Vec::new();
         walk(&overlay_dir(), Path::new(""), &mut on_disk);
         on_disk.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut table: Vec<(String, Content)> = FILES
+        let mut table: Vec<(String, Content, u32)> = FILES
             .iter()
-            .map(|f| (f.path.to_string(), f.content))
+            .map(|f| (f.path.to_string(), f.content, f.mode))
             .collect();
         table.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(table, on_disk);

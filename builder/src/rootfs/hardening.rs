@@ -38,7 +38,8 @@ pub struct Plan {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlannedContent {
-    File(String),
+    /// Text and permission bits.
+    File(String, u32),
     Symlink(String),
 }
 
@@ -51,7 +52,7 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
     }
     for f in FILES.iter().filter(|f| h.has(f.item)) {
         let content = match f.content {
-            Content::File(t) => PlannedContent::File(t.to_string()),
+            Content::File(t) => PlannedContent::File(t.to_string(), f.mode),
             Content::Symlink(t) => PlannedContent::Symlink(t.to_string()),
         };
         p.files.push((f.path.to_string(), content));
@@ -59,13 +60,13 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
     if !h.sysctl_overrides.is_empty() {
         p.files.push((
             hardening::SYSCTL_OVERRIDES.to_string(),
-            PlannedContent::File(hardening::sysctl_overrides_text(&h.sysctl_overrides)),
+            PlannedContent::File(hardening::sysctl_overrides_text(&h.sysctl_overrides), 0o644),
         ));
     }
     if h.firewall {
         p.files.push((
             hardening::OPEN_PORTS.to_string(),
-            PlannedContent::File(hardening::open_ports_rules(&h.open_ports)),
+            PlannedContent::File(hardening::open_ports_rules(&h.open_ports), 0o644),
         ));
     }
     if h.rootless {
@@ -79,7 +80,7 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
                  d /var/home/{u} 0700 {u} {u} -\n\
                  d /var/lib/systemd/linger 0755 root root -\n\
                  f /var/lib/systemd/linger/{u} 0644 root root -\n"
-            )),
+            ), 0o644),
         ));
     }
     for item in [Item::Firewall, Item::Audit] {
@@ -108,7 +109,7 @@ pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
     let p = plan(&manifest.hardening, has_keys, has_unit);
     for (path, content) in &p.files {
         match content {
-            PlannedContent::File(text) => write_file(root, path, text.as_bytes(), 0o644)?,
+            PlannedContent::File(text, mode) => write_file(root, path, text.as_bytes(), *mode)?,
             PlannedContent::Symlink(target) => {
                 if let Some(parent) = Path::new(path).parent() {
                     root.create_dir_all(parent)
@@ -237,7 +238,7 @@ mod tests {
             .find(|(f, _)| f == hardening::OPEN_PORTS)
             .unwrap()
             .1;
-        let PlannedContent::File(ports) = ports else {
+        let PlannedContent::File(ports, _) = ports else {
             panic!("{ports:?}")
         };
         assert!(ports.contains("tcp dport 22 accept"));
@@ -250,7 +251,8 @@ mod tests {
                  d /var/home/rootless 0700 rootless rootless -\n\
                  d /var/lib/systemd/linger 0755 root root -\n\
                  f /var/lib/systemd/linger/rootless 0644 root root -\n"
-                    .into()
+                    .into(),
+                0o644
             )
         );
     }
@@ -296,7 +298,8 @@ mod tests {
             text,
             &PlannedContent::File(
                 "# written by hull from hardening.sysctl-overrides\nnet.ipv4.conf.all.rp_filter = 2\n"
-                    .into()
+                    .into(),
+                0o644
             )
         );
         // sysctl.d applies files in name order: the overrides come last.
