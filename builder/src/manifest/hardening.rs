@@ -236,7 +236,7 @@ pub fn hardening_of(
                 return Err((
                     item.key().into(),
                     format!(
-                        "needs {pkg} in packages.include (manifests/hardening.toml lists it), or set {} = false",
+                        "needs {pkg} in packages.include, or set {} = false",
                         item.key()
                     ),
                 ));
