@@ -175,7 +175,11 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
         let sysroot = work.join("sysroot");
         rootfs::remove_tree(&sysroot)?;
         // The hardening profile's arguments first, so the manifest's own can override them.
-        let extra = [manifest.hardening.kernel_args(), manifest.kernel.cmdline.clone()].concat();
+        let extra = [
+            manifest.hardening.kernel_args(),
+            manifest.kernel.cmdline.clone(),
+        ]
+        .concat();
         let kargs = boot::kernel_args(arch, &extra);
         let deployed = stages.run("deploy", || {
             deploy::deploy(

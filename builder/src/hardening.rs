@@ -114,7 +114,11 @@ pub const FILES: &[ProfileFile] = &[
         Item::Containers,
         "usr/share/containers/oci/hooks.d/50-hull-no-new-privileges.json"
     ),
-    overlay_file!(Item::Containers, "usr/libexec/hull/oci-no-new-privileges", 0o755),
+    overlay_file!(
+        Item::Containers,
+        "usr/libexec/hull/oci-no-new-privileges",
+        0o755
+    ),
     overlay_file!(
         Item::Rootless,
         "usr/lib/systemd/system/user@.service.d/50-hull-delegate.conf"
@@ -337,10 +341,20 @@ mod tests {
             })
         );
         assert_eq!(parse_port("53/udp").unwrap().to_string(), "53/udp");
-        for bad in ["22", "22/sctp", "0/tcp", "65536/tcp", "/tcp", "+1/tcp", "x/udp", ""] {
+        for bad in [
+            "22",
+            "22/sctp",
+            "0/tcp",
+            "65536/tcp",
+            "/tcp",
+            "+1/tcp",
+            "x/udp",
+            "",
+        ] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
-        let rules = open_ports_rules(&[parse_port("22/tcp").unwrap(), parse_port("53/udp").unwrap()]);
+        let rules =
+            open_ports_rules(&[parse_port("22/tcp").unwrap(), parse_port("53/udp").unwrap()]);
         assert!(rules.contains("add rule inet hull open-ports tcp dport 22 accept\n"));
         assert!(rules.contains("add rule inet hull open-ports udp dport 53 accept\n"));
     }

@@ -87,7 +87,12 @@ impl Hardening {
             args.extend(
                 hardening::cmdline()
                     .into_iter()
-                    .filter(|a| !self.cmdline_exclude.iter().any(|x| x == hardening::karg_name(a)))
+                    .filter(|a| {
+                        !self
+                            .cmdline_exclude
+                            .iter()
+                            .any(|x| x == hardening::karg_name(a))
+                    })
                     .map(String::from),
             );
         }
@@ -122,7 +127,9 @@ pub fn merge(acc: &mut RawHardening, next: RawHardening) {
     accumulate(&mut acc.cmdline_exclude, cmdline_exclude);
     replace(&mut acc.sysctl, sysctl);
     if let Some(o) = sysctl_overrides {
-        acc.sysctl_overrides.get_or_insert_with(BTreeMap::new).extend(o);
+        acc.sysctl_overrides
+            .get_or_insert_with(BTreeMap::new)
+            .extend(o);
     }
     replace(&mut acc.firewall, firewall);
     accumulate(&mut acc.open_ports, open_ports);
@@ -197,8 +204,7 @@ pub fn hardening_of(
     }
 
     let rootless_user = rootless_user.unwrap_or_else(|| DEFAULT_ROOTLESS_USER.to_string());
-    super::validate::check_account(&rootless_user)
-        .map_err(|m| ("rootless-user".to_string(), m))?;
+    super::validate::check_account(&rootless_user).map_err(|m| ("rootless-user".to_string(), m))?;
     if rootless_user == "root" || rootless_user == "containers" {
         // `containers` names the id range podman's rootful --userns=auto takes.
         return Err((
@@ -403,7 +409,10 @@ mod tests {
         let h = load("[hardening]\nopen-ports = [\"22/tcp\", \"53/udp\", \"22/tcp\"]\n").unwrap();
         let ports: Vec<String> = h.open_ports.iter().map(|p| p.to_string()).collect();
         assert_eq!(ports, ["22/tcp", "53/udp"]);
-        fails("[hardening]\nopen-ports = [\"22/tcp\", \"ssh\"]\n", "open-ports[1]");
+        fails(
+            "[hardening]\nopen-ports = [\"22/tcp\", \"ssh\"]\n",
+            "open-ports[1]",
+        );
         fails("[hardening]\nopen-ports = [\"0/tcp\"]\n", "open-ports[0]");
     }
 
@@ -413,7 +422,10 @@ mod tests {
         assert_eq!(h.rootless_user, "pods");
         fails("[hardening]\nrootless-user = \"Pods\"\n", "rootless-user");
         fails("[hardening]\nrootless-user = \"root\"\n", "rootless-user");
-        fails("[hardening]\nrootless-user = \"containers\"\n", "rootless-user");
+        fails(
+            "[hardening]\nrootless-user = \"containers\"\n",
+            "rootless-user",
+        );
         let core = User {
             name: "core".into(),
             groups: vec![],
@@ -437,7 +449,11 @@ mod tests {
 
     #[test]
     fn items_need_their_packages() {
-        for (item, pkg) in [("firewall", "nftables"), ("audit", "auditd"), ("rootless", "uidmap")] {
+        for (item, pkg) in [
+            ("firewall", "nftables"),
+            ("audit", "auditd"),
+            ("rootless", "uidmap"),
+        ] {
             let others: Vec<&str> = PKGS.iter().copied().filter(|p| *p != pkg).collect();
             let (k, m) = hardening_of(raw("[hardening]\n"), &packages(&others), &[]).unwrap_err();
             assert_eq!(k, item);
@@ -476,7 +492,10 @@ mod tests {
         );
         assert_eq!(acc.enable, Some(false));
         assert_eq!(acc.firewall, Some(false));
-        assert_eq!(acc.open_ports.as_deref(), Some(&["22/tcp".to_string(), "80/tcp".to_string()][..]));
+        assert_eq!(
+            acc.open_ports.as_deref(),
+            Some(&["22/tcp".to_string(), "80/tcp".to_string()][..])
+        );
         let o = acc.sysctl_overrides.unwrap();
         assert_eq!(o["a.b"], "2");
         assert_eq!(o["c.d"], "1");

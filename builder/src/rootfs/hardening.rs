@@ -74,13 +74,16 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
         let u = &h.rootless_user;
         p.files.push((
             ROOTLESS_TMPFILES.to_string(),
-            PlannedContent::File(format!(
+            PlannedContent::File(
+                format!(
                 "# written by hull: the rootless podman account's home, and lingering so that\n\
                  # its user manager (and the containers it runs) start at boot\n\
                  d /var/home/{u} 0700 {u} {u} -\n\
                  d /var/lib/systemd/linger 0755 root root -\n\
                  f /var/lib/systemd/linger/{u} 0644 root root -\n"
-            ), 0o644),
+            ),
+                0o644,
+            ),
         ));
     }
     for item in [Item::Firewall, Item::Audit] {
@@ -90,8 +93,11 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
     }
     // sshd runs only for someone who can log in with a key.
     if h.ssh && !has_keys {
-        p.disable
-            .extend(["ssh.service", "ssh.socket"].into_iter().filter(|u| has_unit(u)));
+        p.disable.extend(
+            ["ssh.service", "ssh.socket"]
+                .into_iter()
+                .filter(|u| has_unit(u)),
+        );
     }
     p
 }
@@ -242,7 +248,11 @@ mod tests {
             panic!("{ports:?}")
         };
         assert!(ports.contains("tcp dport 22 accept"));
-        let (_, tmpfiles) = p.files.iter().find(|(f, _)| f == ROOTLESS_TMPFILES).unwrap();
+        let (_, tmpfiles) = p
+            .files
+            .iter()
+            .find(|(f, _)| f == ROOTLESS_TMPFILES)
+            .unwrap();
         assert_eq!(
             tmpfiles,
             &PlannedContent::File(
