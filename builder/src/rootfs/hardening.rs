@@ -234,6 +234,13 @@ mod tests {
         assert!(paths.contains(&hardening::OPEN_PORTS));
         assert!(paths.contains(&ROOTLESS_TMPFILES));
         assert!(!paths.contains(&hardening::SYSCTL_OVERRIDES));
+        // The OCI hook is run by podman: it must stay executable.
+        let (_, hook) = p
+            .files
+            .iter()
+            .find(|(f, _)| f.ends_with("oci-no-new-privileges"))
+            .unwrap();
+        assert!(matches!(hook, PlannedContent::File(_, 0o755)), "{hook:?}");
         assert_eq!(p.enable, ["nftables.service", "auditd.service"]);
         // Only units the tree has are disabled.
         assert_eq!(p.disable, ["ssh.service"]);
