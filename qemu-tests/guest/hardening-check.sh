@@ -10,6 +10,7 @@
 # registry is reachable) runs as that account, with Seccomp 2, NoNewPrivs 1,
 # the reduced capability set and the pids limit; a syscall the seccomp profile
 # blocks fails, and succeeds with seccomp off, so seccomp is what blocked it.
+# Rootful podman still works, --userns=auto giving it a user namespace.
 #
 # Prints `HULL-CHECK <name> ok|fail <detail>`, then `HULL-CHECK-DONE boot=1`
 # and powers off. Every check runs whatever the others found.
@@ -217,6 +218,15 @@ pass seccomp-blocks "$([ "$rc_blocked" -ne 0 ] && [ "$rc_unconfined" -eq 0 ]; ec
 # The default (pasta) network of a rootless container works too.
 out=$(as_user podman run --rm localhost/hull-check id -u 2>&1)
 pass container-default-network "$?" "podman run with the default network: $out"
+
+# Rootful podman stays possible, and --userns=auto puts its container in a
+# user namespace of its own, from the `containers` range.
+tar -C "$img" -c . | podman import - localhost/hull-check-root >/dev/null 2>&1
+out=$(podman run --rm --network none --userns=auto localhost/hull-check-root cat /proc/self/uid_map /proc/self/status 2>&1)
+outside=$(printf '%s\n' "$out" | awk 'NF == 3 && $1 == "0" { print $2; exit }')
+nnp=$(printf '%s\n' "$out" | sed -n 's/^NoNewPrivs:[[:space:]]*//p')
+pass rootful-userns-auto "$([ "${outside:-0}" -ge 1048576 ] && [ "$nnp" = 1 ]; echo $?)" \
+	"rootful --userns=auto: container uid 0 is host uid ${outside:-?}, NoNewPrivs ${nnp:-?}$([ -n "$outside" ] || echo ": $out")"
 
 rm -rf "$img"
 printf 'HULL-CHECK-DONE boot=1\n'

@@ -36,6 +36,7 @@ const CHECKS: &[&str] = &[
     "container-host-uid",
     "seccomp-blocks",
     "container-default-network",
+    "rootful-userns-auto",
 ];
 
 const SCRIPT: &str = include_str!("../guest/hardening-check.sh");

@@ -21,6 +21,10 @@ use crate::manifest::{Hardening, Manifest};
 /// 16-bit range, what images with high uids need), far above the ranges
 /// useradd hands to the manifest's users from 100000 on.
 pub const ROOTLESS_SUBIDS: (u32, u32) = (524_288, 65_536);
+/// The range rootful podman's `--userns=auto` takes its id blocks from: the
+/// entries of the name `containers` in /etc/subuid and /etc/subgid (no such
+/// account exists). 1048576 ids from 1048576 on, clear of every other range.
+pub const AUTO_USERNS_SUBIDS: &str = "containers:1048576:1048576";
 /// tmpfiles.d file for the rootless account's home and linger flag (/var is
 /// not in the commit).
 pub const ROOTLESS_TMPFILES: &str = "usr/lib/tmpfiles.d/hull-rootless.conf";
@@ -34,6 +38,8 @@ pub struct Plan {
     pub disable: Vec<&'static str>,
     /// The rootless account to create, if any.
     pub rootless_user: Option<String>,
+    /// Lines added to both /etc/subuid and /etc/subgid.
+    pub subid_lines: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +92,9 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
             ),
         ));
     }
+    if h.containers {
+        p.subid_lines.push(AUTO_USERNS_SUBIDS);
+    }
     for item in [Item::Firewall, Item::Audit] {
         if h.has(item) {
             p.enable.extend(item.units());
@@ -132,6 +141,9 @@ pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
     }
     if let Some(user) = &p.rootless_user {
         add_rootless_user(root_path, user)?;
+    }
+    for file in ["etc/subuid", "etc/subgid"] {
+        add_lines(root, file, &p.subid_lines)?;
     }
     for (verb, units) in [("enable", &p.enable), ("disable", &p.disable)] {
         if !units.is_empty() {
@@ -185,6 +197,28 @@ fn add_rootless_user(root_path: &Path, user: &str) -> Result<()> {
             .with_context(|| format!("hardening: creating the rootless account {user}"))?;
     }
     Ok(())
+}
+
+/// Appends each of `lines` that `file` does not hold yet (creating it, 0644).
+fn add_lines(root: &Dir, file: &str, lines: &[&str]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut text = match root.read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading /{file}")),
+    };
+    for line in lines {
+        if !text.lines().any(|l| l == *line) {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    write_file(root, file, text.as_bytes(), 0o644)
 }
 
 fn chroot(root_path: &Path, args: &[&str]) -> Result<()> {
@@ -321,6 +355,30 @@ mod tests {
         );
         // sysctl.d applies files in name order: the overrides come last.
         assert!(hardening::SYSCTL_OVERRIDES > "usr/lib/sysctl.d/60-hull-hardening.conf");
+    }
+
+    #[test]
+    fn containers_item_gives_rootful_auto_userns_a_range() {
+        let p = plan(&table("[hardening]\n"), false, |_| false);
+        assert_eq!(p.subid_lines, [AUTO_USERNS_SUBIDS]);
+        let p = plan(&table("[hardening]\ncontainers = false\n"), false, |_| false);
+        assert!(p.subid_lines.is_empty());
+
+        let t = tempfile::tempdir().unwrap();
+        let d = Dir::open_ambient_dir(t.path(), cap_std::ambient_authority()).unwrap();
+        d.create_dir("etc").unwrap();
+        d.write("etc/subuid", "rootless:524288:65536").unwrap();
+        add_lines(&d, "etc/subuid", &[AUTO_USERNS_SUBIDS]).unwrap();
+        add_lines(&d, "etc/subuid", &[AUTO_USERNS_SUBIDS]).unwrap();
+        add_lines(&d, "etc/subgid", &[AUTO_USERNS_SUBIDS]).unwrap();
+        assert_eq!(
+            d.read_to_string("etc/subuid").unwrap(),
+            "rootless:524288:65536\ncontainers:1048576:1048576\n"
+        );
+        assert_eq!(
+            d.read_to_string("etc/subgid").unwrap(),
+            "containers:1048576:1048576\n"
+        );
     }
 
     #[test]
