@@ -40,7 +40,7 @@ fn shipped_minimal_manifest_loads() {
     }
     assert_eq!(
         m.packages.include.last().map(String::as_str),
-        Some("dbus-user-session")
+        Some("apparmor")
     );
     assert_eq!(
         m.units.disable,

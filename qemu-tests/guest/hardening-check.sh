@@ -227,6 +227,12 @@ outside=$(printf '%s\n' "$out" | awk 'NF == 3 && $1 == "0" { print $2; exit }')
 nnp=$(printf '%s\n' "$out" | sed -n 's/^NoNewPrivs:[[:space:]]*//p')
 pass rootful-userns-auto "$([ "${outside:-0}" -ge 1048576 ] && [ "$nnp" = 1 ]; echo $?)" \
 	"rootful --userns=auto: container uid 0 is host uid ${outside:-?}, NoNewPrivs ${nnp:-?}$([ -n "$outside" ] || echo ": $out")"
+# The kernel has AppArmor: rootful containers run under podman's profile.
+label=$(podman run --rm --network none localhost/hull-check-root cat /proc/self/attr/apparmor/current 2>&1 | tr -d '\0')
+case "$label" in
+containers-default*) check rootful-apparmor ok "$(cat /sys/module/apparmor/parameters/enabled 2>&1): $label" ;;
+*) check rootful-apparmor fail "AppArmor $(cat /sys/module/apparmor/parameters/enabled 2>&1), label: $label" ;;
+esac
 
 rm -rf "$img"
 printf 'HULL-CHECK-DONE boot=1\n'

@@ -37,6 +37,7 @@ const CHECKS: &[&str] = &[
     "seccomp-blocks",
     "container-default-network",
     "rootful-userns-auto",
+    "rootful-apparmor",
 ];
 
 const SCRIPT: &str = include_str!("../guest/hardening-check.sh");
