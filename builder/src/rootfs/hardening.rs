@@ -361,7 +361,9 @@ mod tests {
     fn containers_item_gives_rootful_auto_userns_a_range() {
         let p = plan(&table("[hardening]\n"), false, |_| false);
         assert_eq!(p.subid_lines, [AUTO_USERNS_SUBIDS]);
-        let p = plan(&table("[hardening]\ncontainers = false\n"), false, |_| false);
+        let p = plan(&table("[hardening]\ncontainers = false\n"), false, |_| {
+            false
+        });
         assert!(p.subid_lines.is_empty());
 
         let t = tempfile::tempdir().unwrap();
