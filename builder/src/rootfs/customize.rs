@@ -76,7 +76,8 @@ pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
-fn chroot(root_path: &Path, args: &[&str]) -> Result<()> {
+/// Runs `args` under chroot in the tree, with the tree's own tools.
+pub(super) fn chroot(root_path: &Path, args: &[&str]) -> Result<()> {
     Cmd::new("chroot").arg(root_path).args(args).run()
 }
 

@@ -12,8 +12,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use cap_std::fs::Dir;
 
+use super::customize::chroot;
 use super::ostree_layout::write_file;
-use crate::cmd::Cmd;
 use crate::hardening::{self, Content, Item, FILES};
 use crate::manifest::{Hardening, Manifest};
 
@@ -219,10 +219,6 @@ fn add_lines(root: &Dir, file: &str, lines: &[&str]) -> Result<()> {
         }
     }
     write_file(root, file, text.as_bytes(), 0o644)
-}
-
-fn chroot(root_path: &Path, args: &[&str]) -> Result<()> {
-    Cmd::new("chroot").arg(root_path).args(args).run()
 }
 
 #[cfg(test)]
