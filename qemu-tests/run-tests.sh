@@ -3,7 +3,9 @@
 #   1. formatting and lints
 #   2. unit tests (no root, no network)
 #   3. privileged + package + QEMU boot tests: a real build of manifests/minimal.toml
-#      from the Debian mirror (once, shared by the boot tests), booted under TCG.
+#      from the Debian mirror (once, shared by the boot tests), booted under TCG;
+#      the update tests build three versions of an updatable image and serve
+#      them with nginx on 127.0.0.1.
 # Needs root and the packages of .ci/install-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,4 +45,6 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 trap print_logs ERR
+# The images carry this binary as /usr/bin/hull, the on-host agent.
+step "build the hull agent (release)" cargo build --release -p hull
 step "build + boot tests" env HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests -- --nocapture --test-threads=1

@@ -7,6 +7,17 @@ use crate::manifest::Arch;
 pub const DRACUT_CONF: &str = include_str!("../../boot/dracut-hull.conf");
 /// systemd-boot's loader.conf on the ESP.
 pub const LOADER_CONF: &str = include_str!("../../boot/loader.conf");
+/// The unit that runs `hull health` before boot-complete.target.
+pub const HEALTH_UNIT: &str = include_str!("../../boot/hull-health.service");
+const EFI_MOUNT: &str = include_str!("../../boot/efi.mount");
+/// Where the ESP is mounted on a host.
+pub const ESP_MOUNT: &str = "/efi";
+
+/// The mount unit for the ESP, with its label filled in.
+pub fn efi_mount() -> String {
+    EFI_MOUNT.replace("@ESP_LABEL@", ESP_LABEL)
+}
+
 /// Label of the root filesystem, named on the kernel command line.
 pub const ROOT_LABEL: &str = "hull-root";
 /// Label of the ESP's FAT filesystem.

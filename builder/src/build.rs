@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
-use crate::{boot, bootloader, commit, deploy, hardening, image, packages, rootfs};
+use crate::{boot, bootloader, commit, deploy, hardening, image, packages, rootfs, sign};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
-const TREE_FORMAT: u32 = 2;
+const TREE_FORMAT: u32 = 3;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -33,6 +33,10 @@ pub struct BuildOptions {
     pub arch: Option<Arch>,
     /// Ignore the cached tree and resolve packages from the mirror again.
     pub refresh: bool,
+    /// The hull binary installed as the on-host agent (/usr/bin/hull).
+    pub agent: PathBuf,
+    /// Secret ed25519 key that signs the commit (never copied anywhere).
+    pub sign_key: Option<PathBuf>,
 }
 
 /// out/build.json.
@@ -96,6 +100,24 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
             manifest.path.display()
         );
     }
+    let sign_key = match &opts.sign_key {
+        Some(p) => Some(sign::load_secret(p)?),
+        None if manifest.update.is_some() => bail!(
+            "{}: update: an updatable image needs signed commits: give --sign-key (`hull keygen` makes a key pair)",
+            manifest.path.display()
+        ),
+        None => None,
+    };
+    if let (Some(key), Some(update)) = (&sign_key, &manifest.update) {
+        let public = sign::public_text(&key.public()).trim().to_string();
+        if !update.keys.iter().any(|k| k.public == public) {
+            log::warn!(
+                "{} is not among update.keys of {}: hosts built from it will refuse this commit",
+                key.path.display(),
+                manifest.path.display()
+            );
+        }
+    }
     if !rustix::process::geteuid().is_root() {
         bail!("hull build needs root (it runs mmdebstrap, chroot and an OSTree deployment): run it as root or with sudo");
     }
@@ -108,7 +130,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     let work = out.join(".work").join(arch.as_str());
     let _cleanup = RemoveOnDrop(work.clone());
     let ostree_ref = manifest.ostree_ref(arch);
-    let input = input_digest(&manifest, arch)?;
+    let input = input_digest(&manifest, arch, &opts.agent)?;
 
     let repo_path = out.join("repo");
     let repo = commit::open_or_create(&repo_path)?;
@@ -132,7 +154,7 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
         None => {
             let plan = stages.run("packages", || packages::resolve(&manifest, arch, &cache))?;
             let tree = stages.run("rootfs", || {
-                rootfs::build(&manifest, &plan, &work, &cache.join("debs"))
+                rootfs::build(&manifest, &plan, &work, &cache, &opts.agent, !opts.refresh)
             })?;
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),
@@ -140,6 +162,8 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
                 input_sha256: input.clone(),
                 packages: tree.packages.clone(),
                 kver: tree.kver.clone(),
+                boot_bytes: tree.boot_bytes,
+                kargs: kernel_args(&manifest, arch),
                 release: format!(
                     "{} {} {}",
                     plan.suite, plan.release_date, plan.release_sha256
@@ -152,6 +176,14 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
             (info.checksum, tree.packages, false)
         }
     };
+
+    if let Some(key) = &sign_key {
+        sign::sign_commit(&repo, &checksum, key)?;
+        log::info!("signed {checksum} with {}", key.path.display());
+    }
+    // The summary lets `ostree remote refs` and pulls list the refs.
+    repo.regenerate_summary(None, ostree::gio::Cancellable::NONE)
+        .with_context(|| format!("writing the summary of {}", repo_path.display()))?;
 
     let image_path = out.join(format!("{}-{}.raw", manifest.name, arch));
     let previous = read_report(&out).ok();
@@ -174,22 +206,21 @@ pub fn run_build(opts: &BuildOptions) -> Result<BuildReport> {
     } else {
         let sysroot = work.join("sysroot");
         rootfs::remove_tree(&sysroot)?;
-        // The hardening profile's arguments first, so the manifest's own can override them.
-        let extra = [
-            manifest.hardening.kernel_args(),
-            manifest.kernel.cmdline.clone(),
-        ]
-        .concat();
-        let kargs = boot::kernel_args(arch, &extra);
+        let kargs = kernel_args(&manifest, arch);
+        let remote = manifest
+            .update
+            .as_ref()
+            .map(|_| (rootfs::agent::REMOTE, manifest.update_ref(arch)));
         let deployed = stages.run("deploy", || {
-            deploy::deploy(
-                &sysroot,
-                &repo_path,
-                &ostree_ref,
-                &checksum,
-                &manifest.name,
-                &kargs,
-            )
+            deploy::deploy(&deploy::DeploySpec {
+                sysroot: &sysroot,
+                source: &repo_path,
+                ostree_ref: &ostree_ref,
+                commit: &checksum,
+                osname: &manifest.name,
+                kargs: &kargs,
+                remote: remote.as_ref().map(|(r, f)| (*r, f.as_str())),
+            })
         })?;
         let rootfs_size = rootfs::tree_size(&Dir::open_ambient_dir(
             &deployed.deployment,
@@ -226,9 +257,8 @@ fn write_image(
     deployed: &deploy::Deployed,
     image_path: &Path,
 ) -> Result<image::DiskReport> {
-    let boot_path = deployed.sysroot.join("boot");
-    let boot_dir = Dir::open_ambient_dir(&boot_path, ambient_authority())
-        .with_context(|| format!("opening {}", boot_path.display()))?;
+    let sysroot = Dir::open_ambient_dir(&deployed.sysroot, ambient_authority())
+        .with_context(|| format!("opening {}", deployed.sysroot.display()))?;
     let (efi_in_tree, _) = boot::systemd_boot_paths(arch);
     let systemd_boot = deployed.deployment.join(efi_in_tree);
     if !systemd_boot.is_file() {
@@ -237,7 +267,8 @@ fn write_image(
             manifest.path.display()
         );
     }
-    let esp_files = bootloader::plan(&boot_dir, &boot_path, arch, &systemd_boot)?;
+    let esp_files =
+        bootloader::plan(&sysroot, &deployed.sysroot, arch, &systemd_boot)?.into_files();
     let spec = image::DiskSpec {
         arch,
         size: manifest.image.size,
@@ -251,8 +282,19 @@ fn write_image(
     image::write_disk(&spec, image_path)
 }
 
+/// The image's kernel command line: hull's own arguments, then the hardening
+/// profile's, then the manifest's, so the manifest's can override the profile's.
+pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
+    let extra = [
+        manifest.hardening.kernel_args(),
+        manifest.kernel.cmdline.clone(),
+    ]
+    .concat();
+    boot::kernel_args(arch, &extra)
+}
+
 /// Digest of everything a tree is built from, for reuse of a cached commit.
-pub fn input_digest(manifest: &Manifest, arch: Arch) -> Result<String> {
+pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<String> {
     let mut h = Sha256::new();
     h.update(format!(
         "hull {} tree-format {TREE_FORMAT} arch {arch}\n",
@@ -260,9 +302,21 @@ pub fn input_digest(manifest: &Manifest, arch: Arch) -> Result<String> {
     ));
     h.update(manifest.sha256.as_bytes());
     h.update(boot::DRACUT_CONF.as_bytes());
-    // The profile's files and arguments are compiled in: a change to them is
-    // a new tree (and a new image, whose kernel arguments they are).
+    // The profile's files are compiled in: a change to them is a new tree.
     hardening::digest(&mut h);
+    h.update(boot::HEALTH_UNIT.as_bytes());
+    h.update(kernel_args(manifest, arch).join(" ").as_bytes());
+    h.update(boot::efi_mount().as_bytes());
+    // The agent is part of the tree; so are the keys it trusts.
+    let agent_bytes =
+        fs::read(agent).with_context(|| format!("reading the hull agent {}", agent.display()))?;
+    h.update(format!(
+        "agent {}\n",
+        hex::encode(Sha256::digest(&agent_bytes))
+    ));
+    for key in manifest.update.iter().flat_map(|u| &u.keys) {
+        h.update(format!("trusted {}\n", key.public));
+    }
     for overlay in &manifest.overlays {
         h.update(format!("overlay {}\n", overlay.name));
         let dir = Dir::open_ambient_dir(&overlay.dir, ambient_authority())

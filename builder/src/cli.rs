@@ -3,8 +3,10 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+
+use crate::host::{self, Host, HostPaths};
 
 use crate::build::{run_build, BuildOptions};
 use crate::manifest::{Arch, Manifest};
@@ -28,6 +30,59 @@ pub enum Command {
     Check(CheckArgs),
     /// Boot an image in QEMU on a throw-away overlay, serial console on this terminal.
     Run(crate::qemu::RunArgs),
+    /// Make an ed25519 key pair for signing commits (FILE and FILE.pub).
+    Keygen(KeygenArgs),
+    /// On a host: show the deployments, the next boot and any rollback.
+    Status(StatusArgs),
+    /// On a host: fetch, verify and deploy the newest signed commit.
+    Update(UpdateArgs),
+    /// On a host: make the previous deployment the default for the next boot.
+    Rollback(RollbackArgs),
+    /// On a host: check that this boot is good (run by hull-health.service).
+    Health(HealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KeygenArgs {
+    /// Where the secret key goes (mode 0600); the public key goes to FILE.pub.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// Only say whether an update is available (its signature is checked).
+    #[arg(long, conflicts_with = "download_only")]
+    pub check: bool,
+    /// Download and verify the update, but do not deploy it.
+    #[arg(long)]
+    pub download_only: bool,
+    /// Accept a commit older than the booted one.
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// Reboot when a check fails and this boot is counting tries.
+    #[arg(long)]
+    pub reboot_on_failure: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,6 +98,13 @@ pub struct BuildArgs {
     /// Rebuild even when a commit from the same inputs exists, resolving packages anew.
     #[arg(long)]
     pub refresh: bool,
+    /// Secret key (from `hull keygen`) to sign the commit with; required
+    /// when the manifest has [update]. Never copied into the image or repo.
+    #[arg(long)]
+    pub sign_key: Option<PathBuf>,
+    /// The hull binary to install as /usr/bin/hull (default: this one).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,14 +131,99 @@ where
     init_logging(cli.verbose);
     match cli.command {
         Command::Build(a) => {
+            let agent = match a.agent {
+                Some(p) => p,
+                None => std::env::current_exe().context("finding the hull binary")?,
+            };
             let report = run_build(&BuildOptions {
                 manifest: a.manifest,
                 out: a.out,
                 arch: a.arch,
                 refresh: a.refresh,
+                agent,
+                sign_key: a.sign_key,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
+        }
+        Command::Keygen(a) => {
+            let (secret, public) = crate::sign::write_keypair(&a.file)?;
+            println!(
+                "secret key: {} (keep it off images and repositories)\npublic key: {} (list it in [update] keys)",
+                secret.display(),
+                public.display()
+            );
+            Ok(())
+        }
+        Command::Status(a) => {
+            let host = Host::load(HostPaths::default())?;
+            let s = host::status::status(&host)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", host::status::render(&s));
+            }
+            Ok(())
+        }
+        Command::Update(a) => {
+            let mut host = Host::load(HostPaths::default())?;
+            let r = host::update::run(
+                &mut host,
+                &host::update::UpdateOptions {
+                    check: a.check,
+                    download_only: a.download_only,
+                    allow_downgrade: a.allow_downgrade,
+                },
+            )?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let v = r.version.as_deref().unwrap_or("?");
+                let c = r.available.as_deref().unwrap_or("?");
+                match r.result.as_str() {
+                    "up-to-date" => println!("up to date: {v} ({c}) from {}", r.url),
+                    "available" => println!("update available: {v} ({c}), signed by a trusted key"),
+                    "downloaded" => println!("downloaded and verified {v} ({c}); `hull update` deploys it"),
+                    _ => println!(
+                        "deployed {v} ({c}) as the default for the next boot, with {} boot tries; reboot to use it",
+                        r.boot_tries.unwrap_or(0)
+                    ),
+                }
+            }
+            Ok(())
+        }
+        Command::Rollback(a) => {
+            let mut host = Host::load(HostPaths::default())?;
+            let r = host::rollback::rollback(&mut host)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "the next boot is {} ({}); reboot to use it",
+                    r.default_version.as_deref().unwrap_or("?"),
+                    r.default
+                );
+            }
+            Ok(())
+        }
+        Command::Health(a) => {
+            let mut host = Host::load(HostPaths::default())?;
+            let r = host::health::run(
+                &mut host,
+                &host::health::HealthOptions {
+                    reboot_on_failure: a.reboot_on_failure,
+                },
+            )?;
+            if r.ok {
+                println!(
+                    "healthy: {} ({})",
+                    r.version.as_deref().unwrap_or("?"),
+                    r.checksum
+                );
+                Ok(())
+            } else {
+                anyhow::bail!("unhealthy: {}", r.failures.join("; "))
+            }
         }
         Command::Check(a) => {
             let m = Manifest::load(&a.manifest)?;

@@ -96,11 +96,25 @@ impl Cmd {
     }
 
     /// Starts the command for callers that stream its output (QEMU's serial
-    /// console, say); the command line is logged like every other.
+    /// console, say); the command line is logged like every other. The child
+    /// is killed if the thread that started it dies, so a crashed or killed
+    /// caller leaves no QEMU behind.
     pub fn spawn(&self, stdout: Stdio, stderr: Stdio) -> Result<std::process::Child> {
+        use std::os::unix::process::CommandExt;
         let line = self.display();
         log::info!("starting: {line}");
-        self.command()
+        let mut command = self.command();
+        // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
+        // no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::Kill,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        command
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

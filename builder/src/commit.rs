@@ -22,6 +22,12 @@ pub const META_INPUT_SHA256: &str = "hull.input-sha256";
 pub const META_PACKAGES: &str = "hull.packages";
 /// Metadata key: the signed InRelease the packages came from.
 pub const META_RELEASE: &str = "hull.debian-release";
+/// Metadata key: bytes of the kernel and initramfs, which an update copies to
+/// the ESP (checked against its free space before anything is downloaded).
+pub const META_BOOT_BYTES: &str = "hull.boot-bytes";
+/// Metadata key: the kernel arguments of a deployment of this commit (without
+/// `ostree=`); an update deploys with the new commit's arguments.
+pub const META_KARGS: &str = "hull.kargs";
 
 /// What goes into a commit's metadata.
 #[derive(Debug, Clone)]
@@ -32,6 +38,9 @@ pub struct CommitMeta {
     pub packages: Vec<String>,
     pub kver: String,
     pub release: String,
+    /// Size of /usr/lib/modules/$KVER/{vmlinuz,initramfs.img}.
+    pub boot_bytes: u64,
+    pub kargs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +89,13 @@ pub fn metadata_string(repo: &ostree::Repo, checksum: &str, key: &str) -> Result
 
 /// Reads the package list of a commit.
 pub fn metadata_packages(repo: &ostree::Repo, checksum: &str) -> Result<Vec<String>> {
+    metadata_strings(repo, checksum, META_PACKAGES)
+}
+
+/// Reads a list-of-strings entry of a commit's metadata (empty when absent).
+pub fn metadata_strings(repo: &ostree::Repo, checksum: &str, key: &str) -> Result<Vec<String>> {
     Ok(metadata(repo, checksum)?
-        .lookup::<Vec<String>>(META_PACKAGES)
+        .lookup::<Vec<String>>(key)
         .ok()
         .flatten()
         .unwrap_or_default())
@@ -104,7 +118,10 @@ pub fn commit_tree(
         let dir =
             std::fs::File::open(tree).with_context(|| format!("opening {}", tree.display()))?;
         use std::os::fd::AsRawFd;
-        let modifier = ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::NONE, None);
+        // ostree.sizes in the metadata lets a host know, before pulling, how
+        // much an update will take on its disk.
+        let modifier =
+            ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::GENERATE_SIZES, None);
         repo.write_dfd_to_mtree(dir.as_raw_fd(), ".", &mtree, Some(&modifier), cancellable)
             .with_context(|| format!("writing {} into the repository", tree.display()))?;
         let root = repo
@@ -120,6 +137,8 @@ pub fn commit_tree(
         dict.insert(META_MANIFEST_SHA256, &meta.manifest_sha256);
         dict.insert(META_INPUT_SHA256, &meta.input_sha256);
         dict.insert(META_RELEASE, &meta.release);
+        dict.insert(META_BOOT_BYTES, meta.boot_bytes);
+        dict.insert_value(META_KARGS, &meta.kargs.to_variant());
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
         let metadata = dict.end();
 
@@ -154,6 +173,31 @@ pub fn commit_tree(
     })
 }
 
+/// A real archive repository in a temp dir with one commit of a tree holding
+/// `usr/file` (`contents`): the fixture of every test that needs a commit.
+#[cfg(test)]
+pub(crate) fn test_repo_with_commit(contents: &[u8]) -> (tempfile::TempDir, ostree::Repo, String) {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    std::fs::create_dir_all(tree.join("usr")).unwrap();
+    std::fs::write(tree.join("usr/file"), contents).unwrap();
+    let repo = open_or_create(&t.path().join("repo")).unwrap();
+    let meta = CommitMeta {
+        version: "1".into(),
+        manifest_sha256: "m".into(),
+        input_sha256: "i".into(),
+        packages: vec![],
+        kver: "6.12".into(),
+        release: "r".into(),
+        boot_bytes: 0,
+        kargs: vec![],
+    };
+    let c = commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
+        .unwrap()
+        .checksum;
+    (t, repo, c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +210,8 @@ mod tests {
             packages: vec!["base-files 13 amd64".into(), "podman 5.4 amd64".into()],
             kver: "6.12".into(),
             release: "r".into(),
+            boot_bytes: 1,
+            kargs: vec!["rw".into()],
         }
     }
 

@@ -22,16 +22,34 @@ pub struct Deployed {
     pub bootcsum: String,
 }
 
-/// Creates `sysroot` (which must not exist), pulls `commit` from the archive
-/// repository `source` and deploys it as the default for stateroot `osname`.
-pub fn deploy(
-    sysroot: &Path,
-    source: &Path,
-    ostree_ref: &str,
-    commit: &str,
-    osname: &str,
-    kargs: &[String],
-) -> Result<Deployed> {
+/// What to deploy, and where.
+#[derive(Debug, Clone)]
+pub struct DeploySpec<'a> {
+    /// Created; must not exist.
+    pub sysroot: &'a Path,
+    /// The archive repository holding `commit`.
+    pub source: &'a Path,
+    pub ostree_ref: &'a str,
+    pub commit: &'a str,
+    /// The stateroot.
+    pub osname: &'a str,
+    pub kargs: &'a [String],
+    /// (remote, ref) the host updates from, when the image is updatable.
+    pub remote: Option<(&'a str, &'a str)>,
+}
+
+/// Creates the sysroot, pulls the commit from the archive repository and
+/// deploys it as the default for the stateroot.
+pub fn deploy(spec: &DeploySpec) -> Result<Deployed> {
+    let DeploySpec {
+        sysroot,
+        source,
+        ostree_ref,
+        commit,
+        osname,
+        kargs,
+        remote,
+    } = *spec;
     let cancellable = gio::Cancellable::NONE;
     std::fs::create_dir_all(sysroot).with_context(|| format!("creating {}", sysroot.display()))?;
     let sr = ostree::Sysroot::new(Some(&gio::File::for_path(sysroot)));
@@ -60,7 +78,20 @@ pub fn deploy(
     repo.pull_with_options(&source_url, &opts.end(), None, cancellable)
         .with_context(|| format!("pulling {ostree_ref} from {}", source.display()))?;
 
-    let origin = sr.origin_new_from_refspec(ostree_ref);
+    // The pulled ref would pin this commit in the host's repository forever;
+    // the host tracks its remote's ref instead (or nothing, when the image
+    // is not updatable), and the deployment keeps the commit alive.
+    repo.set_ref_immediate(None, ostree_ref, None, cancellable)
+        .with_context(|| format!("removing the ref {ostree_ref} from the sysroot repository"))?;
+    let refspec = match remote {
+        Some((remote, follow)) => {
+            repo.set_ref_immediate(Some(remote), follow, Some(commit), cancellable)
+                .with_context(|| format!("setting {remote}:{follow}"))?;
+            format!("{remote}:{follow}")
+        }
+        None => ostree_ref.to_string(),
+    };
+    let origin = sr.origin_new_from_refspec(&refspec);
     let kargs: Vec<&str> = kargs.iter().map(String::as_str).collect();
     let deployment = sr
         .deploy_tree(

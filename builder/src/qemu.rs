@@ -138,8 +138,12 @@ pub struct RunSpec {
     pub accel: Accel,
     /// Write to a temporary overlay instead of the image.
     pub snapshot: bool,
-    /// Forward 127.0.0.1:PORT to the guest's port 22; without it the guest has no NIC.
+    /// Forward 127.0.0.1:PORT to the guest's port 22.
     pub ssh_port: Option<u16>,
+    /// Let the guest reach 127.0.0.1:PORT on the host as
+    /// http://10.0.2.100/ (an update server), and nothing else. Without it
+    /// and `ssh_port` the guest has no NIC.
+    pub update_port: Option<u16>,
     pub serial: Serial,
     /// systemd credentials (name, contents), passed as SMBIOS type 11 strings.
     pub credentials: Vec<(String, Vec<u8>)>,
@@ -158,6 +162,7 @@ impl RunSpec {
             accel: Accel::Tcg,
             snapshot: true,
             ssh_port: None,
+            update_port: None,
             serial: Serial::Stdio,
             credentials: Vec::new(),
             firmware,
@@ -177,6 +182,9 @@ impl RunSpec {
         }
         if self.ssh_port == Some(0) {
             bail!("ssh port: 0 is not a port");
+        }
+        if self.update_port == Some(0) {
+            bail!("update port: 0 is not a port");
         }
         for (name, value) in &self.credentials {
             validate_credential_name(name)?;
@@ -288,13 +296,11 @@ pub fn command(spec: &RunSpec, vars_copy: &Path) -> Cmd {
     if spec.snapshot {
         cmd = cmd.arg("-snapshot");
     }
-    cmd = match spec.ssh_port {
+    cmd = match netdev(spec) {
         None => cmd.args(["-nic", "none"]),
-        Some(port) => cmd
+        Some(netdev) => cmd
             .arg("-netdev")
-            .arg(format!(
-                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22"
-            ))
+            .arg(netdev)
             .args(["-device", "virtio-net-pci,netdev=n0"]),
     };
     cmd = match &spec.serial {
@@ -310,6 +316,29 @@ pub fn command(spec: &RunSpec, vars_copy: &Path) -> Cmd {
         cmd = cmd.arg("-smbios").arg(smbios_credential(name, value));
     }
     cmd
+}
+
+/// The address a guest reaches the update server at.
+pub const UPDATE_ADDR: &str = "10.0.2.100";
+
+/// A user-mode network with `restrict=on` (the guest reaches nothing
+/// outside), opened only by the forwards asked for: 127.0.0.1:PORT to the
+/// guest's sshd, and the guest's 10.0.2.100:80 to 127.0.0.1:PORT, through
+/// socat started by QEMU for each connection.
+fn netdev(spec: &RunSpec) -> Option<String> {
+    if spec.ssh_port.is_none() && spec.update_port.is_none() {
+        return None;
+    }
+    let mut n = "user,id=n0,restrict=on".to_string();
+    if let Some(port) = spec.ssh_port {
+        n.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
+    }
+    if let Some(port) = spec.update_port {
+        n.push_str(&format!(
+            ",guestfwd=tcp:{UPDATE_ADDR}:80-cmd:socat STDIO TCP:127.0.0.1:{port}"
+        ));
+    }
+    Some(n)
 }
 
 /// Checks that QEMU can start `spec`, copies the variable store and returns
@@ -419,6 +448,10 @@ pub struct RunArgs {
     /// nothing but that forward.
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub ssh_port: Option<u16>,
+    /// Let the guest reach an update server listening on 127.0.0.1:PORT on
+    /// this machine as http://10.0.2.100/ (needs socat); nothing else.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub update_port: Option<u16>,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 2048)]
     pub memory: u32,
@@ -480,6 +513,7 @@ impl RunArgs {
         spec.accel = self.accel;
         spec.snapshot = !self.persist;
         spec.ssh_port = self.ssh_port;
+        spec.update_port = self.update_port;
         for c in &self.credentials {
             let value = fs::read(&c.path).with_context(|| {
                 format!("--credential {}: reading {}", c.name, c.path.display())
@@ -610,6 +644,30 @@ mod tests {
         assert!(!a
             .iter()
             .any(|x| x.contains("guestfwd") || x.contains("0.0.0.0")));
+    }
+
+    #[test]
+    fn update_forward_reaches_only_loopback() {
+        let mut spec = RunSpec::new("/i.raw", Arch::X86_64, fw(Arch::X86_64));
+        spec.update_port = Some(8080);
+        let n = netdev(&spec).unwrap();
+        assert_eq!(
+            n,
+            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat STDIO TCP:127.0.0.1:8080"
+        );
+        let a = argv(&spec).join(" ");
+        assert!(
+            a.contains("-netdev 'user,id=n0,restrict=on,guestfwd="),
+            "{a}"
+        );
+        spec.ssh_port = Some(2222);
+        let n = netdev(&spec).unwrap();
+        assert!(
+            n.contains("restrict=on,hostfwd=tcp:127.0.0.1:2222-:22,guestfwd="),
+            "{n}"
+        );
+        spec.update_port = Some(0);
+        assert!(spec.validate().is_err());
     }
 
     #[test]

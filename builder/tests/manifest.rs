@@ -47,7 +47,13 @@ fn shipped_minimal_manifest_loads() {
         ["dpkg-db-backup.timer", "ssh.service", "ssh.socket"]
     );
     assert_eq!(m.packages.exclude, ["containernetworking-plugins"]);
-    assert!(m.units.enable.is_empty());
+    assert_eq!(m.units.enable, ["systemd-networkd.service"]);
+    assert_eq!(
+        m.health.required_units,
+        ["systemd-journald.service", "efi.mount"]
+    );
+    // The shipped example is not updatable: that needs the user's own key.
+    assert_eq!(m.update, None);
     assert_eq!(m.users.len(), 1);
     assert_eq!(m.users[0].name, "core");
     assert!(m.users[0].ssh_authorized_keys.is_empty());
@@ -112,7 +118,18 @@ fn shipped_k8s_node_manifest_loads() {
     assert_eq!(m.name, "k8s-node");
     assert!(m.packages.include.iter().any(|p| p == "containerd"));
     assert!(!m.packages.include.iter().any(|p| p == "podman"));
-    assert_eq!(m.units.enable, ["containerd.service"]);
+    assert_eq!(
+        m.units.enable,
+        ["systemd-networkd.service", "containerd.service"]
+    );
+    assert_eq!(
+        m.health.required_units,
+        [
+            "systemd-journald.service",
+            "efi.mount",
+            "containerd.service"
+        ]
+    );
     assert!(m.units.mask.iter().any(|u| u == "swap.target"));
     let h = &m.hardening;
     assert!(h.enable && h.firewall && h.audit && h.sysctl && h.kernel_cmdline);

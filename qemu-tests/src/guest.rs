@@ -29,6 +29,31 @@ pub const BOOT_CHECK_FIRST: &[&str] = &[
 /// The checks BOOT_CHECK prints on the second boot.
 pub const BOOT_CHECK_SECOND: &[&str] = &["var-persists"];
 
+/// Helpers shared by the update checks (qemu-tests/guest/update-lib.sh).
+pub const UPDATE_LIB: &str = include_str!("../guest/update-lib.sh");
+/// A → B, then `hull rollback` to A: three boots.
+pub const UPDATE_AB: &str = include_str!("../guest/update-ab.sh");
+/// A → C (health check fails) → back on A by itself.
+pub const UPDATE_BROKEN: &str = include_str!("../guest/update-broken.sh");
+/// Spoiled updates refused, one boot.
+pub const UPDATE_TAMPER: &str = include_str!("../guest/update-tamper.sh");
+
+/// Power cut, first run: `hull update` with its stages on the console.
+pub const POWER_CUT_UPDATE: &str = include_str!("../guest/power-cut-update.sh");
+/// Power cut, second run: bootable on A or B, and the update completes.
+pub const POWER_CUT_AFTER: &str = include_str!("../guest/power-cut-after.sh");
+
+/// An update check script: the commits it expects, the helpers, the checks.
+pub fn update_script(commits: &[(&str, &str)], body: &str) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    for (name, commit) in commits {
+        s.push_str(&format!("{name}={commit}\n"));
+    }
+    s.push_str(UPDATE_LIB);
+    s.push_str(body);
+    s
+}
+
 /// The credentials that make the guest run `script` once it is up.
 pub fn check_credentials(script: &str) -> Vec<(String, Vec<u8>)> {
     vec![

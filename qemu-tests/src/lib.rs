@@ -30,6 +30,8 @@
 
 pub mod console;
 pub mod guest;
+pub mod nginx;
+pub mod updates;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -97,6 +99,26 @@ pub fn log_dir() -> PathBuf {
     target.join("qemu-logs")
 }
 
+/// The hull binary the test images carry as /usr/bin/hull: `$HULL_AGENT`,
+/// else the release build in the target directory (`cargo build --release
+/// -p hull`; qemu-tests/run-tests.sh builds it).
+pub fn agent() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("HULL_AGENT").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join("release/hull");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build the on-host agent first (cargo build --release -p hull) or set HULL_AGENT",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// Builds `manifest` (relative to the workspace) into [`test_out`] and
 /// returns the report. A no-op when the image is up to date, so every test
 /// shares one build; calls within a process are serialized.
@@ -108,6 +130,8 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
         out: test_out(),
         arch: None,
         refresh: false,
+        agent: agent()?,
+        sign_key: None,
     };
     let start = Instant::now();
     eprintln!(
@@ -170,6 +194,7 @@ pub struct Boot {
     timeout: Duration,
     final_boot: u32,
     fatal_patterns: Vec<String>,
+    cut: Option<(String, Duration)>,
 }
 
 impl Boot {
@@ -199,6 +224,7 @@ impl Boot {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            cut: None,
         })
     }
 
@@ -230,9 +256,22 @@ impl Boot {
         self
     }
 
+    /// The limit per boot in force (default, or from `HULL_TEST_TIMEOUT`).
+    pub fn current_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// One more console substring that fails the boot (case-insensitive).
     pub fn fatal_pattern(mut self, pattern: &str) -> Boot {
         self.fatal_patterns.push(pattern.to_string());
+        self
+    }
+
+    /// Pulls the plug: `delay` after the console first shows `pattern`,
+    /// QEMU is killed (SIGKILL, no shutdown, nothing flushed by the guest).
+    /// The run then succeeds if the cut happened, whatever the markers say.
+    pub fn cut_on(mut self, pattern: &str, delay: Duration) -> Boot {
+        self.cut = Some((pattern.to_string(), delay));
         self
     }
 
@@ -271,6 +310,9 @@ impl Boot {
         // The timeout runs from the start, then from each HULL-CHECK-DONE.
         let mut progress = start;
         let mut next_heartbeat = HEARTBEAT;
+        // The console text not yet searched for the cut pattern (kept short).
+        let mut recent = String::new();
+        let mut cut_seen: Option<Instant> = None;
 
         let end = loop {
             buf.clear();
@@ -281,6 +323,24 @@ impl Boot {
                 report_event(&tag, start.elapsed(), &event);
                 if let Event::Done(_) = event {
                     progress = Instant::now();
+                }
+            }
+            if let Some((pattern, delay)) = &self.cut {
+                if cut_seen.is_none() {
+                    recent.push_str(&String::from_utf8_lossy(&buf));
+                    if recent.contains(pattern.as_str()) {
+                        cut_seen = Some(Instant::now());
+                        eprintln!(
+                            "{tag} saw {pattern:?}: cutting power in {} ms",
+                            delay.as_millis()
+                        );
+                    } else if recent.len() > 8192 {
+                        recent.drain(..recent.len() - 4096);
+                    }
+                }
+                if cut_seen.is_some_and(|t| t.elapsed() >= *delay) {
+                    qemu.kill();
+                    break End::Cut;
                 }
             }
             if console.fatal.is_some() && fatal_at.is_none() {
@@ -337,7 +397,11 @@ impl Boot {
             bail!(msg);
         }
         eprintln!("{tag} guest powered off after {} s", elapsed.as_secs());
+        if matches!(end, End::Cut) {
+            eprintln!("{tag} power cut after {} s", elapsed.as_secs());
+        }
         Ok(Outcome {
+            cut: matches!(end, End::Cut),
             checks: console.checks,
             done_boots: console.done_boots,
             warnings: console.warnings,
@@ -368,6 +432,8 @@ enum End {
     Exited(ExitStatus),
     Fatal,
     Timeout(Duration),
+    /// Killed on purpose by [`Boot::cut_on`].
+    Cut,
 }
 
 /// Whether a run that ended so, with this console, succeeded.
@@ -390,6 +456,7 @@ fn judge(console: &Console, final_boot: u32, end: &End) -> Result<(), String> {
         }
     };
     match end {
+        End::Cut => Ok(()),
         End::Fatal => Err("the boot failed".into()),
         End::Timeout(limit) if done => Err(format!(
             "the guest printed HULL-CHECK-DONE boot={final_boot} but did not power off within {} s",
@@ -431,6 +498,13 @@ impl Qemu {
         self.child.try_wait().context("waiting for QEMU")
     }
 
+    /// SIGKILL: the power cut. QEMU gets no chance to flush anything the
+    /// guest has not flushed itself.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn stop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
@@ -456,6 +530,8 @@ impl Drop for Qemu {
 /// What the guest reported over a successful run.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// True when the run ended by a power cut ([`Boot::cut_on`]).
+    pub cut: bool,
     /// Every `HULL-CHECK` line, in order.
     pub checks: Vec<Check>,
     /// The `n` of every `HULL-CHECK-DONE boot=<n>`, in order.
@@ -575,6 +651,7 @@ mod tests {
             "HULL-CHECK a ok 1\nHULL-CHECK b fail broken\nFailed to start x.service\n",
         );
         let o = Outcome {
+            cut: false,
             checks: c.checks,
             done_boots: c.done_boots,
             warnings: c.warnings,

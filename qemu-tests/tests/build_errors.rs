@@ -29,6 +29,8 @@ fn build_err(dir: &Path, extra: &str) -> String {
         out: out.clone(),
         arch: None,
         refresh: false,
+        agent: hull_qemu_tests::agent().expect("the hull agent"),
+        sign_key: None,
     })
     .expect_err("the build should fail");
     assert!(

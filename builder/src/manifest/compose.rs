@@ -104,6 +104,14 @@ impl State {
             path: path.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),
         });
+        // Key files are named relative to the file that names them.
+        if let Some(keys) = raw.update.as_mut().and_then(|u| u.keys.as_mut()) {
+            for key in keys.iter_mut() {
+                if !key.is_empty() {
+                    *key = dir.join(&*key).display().to_string();
+                }
+            }
+        }
         for name in raw.overlays.iter().flatten() {
             self.overlay_origins
                 .entry(name.clone())
@@ -132,6 +140,8 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         users,
         image,
         hardening,
+        update,
+        health,
     } = next;
     replace(&mut acc.name, name);
     replace(&mut acc.version, version);
@@ -170,6 +180,17 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
     }
     if let Some(h) = hardening {
         super::hardening::merge(acc.hardening.get_or_insert_with(Default::default), h);
+    }
+    if let Some(u) = update {
+        let a = acc.update.get_or_insert_with(Default::default);
+        replace(&mut a.url, u.url);
+        replace(&mut a.ostree_ref, u.ostree_ref);
+        accumulate(&mut a.keys, u.keys);
+        replace(&mut a.boot_tries, u.boot_tries);
+    }
+    if let Some(h) = health {
+        let a = acc.health.get_or_insert_with(Default::default);
+        accumulate(&mut a.required_units, h.required_units);
     }
 }
 

@@ -82,6 +82,9 @@ pub struct Manifest {
     pub hostname: String,
     pub image: ImageSize,
     pub hardening: Hardening,
+    /// Where hosts update from; `None`: the image is not updatable.
+    pub update: Option<Update>,
+    pub health: Health,
 }
 
 pub use hardening::Hardening;
@@ -137,6 +140,34 @@ pub struct ImageSize {
     pub esp_size: u64,
 }
 
+/// `[update]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Update {
+    /// http:// or https:// URL of the OSTree repository served as static files.
+    pub url: String,
+    /// The ref hosts follow, `{arch}` replaced; default: the ref built.
+    pub ostree_ref: Option<String>,
+    /// Public keys whose signatures hosts accept.
+    pub keys: Vec<TrustedKey>,
+    /// Boots a new deployment gets to pass its health check; default 3.
+    pub boot_tries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrustedKey {
+    /// The key file.
+    pub path: PathBuf,
+    /// The key, base64 as in the file.
+    pub public: String,
+}
+
+/// `[health]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Health {
+    /// Units that must be active for a boot to count as good.
+    pub required_units: Vec<String>,
+}
+
 impl Manifest {
     /// Reads, composes and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest> {
@@ -147,5 +178,13 @@ impl Manifest {
     /// The OSTree ref this manifest commits to for `arch`.
     pub fn ostree_ref(&self, arch: Arch) -> String {
         format!("hull/{}/{}/{}", self.name, arch, self.stream)
+    }
+
+    /// The ref hosts built for `arch` update from.
+    pub fn update_ref(&self, arch: Arch) -> String {
+        match self.update.as_ref().and_then(|u| u.ostree_ref.as_ref()) {
+            Some(r) => r.replace("{arch}", arch.as_str()),
+            None => self.ostree_ref(arch),
+        }
     }
 }

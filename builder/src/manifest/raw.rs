@@ -35,6 +35,8 @@ pub struct RawManifest {
     pub users: Option<Vec<RawUser>>,
     pub image: Option<RawImage>,
     pub hardening: Option<RawHardening>,
+    pub update: Option<RawUpdate>,
+    pub health: Option<RawHealth>,
 }
 
 /// `[hardening]`: the hardening profile and its items (docs/hardening.md).
@@ -96,6 +98,26 @@ pub struct RawUser {
 pub struct RawImage {
     pub size: Option<RawSize>,
     pub esp_size: Option<RawSize>,
+}
+
+/// `[update]`: where hosts look for updates and whom they trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawUpdate {
+    pub url: Option<String>,
+    #[serde(rename = "ref")]
+    pub ostree_ref: Option<String>,
+    /// Public key files, relative to the file naming them (made absolute by
+    /// [`super::compose`]).
+    pub keys: Option<Vec<String>>,
+    pub boot_tries: Option<i64>,
+}
+
+/// `[health]`: what must work before a new deployment is marked good.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHealth {
+    pub required_units: Option<Vec<String>>,
 }
 
 /// A size as written: a string such as `"4G"` or `"256MiB"`, or an integer

@@ -13,8 +13,13 @@ use anyhow::{anyhow, Error, Result};
 use sha2::{Digest, Sha256};
 
 use super::compose::Composed;
-use super::raw::{RawImage, RawKernel, RawManifest, RawPackages, RawSize, RawUnits, RawUser};
-use super::{Arch, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, Units, User};
+use super::raw::{
+    RawHealth, RawImage, RawKernel, RawManifest, RawPackages, RawSize, RawUnits, RawUpdate, RawUser,
+};
+use super::{
+    Arch, Health, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, TrustedKey, Units,
+    Update, User,
+};
 
 pub const DEFAULT_STREAM: &str = "stable";
 pub const DEFAULT_SUITE: &str = "trixie";
@@ -26,6 +31,11 @@ pub const DEFAULT_ESP_SIZE: u64 = 256 << 20;
 pub const MIN_ESP_SIZE: u64 = 64 << 20;
 /// The disk must be larger than the ESP by more than this.
 pub const MIN_ROOT_SIZE: u64 = 512 << 20;
+/// Boot tries a new deployment gets when the manifest does not say.
+pub const DEFAULT_BOOT_TRIES: u32 = 3;
+/// systemd-boot counts tries in the entry's file name; more than this many
+/// failed boots in a row only delays the rollback.
+pub const MAX_BOOT_TRIES: u32 = 9;
 /// The directory, next to the manifest or in one of its ancestors, that
 /// holds the overlay directories.
 pub const OVERLAY_ROOT: &str = "rootfs-overlays";
@@ -70,6 +80,8 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         users,
         image,
         hardening,
+        update,
+        health,
     } = raw;
 
     let name = name.ok_or_else(|| cx.err("name", "required"))?;
@@ -106,6 +118,8 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
     let overlays = overlays_of(&cx, path, &overlay_origins, overlays.unwrap_or_default())?;
     let hardening = super::hardening::hardening_of(hardening, &packages, &users)
         .map_err(|(key, m)| cx.err(&format!("hardening.{key}"), m))?;
+    let update = update.map(|u| update_of(&cx, u)).transpose()?;
+    let health = health_of(&cx, health.unwrap_or_default())?;
     let sha256 = manifest_sha256(&cx, &files)?;
 
     Ok(Manifest {
@@ -126,6 +140,8 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         hostname,
         image,
         hardening,
+        update,
+        health,
     })
 }
 
@@ -318,6 +334,112 @@ fn image_of(cx: &Cx, i: RawImage) -> Result<ImageSize> {
         ));
     }
     Ok(ImageSize { size, esp_size })
+}
+
+fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
+    let url = u.url.ok_or_else(|| cx.err("update.url", "required"))?;
+    check_update_url(&url).map_err(|m| cx.err("update.url", m))?;
+    if let Some(r) = &u.ostree_ref {
+        check_ref(r).map_err(|m| cx.err("update.ref", m))?;
+    }
+    let paths = u.keys.unwrap_or_default();
+    if paths.is_empty() {
+        return Err(cx.err(
+            "update.keys",
+            "at least one public key file is required: hosts refuse unsigned updates \
+             (`hull keygen` makes a key pair)",
+        ));
+    }
+    let mut keys = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let at = format!("update.keys[{i}]");
+        if p.is_empty() {
+            return Err(cx.err(&at, "empty path"));
+        }
+        let path = PathBuf::from(p);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| cx.err(&at, format!("cannot read {p}: {e}")))?;
+        let parsed = crate::sign::parse_public_keys(&text, p).map_err(|e| cx.err(&at, e))?;
+        if parsed.is_empty() {
+            return Err(cx.err(&at, format!("{p} holds no key")));
+        }
+        for key in parsed {
+            let public = crate::sign::public_text(&key).trim().to_string();
+            if !keys.iter().any(|k: &TrustedKey| k.public == public) {
+                keys.push(TrustedKey {
+                    path: path.clone(),
+                    public,
+                });
+            }
+        }
+    }
+    let boot_tries = match u.boot_tries {
+        None => DEFAULT_BOOT_TRIES,
+        Some(n) if (1..=i64::from(MAX_BOOT_TRIES)).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(cx.err(
+                "update.boot-tries",
+                format!("{n} is not between 1 and {MAX_BOOT_TRIES}"),
+            ))
+        }
+    };
+    Ok(Update {
+        url,
+        ostree_ref: u.ostree_ref,
+        keys,
+        boot_tries,
+    })
+}
+
+fn health_of(cx: &Cx, h: RawHealth) -> Result<Health> {
+    let required_units = h.required_units.unwrap_or_default();
+    for (i, u) in required_units.iter().enumerate() {
+        check_unit(u).map_err(|m| cx.err(&format!("health.required-units[{i}]"), m))?;
+    }
+    Ok(Health { required_units })
+}
+
+/// An http(s) URL without whitespace, quotes or a fragment: it goes into an
+/// OSTree remote config line.
+fn check_update_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{url:?} has no host"));
+    }
+    if url
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\\' | '#'))
+    {
+        return Err(format!(
+            "{url:?} holds whitespace, a quote, a backslash or a #"
+        ));
+    }
+    Ok(())
+}
+
+/// An OSTree ref: segments of `[A-Za-z0-9._-]` (and `{arch}`) separated by `/`.
+fn check_ref(r: &str) -> Result<(), String> {
+    let plain = r.replace("{arch}", "arch");
+    if plain.is_empty() || plain.len() > 255 {
+        return Err("a ref is 1 to 255 characters".into());
+    }
+    for seg in plain.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." || seg.starts_with('-') {
+            return Err(format!("{r:?}: empty, dot or dash-leading segment"));
+        }
+        if !seg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(format!(
+                "{r:?}: only letters, digits, '.', '_', '-', '/' and {{arch}}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn size_of(s: &RawSize) -> Result<u64, String> {
@@ -677,6 +799,151 @@ mod tests {
         format!("{MINIMAL}{extra}")
     }
 
+    fn write_key(path: &Path) -> String {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let key = crate::sign::generate().unwrap();
+        let text = crate::sign::public_text(&key.verifying_key());
+        fs::write(path, &text).unwrap();
+        text.trim().to_string()
+    }
+
+    #[test]
+    fn update_and_health_rules() {
+        let t = tempfile::tempdir().unwrap();
+        let public = write_key(&t.path().join("m/k.pub"));
+        let base = "name = \"n\"\nversion = \"1\"\n";
+        let ok = load_in(
+            t.path(),
+            &format!(
+                "{base}[update]\nurl = \"https://u.example/r\"\nkeys = [\"k.pub\", \"k.pub\"]\n"
+            ),
+        )
+        .unwrap();
+        let u = ok.update.clone().unwrap();
+        assert_eq!(u.boot_tries, DEFAULT_BOOT_TRIES);
+        assert_eq!(u.ostree_ref, None);
+        assert_eq!(u.keys.len(), 1, "the same key twice is one key");
+        assert_eq!(u.keys[0].public, public);
+        assert_eq!(ok.update_ref(Arch::X86_64), "hull/n/x86_64/stable");
+        assert_eq!(load_in(t.path(), base).unwrap().update, None);
+        assert!(load_in(t.path(), base)
+            .unwrap()
+            .health
+            .required_units
+            .is_empty());
+
+        fs::write(
+            t.path().join("m/secret"),
+            crate::sign::secret_text(&crate::sign::generate().unwrap()),
+        )
+        .unwrap();
+        fs::write(t.path().join("m/empty.pub"), "# none yet\n").unwrap();
+        let cases = [
+            ("keys = [\"k.pub\"]", "update.url: required"),
+            (
+                "url = \"ftp://x/r\"\nkeys = [\"k.pub\"]",
+                "update.url: \"ftp://x/r\" is not an http",
+            ),
+            (
+                "url = \"http://\"\nkeys = [\"k.pub\"]",
+                "update.url: \"http://\" has no host",
+            ),
+            (
+                "url = \"http://x/r#a\"\nkeys = [\"k.pub\"]",
+                "update.url: \"http://x/r#a\" holds",
+            ),
+            (
+                "url = \"http://x/r\"",
+                "update.keys: at least one public key file is required",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = []",
+                "update.keys: at least one",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"missing.pub\"]",
+                "update.keys[0]: cannot read",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"secret\"]",
+                "is it the secret key?",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"empty.pub\"]",
+                "holds no key",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"k.pub\"]\nboot-tries = 0",
+                "update.boot-tries: 0 is not between 1 and 9",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"k.pub\"]\nboot-tries = 10",
+                "update.boot-tries: 10",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"k.pub\"]\nref = \"a/../b\"",
+                "update.ref:",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"k.pub\"]\nref = \"a b\"",
+                "update.ref:",
+            ),
+            (
+                "url = \"http://x/r\"\nkeys = [\"k.pub\"]\nsecret = 1",
+                "unknown field `secret`",
+            ),
+        ];
+        for (table, want) in cases {
+            let err = load_in(t.path(), &format!("{base}[update]\n{table}\n"))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{table}: {err}");
+        }
+        let err = load_in(
+            t.path(),
+            &format!("{base}[health]\nrequired-units = [\"nope\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("health.required-units[0]"), "{err}");
+        let err = load_in(t.path(), &format!("{base}[health]\ntimeout = 3\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `timeout`"), "{err}");
+    }
+
+    /// Key paths are relative to the file naming them; keys accumulate and
+    /// scalars are replaced across includes.
+    #[test]
+    fn update_keys_resolve_next_to_the_file_naming_them() {
+        let t = tempfile::tempdir().unwrap();
+        write_key(&t.path().join("m/base/keys/one.pub"));
+        write_key(&t.path().join("m/two.pub"));
+        fs::write(
+            t.path().join("m/base/base.toml"),
+            "[update]\nurl = \"http://a/r\"\nkeys = [\"keys/one.pub\"]\nboot-tries = 2\n[health]\nrequired-units = [\"a.service\"]\n",
+        )
+        .unwrap();
+        let m = load_in(
+            t.path(),
+            "include = [\"base/base.toml\"]\nname = \"n\"\nversion = \"1\"\n[update]\nurl = \"http://b/r\"\nkeys = [\"two.pub\"]\n[health]\nrequired-units = [\"b.service\"]\n",
+        )
+        .unwrap();
+        let u = m.update.unwrap();
+        assert_eq!(u.url, "http://b/r");
+        assert_eq!(u.boot_tries, 2);
+        let paths: Vec<_> = u.keys.iter().map(|k| k.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                t.path().join("m/base/keys/one.pub"),
+                t.path().join("m/two.pub")
+            ]
+        );
+        assert_eq!(m.health.required_units, ["a.service", "b.service"]);
+    }
+
     #[test]
     fn defaults() {
         let m = load(MINIMAL).unwrap();
@@ -708,6 +975,7 @@ mod tests {
     #[test]
     fn every_key_is_carried_over() {
         let t = tempfile::tempdir().unwrap();
+        write_key(&t.path().join("m/keys/a.pub"));
         fs::create_dir_all(t.path().join("rootfs-overlays/base")).unwrap();
         fs::create_dir_all(t.path().join("rootfs-overlays/site/extra")).unwrap();
         let m = load_in(
@@ -738,9 +1006,23 @@ ssh-authorized-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x core@example", 
 [image]
 size = 8589934592
 esp-size = "512MiB"
+[update]
+url = "http://updates.example.org/hull/repo"
+ref = "hull/demo/{arch}/testing"
+keys = ["keys/a.pub"]
+boot-tries = 5
+[health]
+required-units = ["podman.socket", "efi.mount"]
 "#,
         )
         .unwrap();
+        let u = m.update.as_ref().unwrap();
+        assert_eq!(u.url, "http://updates.example.org/hull/repo");
+        assert_eq!(m.update_ref(Arch::Aarch64), "hull/demo/aarch64/testing");
+        assert_eq!(u.keys.len(), 1);
+        assert_eq!(u.keys[0].path, t.path().join("m/keys/a.pub"));
+        assert_eq!(u.boot_tries, 5);
+        assert_eq!(m.health.required_units, ["podman.socket", "efi.mount"]);
         assert_eq!(m.version, "1.2.3+git~1");
         assert_eq!(m.stream, "testing");
         assert_eq!(m.suite, "bookworm-backports");

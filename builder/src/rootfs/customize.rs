@@ -13,7 +13,7 @@ use cap_std::fs::{Dir, PermissionsExt};
 
 use super::ostree_layout::write_file;
 use crate::cmd::Cmd;
-use crate::manifest::{Manifest, Overlay, User};
+use crate::manifest::{Arch, Manifest, Overlay, User};
 
 /// sshd looks for keys here too, so keys given in the manifest live in
 /// /etc (merged across updates) rather than in a home directory under /var.
@@ -26,10 +26,20 @@ const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/hull-users.conf";
 
 /// Applies everything in order: overlays first, so that units and files they
 /// bring can be enabled and used by what follows.
-pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
+pub fn apply(
+    root_path: &Path,
+    root: &Dir,
+    manifest: &Manifest,
+    agent: &Path,
+    arch: Arch,
+) -> Result<()> {
     for overlay in &manifest.overlays {
         apply_overlay(root, overlay)?;
     }
+    super::agent::install(root, manifest, agent, arch)?;
+    let mut args = vec!["systemctl", "enable"];
+    args.extend(super::agent::UNITS);
+    chroot(root_path, &args)?;
     write_file(
         root,
         "etc/hostname",

@@ -122,12 +122,13 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::manifest::Arch;
     use std::collections::BTreeMap;
 
-    fn plan() -> PackagePlan {
+    /// A resolved plan, for the tests of the rootfs stage.
+    pub(crate) fn plan() -> PackagePlan {
         PackagePlan {
             mirror: "http://deb.debian.org/debian".into(),
             suite: "trixie".into(),

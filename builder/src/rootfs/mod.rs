@@ -4,6 +4,7 @@
 //! built by dracut in the tree), [`customize`] lays the manifest over it and
 //! [`ostree_layout`] gives it the shape OSTree deploys.
 
+pub mod agent;
 pub mod customize;
 pub mod hardening;
 pub mod mmdebstrap;
@@ -21,6 +22,7 @@ use crate::cmd::{require_program, Cmd};
 use crate::manifest::Manifest;
 use crate::packages::PackagePlan;
 use crate::progress;
+use sha2::{Digest, Sha256};
 
 /// A finished tree, ready to commit.
 #[derive(Debug, Clone)]
@@ -29,21 +31,95 @@ pub struct Rootfs {
     pub kver: String,
     /// `name version arch` of every installed package.
     pub packages: Vec<String>,
+    /// Bytes of the kernel and initramfs: what a deployment puts on the ESP.
+    pub boot_bytes: u64,
 }
 
+/// Where installed trees are kept, by [`installed_key`], under the cache.
+const INSTALLED_DIR: &str = "installed";
+/// How many installed trees the cache keeps (each is a few hundred MB).
+const INSTALLED_KEEP: usize = 2;
+/// Bumped when the install step (mmdebstrap options, hooks) changes.
+const INSTALL_FORMAT: u32 = 1;
+
 /// Builds the tree in `work/rootfs` (replacing what was there).
+///
+/// Installing packages is most of a build. The installed tree (packages,
+/// maintainer scripts, initramfs; nothing of the manifest's own) is kept in
+/// `cache/installed/<key>`, keyed by the resolved package plan, so that a
+/// new version of a manifest that changes only overlays, users, units or
+/// hull itself starts from a copy of it (mkosi calls this incremental).
+/// `reuse_installed = false` (`--refresh`) installs again.
 pub fn build(
     manifest: &Manifest,
     plan: &PackagePlan,
     work: &Path,
-    deb_cache: &Path,
+    cache: &Path,
+    agent: &Path,
+    reuse_installed: bool,
 ) -> Result<Rootfs> {
-    require_program("mmdebstrap", "mmdebstrap")?;
     let target = work.join("rootfs");
     remove_tree(&target)?;
     fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    fs::create_dir_all(deb_cache).with_context(|| format!("creating {}", deb_cache.display()))?;
+    let key = installed_key(plan)?;
+    let saved = cache.join(INSTALLED_DIR).join(&key);
+    let list = if reuse_installed && saved.join(".complete").is_file() {
+        log::info!("starting from the installed tree {}", saved.display());
+        let bar = progress::spinner("copying the cached installed tree");
+        let copied = Cmd::new("cp")
+            .arg("-a")
+            .arg(saved.join("tree"))
+            .arg(&target)
+            .run();
+        bar.finish_and_clear();
+        copied?;
+        fs::read_to_string(saved.join("packages.tsv"))
+            .with_context(|| format!("reading {}/packages.tsv", saved.display()))?
+    } else {
+        let list = install(plan, work, &target, &cache.join("debs"))?;
+        if let Err(e) = save_installed(cache, &key, &target, &list) {
+            log::warn!("keeping the installed tree for the next build: {e:#}");
+        }
+        list
+    };
+    let packages = list
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.replace('\t', " "))
+        .collect::<Vec<_>>();
 
+    let root = Dir::open_ambient_dir(&target, ambient_authority())
+        .with_context(|| format!("opening {}", target.display()))?;
+    customize::apply(&target, &root, manifest, agent, plan.arch)?;
+    let report = ostree_layout::convert(&root, &list)?;
+    log::info!(
+        "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var, {} files of /var dropped",
+        report.kver,
+        packages.len(),
+        report.tmpfiles_lines,
+        report.var_files_dropped
+    );
+    let mut boot_bytes = 0;
+    for file in ["vmlinuz", "initramfs.img"] {
+        let path = format!("usr/lib/modules/{}/{file}", report.kver);
+        boot_bytes += root
+            .metadata(&path)
+            .with_context(|| format!("reading /{path}"))?
+            .len();
+    }
+    Ok(Rootfs {
+        dir: target,
+        kver: report.kver,
+        packages,
+        boot_bytes,
+    })
+}
+
+/// Installs the packages with mmdebstrap into `target`; returns the
+/// package list (`name\tversion\tarch` lines).
+fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> Result<String> {
+    require_program("mmdebstrap", "mmdebstrap")?;
+    fs::create_dir_all(deb_cache).with_context(|| format!("creating {}", deb_cache.display()))?;
     let dracut_conf = work.join("50-hull.conf");
     fs::write(&dracut_conf, boot::DRACUT_CONF)
         .with_context(|| format!("writing {}", dracut_conf.display()))?;
@@ -54,7 +130,7 @@ pub fn build(
 
     let spec = mmdebstrap::MmdebstrapSpec {
         plan,
-        target: target.clone(),
+        target: target.to_path_buf(),
         deb_cache: deb_cache.to_path_buf(),
         dracut_conf,
         apt_preferences: prefs,
@@ -69,31 +145,49 @@ pub fn build(
     let result = mmdebstrap::command(&spec).run();
     bar.finish_and_clear();
     result.context("installing packages with mmdebstrap")?;
+    fs::read_to_string(&package_list).with_context(|| format!("reading {}", package_list.display()))
+}
 
-    let list = fs::read_to_string(&package_list)
-        .with_context(|| format!("reading {}", package_list.display()))?;
-    let packages = list
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.replace('\t', " "))
-        .collect::<Vec<_>>();
+/// The cache key of an installed tree: everything the install step reads.
+pub fn installed_key(plan: &PackagePlan) -> Result<String> {
+    let mut h = Sha256::new();
+    h.update(format!("install-format {INSTALL_FORMAT}\n"));
+    h.update(serde_json::to_vec(plan).context("serializing the package plan")?);
+    h.update(boot::DRACUT_CONF.as_bytes());
+    h.update(mmdebstrap::exclude_preferences(&plan.exclude).as_bytes());
+    Ok(hex::encode(h.finalize()))
+}
 
-    let root = Dir::open_ambient_dir(&target, ambient_authority())
-        .with_context(|| format!("opening {}", target.display()))?;
-    customize::apply(&target, &root, manifest)?;
-    let report = ostree_layout::convert(&root, &list)?;
-    log::info!(
-        "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var, {} files of /var dropped",
-        report.kver,
-        packages.len(),
-        report.tmpfiles_lines,
-        report.var_files_dropped
-    );
-    Ok(Rootfs {
-        dir: target,
-        kver: report.kver,
-        packages,
-    })
+/// Copies the freshly installed tree into the cache (through a temp name),
+/// dropping the oldest entries beyond [`INSTALLED_KEEP`].
+fn save_installed(cache: &Path, key: &str, tree: &Path, list: &str) -> Result<()> {
+    let dir = cache.join(INSTALLED_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".{key}.tmp"));
+    remove_tree(&tmp)?;
+    fs::create_dir_all(&tmp)?;
+    Cmd::new("cp")
+        .arg("-a")
+        .arg(tree)
+        .arg(tmp.join("tree"))
+        .run()?;
+    fs::write(tmp.join("packages.tsv"), list)?;
+    fs::write(tmp.join(".complete"), "")?;
+    let final_dir = dir.join(key);
+    remove_tree(&final_dir)?;
+    fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), final_dir.display()))?;
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(&dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    entries.sort();
+    entries.reverse();
+    for (_, old) in entries.into_iter().skip(INSTALLED_KEEP) {
+        remove_tree(&old)?;
+    }
+    Ok(())
 }
 
 /// Removes a tree that may hold OSTree deployments (immutable directories).
@@ -139,6 +233,27 @@ pub fn tree_size(root: &Dir) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The installed tree is reused only for the same resolved plan.
+    #[test]
+    fn installed_key_follows_the_plan() {
+        use super::mmdebstrap::tests::plan;
+        let a = installed_key(&plan()).unwrap();
+        assert_eq!(a, installed_key(&plan()).unwrap());
+        let mut p = plan();
+        p.include.push("podman".into());
+        assert_ne!(a, installed_key(&p).unwrap());
+        let mut p = plan();
+        p.release_sha256 = "cd".repeat(32);
+        assert_ne!(
+            a,
+            installed_key(&p).unwrap(),
+            "a new archive state installs again"
+        );
+        let mut p = plan();
+        p.exclude.push("nano".into());
+        assert_ne!(a, installed_key(&p).unwrap());
+    }
 
     #[test]
     fn tree_size_counts_hard_links_once() {

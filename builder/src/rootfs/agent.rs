@@ -1,0 +1,161 @@
+//! The on-host side of hull, laid into the tree: the `hull` binary itself,
+//! its settings, the update remote with the keys it trusts, the ESP mount
+//! and the health check that decides whether a boot counts as good.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use cap_std::fs::Dir;
+use serde::{Deserialize, Serialize};
+
+use super::ostree_layout::write_file;
+use crate::boot;
+use crate::manifest::{Arch, Manifest};
+
+/// The agent's path in the tree.
+pub const AGENT_PATH: &str = "usr/bin/hull";
+/// The agent's settings, written from the manifest.
+pub const HOST_CONFIG: &str = "usr/lib/hull/host.toml";
+/// Public keys whose signatures `hull update` accepts, in ostree's format.
+pub const TRUSTED_KEYS: &str = "usr/lib/hull/trusted.ed25519";
+/// The OSTree remote hosts pull from. In /etc, so a host can point it elsewhere.
+pub const REMOTE_CONFIG: &str = "etc/ostree/remotes.d/hull.conf";
+/// The remote's name.
+pub const REMOTE: &str = "hull";
+const HEALTH_UNIT: &str = "usr/lib/systemd/system/hull-health.service";
+const EFI_MOUNT: &str = "usr/lib/systemd/system/efi.mount";
+/// Units to enable once installed.
+pub const UNITS: &[&str] = &["hull-health.service", "efi.mount"];
+
+/// `/usr/lib/hull/host.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostConfig {
+    /// Boots a new deployment gets to pass its health check.
+    pub boot_tries: u32,
+    /// Units `hull health` requires to be active.
+    pub required_units: Vec<String>,
+}
+
+impl HostConfig {
+    pub fn from_manifest(manifest: &Manifest) -> HostConfig {
+        HostConfig {
+            boot_tries: manifest
+                .update
+                .as_ref()
+                .map_or(crate::manifest::validate::DEFAULT_BOOT_TRIES, |u| {
+                    u.boot_tries
+                }),
+            required_units: manifest.health.required_units.clone(),
+        }
+    }
+
+    pub fn parse(text: &str, origin: &str) -> Result<HostConfig> {
+        toml::from_str(text).with_context(|| format!("parsing {origin}"))
+    }
+}
+
+/// The remote's config: libostree reads it from /etc/ostree/remotes.d.
+/// `sign-verify=true` makes a bare `ostree admin upgrade` fail closed on a
+/// libostree without ed25519 (Debian's) and verify on one with it; `hull
+/// update` checks the signature itself before pulling.
+pub fn remote_config(url: &str) -> String {
+    format!(
+        "# written by hull build; `hull update` pulls from here\n\
+         [remote \"{REMOTE}\"]\nurl={url}\ngpg-verify=false\nsign-verify=true\n\
+         verification-ed25519-file=/{TRUSTED_KEYS}\n"
+    )
+}
+
+/// Installs the agent from `agent` (a hull binary built for `arch`) and its
+/// configuration into the tree.
+pub fn install(root: &Dir, manifest: &Manifest, agent: &Path, arch: Arch) -> Result<()> {
+    let bytes = std::fs::read(agent)
+        .with_context(|| format!("reading the hull agent {}", agent.display()))?;
+    check_elf_arch(&bytes, arch).with_context(|| format!("the hull agent {}", agent.display()))?;
+    write_file(root, AGENT_PATH, &bytes, 0o755)?;
+    let config = HostConfig::from_manifest(manifest);
+    let text = format!(
+        "# written by hull build from {}\n{}",
+        manifest.path.display(),
+        toml::to_string(&config).context("serializing the host config")?
+    );
+    write_file(root, HOST_CONFIG, text.as_bytes(), 0o644)?;
+    write_file(root, HEALTH_UNIT, boot::HEALTH_UNIT.as_bytes(), 0o644)?;
+    write_file(root, EFI_MOUNT, boot::efi_mount().as_bytes(), 0o644)?;
+    if let Some(update) = &manifest.update {
+        let keys: String = update
+            .keys
+            .iter()
+            .map(|k| format!("# {}\n{}\n", k.path.display(), k.public))
+            .collect();
+        write_file(root, TRUSTED_KEYS, keys.as_bytes(), 0o644)?;
+        write_file(
+            root,
+            REMOTE_CONFIG,
+            remote_config(&update.url).as_bytes(),
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuses an agent built for another machine: it would install, and only
+/// fail on the host.
+fn check_elf_arch(bytes: &[u8], arch: Arch) -> Result<()> {
+    if bytes.len() < 20 || &bytes[..4] != b"\x7fELF" {
+        anyhow::bail!("is not an ELF executable");
+    }
+    let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
+    let want = match arch {
+        Arch::X86_64 => 62,
+        Arch::Aarch64 => 183,
+    };
+    if machine != want {
+        anyhow::bail!("is built for ELF machine {machine}, not {arch} ({want})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elf_machine_is_checked() {
+        let mut elf = b"\x7fELF".to_vec();
+        elf.resize(20, 0);
+        elf[18] = 62;
+        assert!(check_elf_arch(&elf, Arch::X86_64).is_ok());
+        let err = check_elf_arch(&elf, Arch::Aarch64).unwrap_err().to_string();
+        assert!(err.contains("not aarch64"), "{err}");
+        assert!(check_elf_arch(b"#!/bin/sh\n", Arch::X86_64).is_err());
+    }
+
+    #[test]
+    fn host_config_round_trips_and_refuses_unknown_keys() {
+        let c = HostConfig {
+            boot_tries: 2,
+            required_units: vec!["efi.mount".into()],
+        };
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("boot-tries = 2"), "{text}");
+        assert_eq!(HostConfig::parse(&text, "host.toml").unwrap(), c);
+        let err = format!(
+            "{:#}",
+            HostConfig::parse("boot-tries = 2\nrequired-units = []\nx = 1\n", "host.toml")
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("host.toml") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn remote_config_names_the_keys() {
+        let text = remote_config("http://10.0.2.100/repo");
+        assert!(text.contains("[remote \"hull\"]\nurl=http://10.0.2.100/repo\n"));
+        assert!(text.contains("verification-ed25519-file=/usr/lib/hull/trusted.ed25519"));
+    }
+}

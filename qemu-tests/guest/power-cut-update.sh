@@ -1,0 +1,9 @@
+# Power-cut test, first run: start `hull update` with its progress on the
+# console; the harness kills QEMU when a chosen stage begins.
+settle
+b=$(booted)
+[ "$b" = "$A" ] && check booted-a ok "$b" || check booted-a fail "booted $b, expected A $A"
+printf 'HULL-CHECK-DONE boot=1\n'
+hull update
+check update-finished ok "the update ran to its end before the cut"
+exec systemctl poweroff

@@ -1,0 +1,34 @@
+# A → C, whose health check always fails: C gets its boot tries, fails each,
+# and the host comes back to A by itself.
+case $(phase) in
+0)
+	settle
+	b=$(booted)
+	[ "$b" = "$A" ] && check booted-a ok "$b" || check booted-a fail "booted $b, expected A $A"
+	out=$(hull update 2>&1)
+	rc=$?
+	[ $rc -eq 0 ] && contains "$out" "deployed 3.0.0 ($C)" && check update ok "$out" || check update fail "exit $rc: $out"
+	next_phase 1
+	printf 'HULL-CHECK-DONE boot=1\n'
+	exec systemctl reboot
+	;;
+*)
+	b=$(booted)
+	if [ "$b" = "$C" ]; then
+		# hull-health fails and reboots this try; nothing to do but say so.
+		check trial-boot-c ok "$(cat /proc/cmdline)"
+		exit 0
+	fi
+	settle
+	[ "$b" = "$A" ] && check back-on-a ok "$b" || check back-on-a fail "booted $b, expected A $A"
+	out=$(hull status 2>&1)
+	expect rollback-reported "$out" contains "$out" "last boot was an automatic rollback from 3.0.0 ($C)"
+	expect rollback-reason "$out" contains "$out" "50-always-fails"
+	expect c-failed "$out" contains "$out" "3.0.0 $C.0 [] failed: used all 2 boot tries"
+	expect a-default "$out" contains "$out" "* 1.0.0 $A.0 [booted, default, next boot] good"
+	e=$(entries)
+	expect esp-exhausted "$e" contains "$e" "-$C-0+0-2.conf"
+	printf 'HULL-CHECK-DONE boot=2\n'
+	exec systemctl poweroff
+	;;
+esac

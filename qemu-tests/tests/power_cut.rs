@@ -1,0 +1,117 @@
+//! Power cuts during `hull update`: QEMU is killed (SIGKILL) as the update
+//! reaches a stage, then the same disk (a qcow2 overlay over image A, kept
+//! across the two QEMU runs) boots again. The host must come up on A or B,
+//! with no failed unit, and a new `hull update` must complete.
+//!
+//! CI cuts at four stages (the pull, the deploy, the ESP entry write, the
+//! cleanup after it). `HULL_POWER_CUTS=N` runs N cuts instead, at
+//! stages and delays spread over the whole update (bench/power-cut-soak.sh);
+//! the test prints `power cuts: N cuts, M bootable`.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use hull_qemu_tests::nginx::Nginx;
+use hull_qemu_tests::updates::fixture;
+use hull_qemu_tests::{enabled, guest, report_arch, Boot};
+
+/// (console line the cut waits for, delay after it).
+const CI_CUTS: &[(&str, u64)] = &[
+    ("update: pulling", 0),
+    ("update: deploying", 500),
+    ("writing entries", 0),
+    // After B's entry is on the ESP: the host comes up on B, on trial.
+    ("cleaning up old deployments", 0),
+];
+
+/// Every stage `hull update` announces, for the soak.
+const STAGES: &[&str] = &[
+    "update: pulling",
+    "update: deploying",
+    "writing the deployment list",
+    "writing the ESP",
+    "writing entries",
+    "removing what no deployment uses",
+    "cleaning up old deployments",
+];
+
+fn cuts() -> Vec<(String, u64)> {
+    match std::env::var("HULL_POWER_CUTS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        None => CI_CUTS.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
+        Some(n) => (0..n)
+            .map(|i| {
+                // Deterministic spread: each stage in turn, delays 0 ms to 4.5 s.
+                let stage = STAGES[i % STAGES.len()];
+                let delay = ((i / STAGES.len()) as u64 * 1500 + (i as u64 * 337)) % 4500;
+                (stage.to_string(), delay)
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn power_cut_during_update() -> Result<()> {
+    if !enabled("power_cut_during_update") {
+        return Ok(());
+    }
+    let f = fixture()?;
+    let arch = report_arch(&f.a)?;
+    let nginx = Nginx::serve(&[("/repo/", &f.repo("b"))])?;
+    let commits = [("A", f.a.commit.as_str()), ("B", f.b.commit.as_str())];
+    let plan = cuts();
+    let mut bootable = 0;
+    let mut failures = Vec::new();
+    for (i, (pattern, delay)) in plan.iter().enumerate() {
+        let dir = tempfile::Builder::new().prefix("hull-cut").tempdir()?;
+        let disk = dir.path().join("disk.qcow2");
+        hull::cmd::Cmd::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&f.a.image)
+            .arg(&disk)
+            .run()?;
+        let name = format!("power_cut_{i}");
+        let mut first = Boot::new(&name, &disk, arch)?
+            .check_script(&guest::update_script(&commits, guest::POWER_CUT_UPDATE))
+            .cut_on(pattern, Duration::from_millis(*delay));
+        first.spec_mut().snapshot = false;
+        first.spec_mut().update_port = Some(nginx.port);
+        let cut = first
+            .run()
+            .with_context(|| format!("cut {i} at {pattern:?}"))?;
+        if !cut.cut {
+            failures.push(format!(
+                "cut {i} at {pattern:?} +{delay} ms: the update finished first"
+            ));
+        }
+        let mut second = Boot::new(&format!("{name}_after"), &disk, arch)?
+            .check_script(&guest::update_script(&commits, guest::POWER_CUT_AFTER));
+        second.spec_mut().snapshot = false;
+        second.spec_mut().update_port = Some(nginx.port);
+        match second.run() {
+            Ok(o) => match o.require(&[
+                "bootable",
+                "no-failed-units",
+                "status-works",
+                "update-after-cut",
+            ]) {
+                Ok(()) => {
+                    bootable += 1;
+                    eprintln!(
+                        "cut {i} at {pattern:?} +{delay} ms: came up on {}",
+                        o.detail("bootable").unwrap_or("?")
+                    );
+                }
+                Err(e) => failures.push(format!("cut {i} at {pattern:?} +{delay} ms: {e:#}")),
+            },
+            Err(e) => failures.push(format!(
+                "cut {i} at {pattern:?} +{delay} ms: did not boot: {e:#}"
+            )),
+        }
+    }
+    eprintln!("power cuts: {} cuts, {bootable} bootable", plan.len());
+    ensure!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}

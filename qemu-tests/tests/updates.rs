@@ -1,0 +1,156 @@
+//! `hull update`, `hull rollback` and automatic rollback, for real: image A
+//! booted in QEMU pulls signed commits from nginx on 127.0.0.1 through
+//! QEMU's restricted user network (the guest reaches nothing else), and a
+//! script in the guest proves each step from the inside.
+//!
+//! The fixture ([`hull_qemu_tests::updates`]) builds A, B (A's next version)
+//! and C (a version whose health check fails) with `hull build`, signed.
+//! Needs HULL_QEMU_TESTS=1, root, QEMU with OVMF, nginx and socat.
+
+use std::sync::OnceLock;
+
+use anyhow::{ensure, Result};
+use hull_qemu_tests::nginx::Nginx;
+use hull_qemu_tests::updates::{fixture, tamper_repos, Fixture};
+use hull_qemu_tests::{enabled, guest, report_arch, Boot};
+
+fn shared() -> Result<&'static Fixture> {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    if let Some(f) = F.get() {
+        return Ok(f);
+    }
+    let f = fixture()?;
+    Ok(F.get_or_init(|| f))
+}
+
+fn boot(
+    name: &str,
+    f: &Fixture,
+    nginx: &Nginx,
+    script: String,
+    boots: u32,
+) -> Result<hull_qemu_tests::Outcome> {
+    let mut b = Boot::new(name, &f.a.image, report_arch(&f.a)?)?
+        .check_script(&script)
+        .expect_boots(boots);
+    b.spec_mut().update_port = Some(nginx.port);
+    let outcome = b.run()?;
+    eprintln!("{}", outcome.summary());
+    Ok(outcome)
+}
+
+#[test]
+fn update_a_to_b_and_roll_back() -> Result<()> {
+    if !enabled("update_a_to_b_and_roll_back") {
+        return Ok(());
+    }
+    let f = shared()?;
+    let nginx = Nginx::serve(&[("/repo/", &f.repo("b"))])?;
+    let script = guest::update_script(&[("A", &f.a.commit), ("B", &f.b.commit)], guest::UPDATE_AB);
+    let o = boot("update_a_to_b", f, &nginx, script, 3)?;
+    o.require(&[
+        "booted-a",
+        "status-a-good",
+        "update-check",
+        "update",
+        "status-pending",
+        "esp-entries",
+        "booted-b",
+        "new-usr",
+        "etc-merged",
+        "blessed",
+        "esp-blessed",
+        "rollback",
+        "status-rollback-pending",
+        "rolled-back",
+        "no-auto-rollback",
+        "etc-kept",
+    ])?;
+    ensure!(o.done_boots == [1, 2, 3], "boots {:?}", o.done_boots);
+    let log = nginx.access_log();
+    ensure!(
+        log.contains(&format!("GET /repo/refs/heads/{} ", f.b.ostree_ref)),
+        "the guest never asked nginx for the ref: {log}"
+    );
+    // A measurement for docs/benchmarks.md, not a check.
+    let (requests, bytes) = nginx.served();
+    eprintln!(
+        "update A→B: {requests} HTTP requests, {bytes} bytes ({:.1} MiB) served",
+        bytes as f64 / (1 << 20) as f64
+    );
+    Ok(())
+}
+
+#[test]
+fn update_refuses_spoiled_commits() -> Result<()> {
+    if !enabled("update_refuses_spoiled_commits") {
+        return Ok(());
+    }
+    let f = shared()?;
+    let spoiled = tamper_repos(f)?;
+    let mut locations: Vec<(String, std::path::PathBuf)> =
+        vec![("/repo/".to_string(), f.repo("b"))];
+    for (kind, path) in &spoiled {
+        locations.push((format!("/{kind}/repo/"), path.clone()));
+    }
+    let locs: Vec<(&str, &std::path::Path)> = locations
+        .iter()
+        .map(|(p, d)| (p.as_str(), d.as_path()))
+        .collect();
+    let nginx = Nginx::serve(&locs)?;
+    let script = guest::update_script(
+        &[("A", &f.a.commit), ("B", &f.b.commit)],
+        guest::UPDATE_TAMPER,
+    );
+    let o = boot("update_tamper", f, &nginx, script, 1)?;
+    o.require(&[
+        "refused-unsigned",
+        "refused-wrongkey",
+        "refused-corrupt",
+        "refused-esp-full",
+        "good-still-available",
+        "nothing-staged",
+    ])?;
+    // A commit whose signature fails is refused before any of its content
+    // is downloaded.
+    let log = nginx.access_log();
+    for kind in ["unsigned", "wrongkey"] {
+        ensure!(
+            !log.lines()
+                .any(|l| l.contains(&format!("/{kind}/repo/objects/")) && l.contains(".filez")),
+            "file objects of the {kind} commit were downloaded:\n{log}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
+    if !enabled("update_that_fails_its_health_check_rolls_back") {
+        return Ok(());
+    }
+    let f = shared()?;
+    let nginx = Nginx::serve(&[("/repo/", &f.repo("c"))])?;
+    let script = guest::update_script(
+        &[("A", &f.a.commit), ("C", &f.c.commit)],
+        guest::UPDATE_BROKEN,
+    );
+    let o = boot("update_broken", f, &nginx, script, 2)?;
+    o.require(&[
+        "booted-a",
+        "update",
+        "back-on-a",
+        "rollback-reported",
+        "rollback-reason",
+        "c-failed",
+        "a-default",
+        "esp-exhausted",
+    ])?;
+    let trials = o.checks.iter().filter(|c| c.name == "trial-boot-c").count();
+    ensure!(
+        trials == hull_qemu_tests::updates::BOOT_TRIES as usize,
+        "C booted {trials} times, expected {} tries",
+        hull_qemu_tests::updates::BOOT_TRIES
+    );
+    Ok(())
+}
