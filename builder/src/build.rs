@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
-use crate::{binfmt, boot, bootloader, commit, deploy, image, packages, rootfs, sign};
+use crate::{binfmt, boot, bootloader, commit, deploy, hardening, image, packages, rootfs, sign};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
@@ -238,7 +238,7 @@ fn build_arch(
                 packages: tree.packages.clone(),
                 kver: tree.kver.clone(),
                 boot_bytes: tree.boot_bytes,
-                kargs: boot::kernel_args(arch, &manifest.target(arch).kernel.cmdline),
+                kargs: kernel_args(&manifest, arch),
                 release: format!(
                     "{} {} {}",
                     plan.suite, plan.release_date, plan.release_sha256
@@ -283,7 +283,7 @@ fn build_arch(
     } else {
         let sysroot = work.join("sysroot");
         rootfs::remove_tree(&sysroot)?;
-        let kargs = boot::kernel_args(arch, &manifest.target(arch).kernel.cmdline);
+        let kargs = kernel_args(&manifest, arch);
         let remote = manifest
             .update
             .as_ref()
@@ -360,6 +360,17 @@ fn write_image(
     image::write_disk(&spec, image_path)
 }
 
+/// The image's kernel command line: hull's own arguments, then the hardening
+/// profile's, then the manifest's, so the manifest's can override the profile's.
+pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
+    let extra = [
+        manifest.hardening.kernel_args(),
+        manifest.target(arch).kernel.cmdline.clone(),
+    ]
+    .concat();
+    boot::kernel_args(arch, &extra)
+}
+
 /// Digest of everything a tree is built from, for reuse of a cached commit.
 pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<String> {
     let mut h = Sha256::new();
@@ -369,12 +380,13 @@ pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<Str
     ));
     h.update(manifest.sha256.as_bytes());
     h.update(boot::DRACUT_CONF.as_bytes());
+    for e in rootfs::mmdebstrap::DPKG_PATH_EXCLUDES {
+        h.update(format!("dpkg {e}\n"));
+    }
+    // The profile's files are compiled in: a change to them is a new tree.
+    hardening::digest(&mut h);
     h.update(boot::HEALTH_UNIT.as_bytes());
-    h.update(
-        boot::kernel_args(arch, &manifest.target(arch).kernel.cmdline)
-            .join(" ")
-            .as_bytes(),
-    );
+    h.update(kernel_args(manifest, arch).join(" ").as_bytes());
     h.update(boot::efi_mount().as_bytes());
     // The agent is part of the tree; so are the keys it trusts.
     let agent_bytes =

@@ -62,7 +62,7 @@ fn shipped_minimal_manifest_loads() {
             .include
             .last()
             .map(String::as_str),
-        Some("openssh-server")
+        Some("apparmor")
     );
     assert_eq!(
         m.units.disable,
@@ -92,7 +92,22 @@ fn shipped_minimal_manifest_loads() {
         .iter()
         .map(|f| f.path.file_name().unwrap().to_owned())
         .collect();
-    assert_eq!(files, ["base.toml", "minimal.toml"]);
+    assert_eq!(files, ["base.toml", "hardening.toml", "minimal.toml"]);
+    // The hardening profile, every item on, and the packages its items need.
+    assert!(m.hardening.enable);
+    assert!(m.hardening.firewall && m.hardening.audit && m.hardening.rootless);
+    assert!(m.hardening.open_ports.is_empty());
+    assert_eq!(m.hardening.rootless_user, "rootless");
+    for p in ["nftables", "auditd", "uidmap", "passt", "dbus-user-session"] {
+        assert!(
+            m.target(Arch::X86_64)
+                .packages
+                .include
+                .iter()
+                .any(|i| i == p),
+            "{p} missing"
+        );
+    }
     assert_eq!(m.sha256.len(), 64);
     assert_eq!(m.ostree_ref(Arch::X86_64), "hull/minimal/x86_64/stable");
 }
@@ -127,4 +142,43 @@ fn overlays_resolve_next_to_the_file_that_names_them() {
     )
     .unwrap();
     assert_eq!(m.overlays[0].dir, want);
+}
+
+#[test]
+fn shipped_k8s_node_manifest_loads() {
+    let m = Manifest::load(&shipped("k8s-node.toml")).unwrap();
+    assert_eq!(m.name, "k8s-node");
+    assert!(m
+        .target(Arch::X86_64)
+        .packages
+        .include
+        .iter()
+        .any(|p| p == "containerd"));
+    assert!(!m
+        .target(Arch::X86_64)
+        .packages
+        .include
+        .iter()
+        .any(|p| p == "podman"));
+    assert_eq!(
+        m.units.enable,
+        ["systemd-networkd.service", "containerd.service"]
+    );
+    assert_eq!(
+        m.health.required_units,
+        [
+            "systemd-journald.service",
+            "efi.mount",
+            "containerd.service"
+        ]
+    );
+    assert!(m.units.mask.iter().any(|u| u == "swap.target"));
+    let h = &m.hardening;
+    assert!(h.enable && h.firewall && h.audit && h.sysctl && h.kernel_cmdline);
+    assert!(!h.rootless && !h.containers);
+    assert_eq!(h.sysctl_overrides["net.ipv4.conf.all.rp_filter"], "2");
+    let ports: Vec<String> = h.open_ports.iter().map(|p| p.to_string()).collect();
+    assert_eq!(ports, ["10250/tcp"]);
+    let overlays: Vec<_> = m.overlays.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(overlays, ["base", "k8s-node"]);
 }

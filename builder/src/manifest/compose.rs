@@ -141,6 +141,7 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         units,
         users,
         image,
+        hardening,
         update,
         health,
         per_arch,
@@ -181,6 +182,9 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         replace(&mut a.size, i.size);
         replace(&mut a.esp_size, i.esp_size);
     }
+    if let Some(h) = hardening {
+        super::hardening::merge(acc.hardening.get_or_insert_with(Default::default), h);
+    }
     if let Some(u) = update {
         let a = acc.update.get_or_insert_with(Default::default);
         replace(&mut a.url, u.url);
@@ -210,13 +214,13 @@ fn merge_kernel(acc: &mut Option<RawKernel>, next: Option<RawKernel>) {
     }
 }
 
-fn replace<T>(acc: &mut Option<T>, next: Option<T>) {
+pub(super) fn replace<T>(acc: &mut Option<T>, next: Option<T>) {
     if next.is_some() {
         *acc = next;
     }
 }
 
-fn accumulate(acc: &mut Option<Vec<String>>, next: Option<Vec<String>>) {
+pub(super) fn accumulate(acc: &mut Option<Vec<String>>, next: Option<Vec<String>>) {
     let Some(next) = next else { return };
     let a = acc.get_or_insert_with(Vec::new);
     for item in next {

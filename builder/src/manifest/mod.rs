@@ -11,6 +11,7 @@
 //! Every error is one line naming the file and the key.
 
 pub mod compose;
+pub mod hardening;
 pub mod raw;
 pub mod validate;
 
@@ -85,10 +86,13 @@ pub struct Manifest {
     pub users: Vec<User>,
     pub hostname: String,
     pub image: ImageSize,
+    pub hardening: Hardening,
     /// Where hosts update from; `None`: the image is not updatable.
     pub update: Option<Update>,
     pub health: Health,
 }
+
+pub use hardening::Hardening;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceFile {

@@ -34,6 +34,7 @@ pub struct RawManifest {
     pub units: Option<RawUnits>,
     pub users: Option<Vec<RawUser>>,
     pub image: Option<RawImage>,
+    pub hardening: Option<RawHardening>,
     pub update: Option<RawUpdate>,
     pub health: Option<RawHealth>,
     /// `[per-arch.<arch>]`: packages and kernel settings for one architecture,
@@ -48,6 +49,25 @@ pub struct RawManifest {
 pub struct RawPerArch {
     pub packages: Option<RawPackages>,
     pub kernel: Option<RawKernel>,
+}
+
+/// `[hardening]`: the hardening profile and its items (docs/hardening.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawHardening {
+    pub enable: Option<bool>,
+    pub kernel_cmdline: Option<bool>,
+    pub cmdline_exclude: Option<Vec<String>>,
+    pub sysctl: Option<bool>,
+    pub sysctl_overrides: Option<BTreeMap<String, String>>,
+    pub firewall: Option<bool>,
+    pub open_ports: Option<Vec<String>>,
+    pub audit: Option<bool>,
+    pub tmp: Option<bool>,
+    pub ssh: Option<bool>,
+    pub containers: Option<bool>,
+    pub rootless: Option<bool>,
+    pub rootless_user: Option<String>,
 }
 
 /// `[packages]`

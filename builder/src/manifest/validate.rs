@@ -88,6 +88,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         units,
         users,
         image,
+        hardening,
         update,
         health,
         per_arch,
@@ -129,6 +130,21 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
     let users = users_of(&cx, users.unwrap_or_default())?;
     let image = image_of(&cx, image.unwrap_or_default())?;
     let overlays = overlays_of(&cx, path, &overlay_origins, overlays.unwrap_or_default())?;
+    // The profile's items need their packages on every architecture built.
+    let mut checked = None;
+    for (arch, target) in &targets {
+        let h = super::hardening::hardening_of(hardening.clone(), &target.packages, &users)
+            .map_err(|(key, m)| {
+                let m = if targets.len() > 1 {
+                    format!("{m} (for {arch})")
+                } else {
+                    m
+                };
+                cx.err(&format!("hardening.{key}"), m)
+            })?;
+        checked = Some(h);
+    }
+    let hardening = checked.expect("targets has an entry per architecture");
     let update = update.map(|u| update_of(&cx, u)).transpose()?;
     let health = health_of(&cx, health.unwrap_or_default())?;
     let sha256 = manifest_sha256(&cx, &files)?;
@@ -149,6 +165,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         users,
         hostname,
         image,
+        hardening,
         update,
         health,
     })
@@ -764,7 +781,7 @@ fn check_unit(u: &str) -> Result<(), String> {
 }
 
 /// User and group names: `[a-z_][a-z0-9_-]*`, at most 32 characters.
-fn check_account(n: &str) -> Result<(), String> {
+pub(super) fn check_account(n: &str) -> Result<(), String> {
     if n.is_empty() {
         return Err("is empty".into());
     }
@@ -1322,6 +1339,22 @@ required-units = ["podman.socket", "efi.mount"]
             &with("[packages]\nexclude = [\"linux-image-cloud-amd64\"]\n"),
             "kernel.package",
         );
+    }
+
+    #[test]
+    fn hardening_needs_its_packages_on_every_architecture() {
+        let profile = r#"
+arch = ["x86_64", "aarch64"]
+[hardening]
+audit = false
+rootless = false
+[per-arch.x86_64.packages]
+include = ["nftables"]
+"#;
+        let e = fails(&with(profile), "hardening.firewall");
+        assert!(e.contains("nftables") && e.contains("(for aarch64)"), "{e}");
+        let both = format!("{profile}[per-arch.aarch64.packages]\ninclude = [\"nftables\"]\n");
+        assert!(load(&with(&both)).unwrap().hardening.firewall);
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub fn apply(
     if !tmpfiles.is_empty() {
         write_file(root, USERS_TMPFILES, tmpfiles.as_bytes(), 0o644)?;
     }
+    // Before [units], so that the manifest has the last word on unit states.
+    super::hardening::apply(root_path, root, manifest)?;
     for (verb, units) in [
         ("enable", &manifest.units.enable),
         ("disable", &manifest.units.disable),
@@ -84,7 +86,8 @@ pub fn apply(
     Ok(())
 }
 
-fn chroot(root_path: &Path, args: &[&str]) -> Result<()> {
+/// Runs `args` under chroot in the tree, with the tree's own tools.
+pub(super) fn chroot(root_path: &Path, args: &[&str]) -> Result<()> {
     Cmd::new("chroot").arg(root_path).args(args).run()
 }
 

@@ -11,7 +11,12 @@ use crate::packages::{PackagePlan, DEBIAN_KEYRING};
 /// Files dpkg never unpacks into a hull tree: documentation, manuals and
 /// translations have no reader on an appliance host (licences stay), and the
 /// udev hardware database (22 MB with its compiled form) only names desktop
-/// hardware: keyboards, mice, USB vendors.
+/// hardware: keyboards, mice, USB vendors. Of AppArmor's policy only the
+/// parts a container profile is built from stay (abi, abstractions,
+/// tunables: podman writes and loads its own profile at run time): the ~100
+/// application profiles Debian ships (browsers, desktop apps) confine nothing
+/// a container host runs, and apparmor.service compiled them on every first
+/// boot, 30-50 s under TCG.
 pub const DPKG_PATH_EXCLUDES: &[&str] = &[
     "path-exclude=/usr/share/doc/*",
     "path-include=/usr/share/doc/*/copyright",
@@ -23,6 +28,10 @@ pub const DPKG_PATH_EXCLUDES: &[&str] = &[
     "path-exclude=/usr/share/linda/*",
     "path-exclude=/usr/share/bug/*",
     "path-exclude=/usr/lib/udev/hwdb.d/*",
+    "path-exclude=/etc/apparmor.d/*",
+    "path-include=/etc/apparmor.d/abi/*",
+    "path-include=/etc/apparmor.d/abstractions/*",
+    "path-include=/etc/apparmor.d/tunables/*",
 ];
 
 /// Everything the mmdebstrap run needs to know.

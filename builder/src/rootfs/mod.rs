@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod customize;
+pub mod hardening;
 pub mod mmdebstrap;
 pub mod ostree_layout;
 
@@ -154,6 +155,9 @@ pub fn installed_key(plan: &PackagePlan) -> Result<String> {
     h.update(serde_json::to_vec(plan).context("serializing the package plan")?);
     h.update(boot::DRACUT_CONF.as_bytes());
     h.update(mmdebstrap::exclude_preferences(&plan.exclude).as_bytes());
+    for e in mmdebstrap::DPKG_PATH_EXCLUDES {
+        h.update(format!("dpkg {e}\n"));
+    }
     Ok(hex::encode(h.finalize()))
 }
 

@@ -1,0 +1,56 @@
+//! Boots manifests/minimal.toml (the build shared with boot_minimal) once
+//! with guest/hardening-check.sh: the hardening profile is in force on the
+//! host (sysctls, kernel arguments, read-only /usr, no exposed TCP listener,
+//! default-deny firewall, audit, nosuid,nodev temp dirs, sshd off) and a
+//! rootless container runs as the dedicated account under seccomp, with
+//! no-new-privileges, the reduced capabilities and uid 0 mapped to that
+//! unprivileged account; a syscall the seccomp profile blocks fails.
+//!
+//! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; skipped otherwise. Run:
+//! `HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests --test hardening -- --nocapture`.
+
+use anyhow::Result;
+use hull_qemu_tests::{build, enabled, report_arch, Boot};
+
+/// The checks hardening-check.sh prints, in order.
+const CHECKS: &[&str] = &[
+    "failed-units",
+    "sysctls",
+    "kernel-cmdline",
+    "lockdown",
+    "usr-readonly",
+    "mount-tmp",
+    "mount-var-tmp",
+    "tcp-listeners",
+    "firewall",
+    "audit",
+    "sshd-off",
+    "rootless-user",
+    "container-image",
+    "podman-rootless",
+    "container-seccomp",
+    "container-nnp",
+    "container-caps",
+    "container-pids",
+    "container-uidmap",
+    "container-host-uid",
+    "seccomp-blocks",
+    "container-default-network",
+    "rootful-userns-auto",
+    "rootful-apparmor",
+];
+
+const SCRIPT: &str = include_str!("../guest/hardening-check.sh");
+
+#[test]
+fn hardening() -> Result<()> {
+    if !enabled("hardening") {
+        return Ok(());
+    }
+    let report = build("manifests/minimal.toml")?;
+    let outcome = Boot::new("hardening", &report.image, report_arch(&report)?)?
+        .check_script(SCRIPT)
+        .run()?;
+    eprintln!("{}", outcome.summary());
+    outcome.require(CHECKS)
+}
