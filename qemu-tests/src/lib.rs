@@ -346,7 +346,13 @@ impl Boot {
                             delay.as_millis()
                         );
                     } else if recent.len() > 8192 {
-                        recent.drain(..recent.len() - 4096);
+                        // Keep the last 4 KiB, cut at a character boundary:
+                        // the console carries multi-byte characters ("…").
+                        let mut cut = recent.len() - 4096;
+                        while !recent.is_char_boundary(cut) {
+                            cut += 1;
+                        }
+                        recent.drain(..cut);
                     }
                 }
                 if cut_seen.is_some_and(|t| t.elapsed() >= *delay) {
