@@ -238,7 +238,7 @@ fn build_arch(
                 packages: tree.packages.clone(),
                 kver: tree.kver.clone(),
                 boot_bytes: tree.boot_bytes,
-                kargs: kernel_args(&manifest, arch),
+                kargs: kernel_args(manifest, arch),
                 release: format!(
                     "{} {} {}",
                     plan.suite, plan.release_date, plan.release_sha256
@@ -283,7 +283,7 @@ fn build_arch(
     } else {
         let sysroot = work.join("sysroot");
         rootfs::remove_tree(&sysroot)?;
-        let kargs = kernel_args(&manifest, arch);
+        let kargs = kernel_args(manifest, arch);
         let remote = manifest
             .update
             .as_ref()
