@@ -380,9 +380,7 @@ pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<Str
     ));
     h.update(manifest.sha256.as_bytes());
     h.update(boot::DRACUT_CONF.as_bytes());
-    for e in rootfs::mmdebstrap::DPKG_PATH_EXCLUDES {
-        h.update(format!("dpkg {e}\n"));
-    }
+    rootfs::mmdebstrap::digest_path_excludes(&mut h);
     // The profile's files are compiled in: a change to them is a new tree.
     hardening::digest(&mut h);
     h.update(boot::HEALTH_UNIT.as_bytes());

@@ -34,6 +34,14 @@ pub const DPKG_PATH_EXCLUDES: &[&str] = &[
     "path-include=/etc/apparmor.d/tunables/*",
 ];
 
+/// Feeds the path excludes into a cache key: a change to them is a new tree.
+pub fn digest_path_excludes(h: &mut sha2::Sha256) {
+    use sha2::Digest;
+    for e in DPKG_PATH_EXCLUDES {
+        h.update(format!("dpkg {e}\n"));
+    }
+}
+
 /// Everything the mmdebstrap run needs to know.
 #[derive(Debug, Clone)]
 pub struct MmdebstrapSpec<'a> {

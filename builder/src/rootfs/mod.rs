@@ -155,9 +155,7 @@ pub fn installed_key(plan: &PackagePlan) -> Result<String> {
     h.update(serde_json::to_vec(plan).context("serializing the package plan")?);
     h.update(boot::DRACUT_CONF.as_bytes());
     h.update(mmdebstrap::exclude_preferences(&plan.exclude).as_bytes());
-    for e in mmdebstrap::DPKG_PATH_EXCLUDES {
-        h.update(format!("dpkg {e}\n"));
-    }
+    mmdebstrap::digest_path_excludes(&mut h);
     Ok(hex::encode(h.finalize()))
 }
 
