@@ -364,7 +364,7 @@ fn write_image(
 /// profile's, then the manifest's, so the manifest's can override the profile's.
 pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
     let extra = [
-        manifest.hardening.kernel_args(),
+        manifest.hardening.kernel_args(arch),
         manifest.target(arch).kernel.cmdline.clone(),
     ]
     .concat();

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::manifest::Arch;
+
 /// One switchable part of the profile (a key of `[hardening]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Item {
@@ -132,13 +134,32 @@ pub const OPEN_PORTS: &str = "etc/nftables.d/50-hull-open-ports.nft";
 
 const CMDLINE: &str = include_str!("../../boot/cmdline-hardening");
 
-/// The profile's kernel arguments (boot/cmdline-hardening), in order.
-pub fn cmdline() -> Vec<&'static str> {
+/// The profile's kernel arguments (boot/cmdline-hardening) for `arch`, in
+/// order: the common ones and those marked `[arch]`.
+pub fn cmdline(arch: Arch) -> Vec<&'static str> {
+    cmdline_lines()
+        .filter(|(only, _)| only.map_or(true, |a| a == arch.as_str()))
+        .map(|(_, arg)| arg)
+        .collect()
+}
+
+/// Every argument of the profile, for any architecture.
+pub fn cmdline_all() -> Vec<&'static str> {
+    cmdline_lines().map(|(_, arg)| arg).collect()
+}
+
+/// (the architecture a line is limited to, the argument)
+fn cmdline_lines() -> impl Iterator<Item = (Option<&'static str>, &'static str)> {
     CMDLINE
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect()
+        .map(
+            |l| match l.strip_prefix('[').and_then(|r| r.split_once(']')) {
+                Some((arch, arg)) => (Some(arch), arg.trim()),
+                None => (None, l),
+            },
+        )
 }
 
 /// The name of a kernel argument: what comes before `=`.
@@ -298,7 +319,7 @@ mod tests {
 
     #[test]
     fn cmdline_has_the_kspp_arguments() {
-        let args = cmdline();
+        let args = cmdline(Arch::X86_64);
         for a in [
             "slab_nomerge",
             "init_on_alloc=1",
@@ -313,6 +334,31 @@ mod tests {
         assert!(args.iter().all(|a| !a.contains(char::is_whitespace)));
         assert_eq!(karg_name("lockdown=integrity"), "lockdown");
         assert_eq!(karg_name("slab_nomerge"), "slab_nomerge");
+    }
+
+    /// x86-only options stay off the arm64 command line, which gets its own
+    /// page-table isolation switch instead.
+    #[test]
+    fn cmdline_is_per_architecture() {
+        let x86 = cmdline(Arch::X86_64);
+        let arm = cmdline(Arch::Aarch64);
+        for a in [
+            "vsyscall=none",
+            "pti=on",
+            "iommu=force",
+            "intel_iommu=on",
+            "ia32_emulation=0",
+        ] {
+            assert!(x86.contains(&a), "{a} missing on x86_64");
+            assert!(!arm.contains(&a), "{a} on aarch64");
+        }
+        assert!(arm.contains(&"kpti=1") && !x86.contains(&"kpti=1"));
+        for a in ["slab_nomerge", "lockdown=integrity", "iommu.strict=1"] {
+            assert!(x86.contains(&a) && arm.contains(&a), "{a} not common");
+        }
+        let all = cmdline_all();
+        assert_eq!(all.len(), x86.len() + 1);
+        assert!(all.iter().all(|a| !a.starts_with('[')));
     }
 
     /// The collisions of docs/hardening.md: what would break containers is not set.

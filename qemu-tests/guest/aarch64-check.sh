@@ -44,6 +44,23 @@ aarch64_checks() {
 	*" console=ttyAMA0"*) aarch64_check console ok "$(cat /proc/cmdline)" ;;
 	*) aarch64_check console fail "no console=ttyAMA0 in: $(cat /proc/cmdline)" ;;
 	esac
+
+	# The hardening profile's arm64 command line: its own page-table
+	# isolation switch, none of the x86-only options, nothing the kernel
+	# does not know.
+	cmdline=" $(cat /proc/cmdline) "
+	unknown=$(dmesg 2>/dev/null | sed -n 's/.*Unknown kernel command line parameters "\(.*\)", will be passed.*/\1/p')
+	case "$cmdline" in
+	*" vsyscall="* | *" pti="* | *" intel_iommu="* | *" ia32_emulation="*)
+		aarch64_check hardening-cmdline fail "x86 options in: $cmdline" ;;
+	*" kpti=1 "*" lockdown=integrity "*)
+		if [ -z "$unknown" ]; then
+			aarch64_check hardening-cmdline ok "kpti=1, lockdown=integrity; $(cat /sys/kernel/security/lockdown 2>&1)"
+		else
+			aarch64_check hardening-cmdline fail "unknown to the kernel: $unknown"
+		fi ;;
+	*) aarch64_check hardening-cmdline fail "no kpti=1/lockdown=integrity in: $cmdline" ;;
+	esac
 }
 
 [ -e "${HULL_CHECK_ROOT:-}/var/lib/hull-check/boot1" ] || aarch64_checks

@@ -33,8 +33,14 @@ pub const BOOT_CHECK_SECOND: &[&str] = &["var-persists"];
 /// on the first boot before BOOT_CHECK's: see [`aarch64_boot_check`].
 pub const AARCH64_CHECK: &str = include_str!("../guest/aarch64-check.sh");
 /// The checks AARCH64_CHECK prints.
-pub const AARCH64_CHECK_NAMES: &[&str] =
-    &["arch", "agent", "esp-bootaa64", "root-part-type", "console"];
+pub const AARCH64_CHECK_NAMES: &[&str] = &[
+    "arch",
+    "agent",
+    "esp-bootaa64",
+    "root-part-type",
+    "console",
+    "hardening-cmdline",
+];
 
 /// BOOT_CHECK with AARCH64_CHECK's checks first: one script, two boots.
 pub fn aarch64_boot_check() -> String {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::raw::RawHardening;
-use super::{Packages, User};
+use super::{Arch, Packages, User};
 use crate::hardening::{self, Item, Port};
 
 /// The default name of the rootless podman account.
@@ -80,12 +80,12 @@ impl Hardening {
         }
     }
 
-    /// The kernel arguments the profile adds, before the manifest's own.
-    pub fn kernel_args(&self) -> Vec<String> {
+    /// The kernel arguments the profile adds on `arch`, before the manifest's own.
+    pub fn kernel_args(&self, arch: Arch) -> Vec<String> {
         let mut args = Vec::new();
         if self.kernel_cmdline {
             args.extend(
-                hardening::cmdline()
+                hardening::cmdline(arch)
                     .into_iter()
                     .filter(|a| {
                         !self
@@ -168,7 +168,7 @@ pub fn hardening_of(
     let enable = enable.unwrap_or(true);
     let on = |v: Option<bool>| enable && v.unwrap_or(true);
 
-    let profile = hardening::cmdline();
+    let profile = hardening::cmdline_all();
     let cmdline_exclude = cmdline_exclude.unwrap_or_default();
     for (i, name) in cmdline_exclude.iter().enumerate() {
         if !profile.iter().any(|a| hardening::karg_name(a) == name) {
@@ -303,7 +303,7 @@ mod tests {
     fn absent_table_is_off_and_empty_table_is_all_on() {
         let off = load("").unwrap();
         assert_eq!(off, Hardening::off());
-        assert!(off.kernel_args().is_empty());
+        assert!(off.kernel_args(Arch::X86_64).is_empty());
         let on = load("[hardening]\n").unwrap();
         assert!(on.enable);
         for item in [
@@ -319,7 +319,7 @@ mod tests {
             assert!(on.has(item), "{item:?}");
         }
         assert_eq!(on.rootless_user, "rootless");
-        let args = on.kernel_args();
+        let args = on.kernel_args(Arch::X86_64);
         assert!(args.contains(&"slab_nomerge".to_string()));
         assert!(args.contains(&"audit=1".to_string()));
     }
@@ -329,7 +329,7 @@ mod tests {
         let h = load("[hardening]\nenable = false\nsysctl = true\n").unwrap();
         assert!(!h.enable);
         assert!(!h.sysctl && !h.firewall && !h.rootless);
-        assert!(h.kernel_args().is_empty());
+        assert!(h.kernel_args(Arch::X86_64).is_empty());
         // Without the items on, their packages are not needed.
         hardening_of(raw("[hardening]\nenable = false\n"), &packages(&[]), &[]).unwrap();
     }
@@ -352,15 +352,21 @@ mod tests {
             assert!(h.firewall || item == Item::Firewall);
         }
         let h = load("[hardening]\nkernel-cmdline = false\n").unwrap();
-        assert_eq!(h.kernel_args(), ["audit=1", "audit_backlog_limit=8192"]);
+        assert_eq!(
+            h.kernel_args(Arch::X86_64),
+            ["audit=1", "audit_backlog_limit=8192"]
+        );
         let h = load("[hardening]\naudit = false\n").unwrap();
-        assert!(!h.kernel_args().iter().any(|a| a.starts_with("audit")));
+        assert!(!h
+            .kernel_args(Arch::X86_64)
+            .iter()
+            .any(|a| a.starts_with("audit")));
     }
 
     #[test]
     fn cmdline_exclude_drops_by_name() {
         let h = load("[hardening]\ncmdline-exclude = [\"ia32_emulation\", \"oops\"]\n").unwrap();
-        let args = h.kernel_args();
+        let args = h.kernel_args(Arch::X86_64);
         assert!(!args.iter().any(|a| a.starts_with("ia32_emulation")));
         assert!(!args.iter().any(|a| a.starts_with("oops=")));
         assert!(args.contains(&"slab_nomerge".to_string()));
