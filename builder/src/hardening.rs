@@ -23,6 +23,8 @@ pub enum Item {
     Ssh,
     Containers,
     Rootless,
+    PruneUnits,
+    Sandbox,
 }
 
 impl Item {
@@ -37,6 +39,8 @@ impl Item {
             Item::Ssh => "ssh",
             Item::Containers => "containers",
             Item::Rootless => "rootless",
+            Item::PruneUnits => "prune-units",
+            Item::Sandbox => "sandbox",
         }
     }
 
@@ -59,7 +63,28 @@ impl Item {
             _ => &[],
         }
     }
+
+    /// Units the item disables where they are installed.
+    pub fn disables(self) -> &'static [&'static str] {
+        match self {
+            Item::PruneUnits => PRUNED_UNITS,
+            _ => &[],
+        }
+    }
 }
+
+/// Units Debian enables that a container host does not use (reasons in
+/// docs/hardening.md). A manifest's `[units] enable` turns one back on.
+pub const PRUNED_UNITS: &[&str] = &[
+    // Online ext4 scrubbing works on LVM snapshots only; hull's root is plain ext4.
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    // DHCP for macvlan container networks, on demand from podman.
+    "netavark-dhcp-proxy.socket",
+    "netavark-dhcp-proxy.service",
+    // Re-adds podman's rules after a firewalld reload; hull has no firewalld.
+    "netavark-firewalld-reload.service",
+];
 
 /// What a profile path holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +149,26 @@ pub const FILES: &[ProfileFile] = &[
     overlay_file!(
         Item::Rootless,
         "usr/lib/systemd/system/user@.service.d/50-hull-delegate.conf"
+    ),
+    overlay_file!(
+        Item::Sandbox,
+        "usr/lib/systemd/system/apparmor.service.d/50-hull-sandbox.conf"
+    ),
+    overlay_file!(
+        Item::Sandbox,
+        "usr/lib/systemd/system/audit-rules.service.d/50-hull-sandbox.conf"
+    ),
+    overlay_file!(
+        Item::Sandbox,
+        "usr/lib/systemd/system/auditd.service.d/50-hull-sandbox.conf"
+    ),
+    overlay_file!(
+        Item::Sandbox,
+        "usr/lib/systemd/system/nftables.service.d/50-hull-sandbox.conf"
+    ),
+    overlay_file!(
+        Item::Sandbox,
+        "usr/lib/systemd/system/systemd-networkd-wait-online.service.d/50-hull-sandbox.conf"
     ),
 ];
 

@@ -1,7 +1,8 @@
 //! Boots manifests/minimal.toml (the build shared with boot_minimal) once
 //! with guest/hardening-check.sh: the hardening profile is in force on the
 //! host (sysctls, kernel arguments, read-only /usr, no exposed TCP listener,
-//! default-deny firewall, audit, nosuid,nodev temp dirs, sshd off) and a
+//! default-deny firewall, audit, nosuid,nodev temp dirs, sshd off, the
+//! pruned units off, the sandboxed services at low exposure) and a
 //! rootless container runs as the dedicated account under seccomp, with
 //! no-new-privileges, the reduced capabilities and uid 0 mapped to that
 //! unprivileged account; a syscall the seccomp profile blocks fails.
@@ -25,6 +26,8 @@ const CHECKS: &[&str] = &[
     "firewall",
     "audit",
     "sshd-off",
+    "pruned-units",
+    "sandboxed",
     "rootless-user",
     "container-image",
     "podman-rootless",

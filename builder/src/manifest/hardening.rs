@@ -44,6 +44,10 @@ pub struct Hardening {
     /// A dedicated account for rootless podman: sub-ids, lingering, delegation.
     pub rootless: bool,
     pub rootless_user: String,
+    /// Debian's units a container host does not use, disabled.
+    pub prune_units: bool,
+    /// Sandboxing drop-ins for the services the profile enables.
+    pub sandbox: bool,
 }
 
 impl Hardening {
@@ -63,6 +67,8 @@ impl Hardening {
             containers: false,
             rootless: false,
             rootless_user: DEFAULT_ROOTLESS_USER.to_string(),
+            prune_units: false,
+            sandbox: false,
         }
     }
 
@@ -77,6 +83,8 @@ impl Hardening {
             Item::Ssh => self.ssh,
             Item::Containers => self.containers,
             Item::Rootless => self.rootless,
+            Item::PruneUnits => self.prune_units,
+            Item::Sandbox => self.sandbox,
         }
     }
 
@@ -121,6 +129,8 @@ pub fn merge(acc: &mut RawHardening, next: RawHardening) {
         containers,
         rootless,
         rootless_user,
+        prune_units,
+        sandbox,
     } = next;
     replace(&mut acc.enable, enable);
     replace(&mut acc.kernel_cmdline, kernel_cmdline);
@@ -139,6 +149,8 @@ pub fn merge(acc: &mut RawHardening, next: RawHardening) {
     replace(&mut acc.containers, containers);
     replace(&mut acc.rootless, rootless);
     replace(&mut acc.rootless_user, rootless_user);
+    replace(&mut acc.prune_units, prune_units);
+    replace(&mut acc.sandbox, sandbox);
 }
 
 /// Checks the composed table. Errors are `(key under hardening., message)`.
@@ -164,6 +176,8 @@ pub fn hardening_of(
         containers,
         rootless,
         rootless_user,
+        prune_units,
+        sandbox,
     } = raw;
     let enable = enable.unwrap_or(true);
     let on = |v: Option<bool>| enable && v.unwrap_or(true);
@@ -226,6 +240,8 @@ pub fn hardening_of(
         containers: on(containers),
         rootless: on(rootless),
         rootless_user,
+        prune_units: on(prune_units),
+        sandbox: on(sandbox),
     };
     if h.rootless && users.iter().any(|u| u.name == h.rootless_user) {
         return Err((
@@ -315,6 +331,8 @@ mod tests {
             Item::Ssh,
             Item::Containers,
             Item::Rootless,
+            Item::PruneUnits,
+            Item::Sandbox,
         ] {
             assert!(on.has(item), "{item:?}");
         }

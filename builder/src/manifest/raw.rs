@@ -68,6 +68,8 @@ pub struct RawHardening {
     pub containers: Option<bool>,
     pub rootless: Option<bool>,
     pub rootless_user: Option<String>,
+    pub prune_units: Option<bool>,
+    pub sandbox: Option<bool>,
 }
 
 /// `[packages]`

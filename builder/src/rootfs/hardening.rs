@@ -100,13 +100,18 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
             p.enable.extend(item.units());
         }
     }
-    // sshd runs only for someone who can log in with a key.
+    // sshd runs only for someone who can log in with a key; its first-boot
+    // key generator goes with it.
     if h.ssh && !has_keys {
         p.disable.extend(
-            ["ssh.service", "ssh.socket"]
+            ["ssh.service", "ssh.socket", "sshd-keygen.service"]
                 .into_iter()
                 .filter(|u| has_unit(u)),
         );
+    }
+    if h.prune_units {
+        p.disable
+            .extend(Item::PruneUnits.disables().iter().filter(|u| has_unit(u)));
     }
     p
 }
@@ -255,7 +260,7 @@ mod tests {
         let p = plan(
             &table("[hardening]\nopen-ports = [\"22/tcp\"]\n"),
             false,
-            |u| u == "ssh.service",
+            |u| ["ssh.service", "sshd-keygen.service", "e2scrub_all.timer"].contains(&u),
         );
         let paths = paths(&p);
         for f in FILES {
@@ -273,7 +278,10 @@ mod tests {
         assert!(matches!(hook, PlannedContent::File(_, 0o755)), "{hook:?}");
         assert_eq!(p.enable, ["nftables.service", "auditd.service"]);
         // Only units the tree has are disabled.
-        assert_eq!(p.disable, ["ssh.service"]);
+        assert_eq!(
+            p.disable,
+            ["ssh.service", "sshd-keygen.service", "e2scrub_all.timer"]
+        );
         assert_eq!(p.rootless_user.as_deref(), Some("rootless"));
         let ports = &p
             .files
@@ -306,11 +314,71 @@ mod tests {
 
     #[test]
     fn keys_keep_sshd_as_the_manifest_says() {
-        let p = plan(&table("[hardening]\n"), true, |_| true);
+        let p = plan(&table("[hardening]\nprune-units = false\n"), true, |_| true);
         assert!(p.disable.is_empty());
-        let p = plan(&table("[hardening]\nssh = false\n"), false, |_| true);
+        let p = plan(
+            &table("[hardening]\nssh = false\nprune-units = false\n"),
+            false,
+            |_| true,
+        );
         assert!(p.disable.is_empty());
         assert!(!paths(&p).iter().any(|f| f.contains("sshd_config.d")));
+    }
+
+    #[test]
+    fn prune_units_and_sandbox_are_items() {
+        let all = |_: &str| true;
+        let p = plan(&table("[hardening]\n"), true, all);
+        assert_eq!(p.disable, hardening::PRUNED_UNITS);
+        let drop_ins: Vec<&str> = paths(&p)
+            .into_iter()
+            .filter(|f| f.ends_with(".service.d/50-hull-sandbox.conf"))
+            .collect();
+        for unit in ["nftables", "auditd", "audit-rules", "apparmor"] {
+            let want = format!("usr/lib/systemd/system/{unit}.service.d/50-hull-sandbox.conf");
+            assert!(drop_ins.contains(&want.as_str()), "{want}");
+        }
+        let p = plan(
+            &table("[hardening]\nprune-units = false\nsandbox = false\n"),
+            true,
+            all,
+        );
+        assert!(p.disable.is_empty());
+        assert!(!paths(&p).iter().any(|f| f.contains("sandbox")));
+    }
+
+    /// Every sandboxing drop-in keeps what its service cannot work without.
+    #[test]
+    fn sandbox_drop_ins_keep_what_each_service_needs() {
+        let text = |unit: &str| {
+            let path = format!("usr/lib/systemd/system/{unit}.service.d/50-hull-sandbox.conf");
+            match FILES.iter().find(|f| f.path == path).map(|f| f.content) {
+                Some(Content::File(t)) => t,
+                other => panic!("{path}: {other:?}"),
+            }
+        };
+        let caps = |unit: &str| {
+            text(unit)
+                .lines()
+                .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+                .unwrap_or_else(|| panic!("{unit}: no CapabilityBoundingSet"))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        };
+        assert!(caps("nftables").contains(&"CAP_NET_ADMIN"));
+        assert!(caps("auditd").contains(&"CAP_AUDIT_CONTROL"));
+        assert!(caps("audit-rules").contains(&"CAP_AUDIT_CONTROL"));
+        assert!(caps("apparmor").contains(&"CAP_MAC_ADMIN"));
+        // The audit socket and firewall live in the host's network namespace;
+        // apparmor loads through /sys.
+        for unit in ["nftables", "auditd", "audit-rules"] {
+            assert!(!text(unit).contains("PrivateNetwork=yes"), "{unit}");
+        }
+        assert!(!text("apparmor").contains("ProtectKernelTunables=yes"));
+        // Units that run before local-fs.target get no private /tmp.
+        for unit in ["nftables", "apparmor"] {
+            assert!(!text(unit).contains("PrivateTmp=yes"), "{unit}");
+        }
     }
 
     #[test]
