@@ -4,45 +4,37 @@
 # ESP's BOOTAA64.EFI, the root partition has the arm64 root type and the
 # console is the PL011 UART.
 
-aarch64_check() {
-	name=$1
-	status=$2
-	shift 2
-	detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
-	printf 'HULL-CHECK %s %s %s\n' "$name" "$status" "${detail:--}"
-}
-
 aarch64_checks() {
 	machine=$(uname -m)
 	if [ "$machine" = aarch64 ]; then
-		aarch64_check arch ok "$machine"
+		check arch ok "$machine"
 	else
-		aarch64_check arch fail "uname -m: $machine"
+		check arch fail "uname -m: $machine"
 	fi
 
 	if out=$(hull --version 2>&1) && status=$(hull status 2>&1); then
-		aarch64_check agent ok "$out; $(printf '%s' "$status" | head -n 1)"
+		check agent ok "$out; $(printf '%s' "$status" | head -n 1)"
 	else
-		aarch64_check agent fail "hull --version / hull status: $out $status"
+		check agent fail "hull --version / hull status: $out $status"
 	fi
 
 	if [ -s /efi/EFI/BOOT/BOOTAA64.EFI ]; then
-		aarch64_check esp-bootaa64 ok "$(stat -c %s /efi/EFI/BOOT/BOOTAA64.EFI) bytes"
+		check esp-bootaa64 ok "$(stat -c %s /efi/EFI/BOOT/BOOTAA64.EFI) bytes"
 	else
-		aarch64_check esp-bootaa64 fail "no /efi/EFI/BOOT/BOOTAA64.EFI: $(ls -R /efi 2>&1 | head -n 20)"
+		check esp-bootaa64 fail "no /efi/EFI/BOOT/BOOTAA64.EFI: $(ls -R /efi 2>&1 | head -n 20)"
 	fi
 
 	root=$(readlink -f /dev/disk/by-label/hull-root)
 	type=$(udevadm info --query=property --name="$root" 2>&1 | sed -n 's/^ID_PART_ENTRY_TYPE=//p')
 	if [ "$type" = b921b045-1df0-41c3-af44-4c6f280d3fae ]; then
-		aarch64_check root-part-type ok "$root $type"
+		check root-part-type ok "$root $type"
 	else
-		aarch64_check root-part-type fail "$root has type '$type'"
+		check root-part-type fail "$root has type '$type'"
 	fi
 
 	case " $(cat /proc/cmdline) " in
-	*" console=ttyAMA0"*) aarch64_check console ok "$(cat /proc/cmdline)" ;;
-	*) aarch64_check console fail "no console=ttyAMA0 in: $(cat /proc/cmdline)" ;;
+	*" console=ttyAMA0"*) check console ok "$(cat /proc/cmdline)" ;;
+	*) check console fail "no console=ttyAMA0 in: $(cat /proc/cmdline)" ;;
 	esac
 
 	# The hardening profile's arm64 command line: its own page-table
@@ -52,14 +44,14 @@ aarch64_checks() {
 	unknown=$(dmesg 2>/dev/null | sed -n 's/.*Unknown kernel command line parameters "\(.*\)", will be passed.*/\1/p')
 	case "$cmdline" in
 	*" vsyscall="* | *" pti="* | *" intel_iommu="* | *" ia32_emulation="*)
-		aarch64_check hardening-cmdline fail "x86 options in: $cmdline" ;;
+		check hardening-cmdline fail "x86 options in: $cmdline" ;;
 	*" kpti=1 "*" lockdown=integrity "*)
 		if [ -z "$unknown" ]; then
-			aarch64_check hardening-cmdline ok "kpti=1, lockdown=integrity; $(cat /sys/kernel/security/lockdown 2>&1)"
+			check hardening-cmdline ok "kpti=1, lockdown=integrity; $(cat /sys/kernel/security/lockdown 2>&1)"
 		else
-			aarch64_check hardening-cmdline fail "unknown to the kernel: $unknown"
+			check hardening-cmdline fail "unknown to the kernel: $unknown"
 		fi ;;
-	*) aarch64_check hardening-cmdline fail "no kpti=1/lockdown=integrity in: $cmdline" ;;
+	*) check hardening-cmdline fail "no kpti=1/lockdown=integrity in: $cmdline" ;;
 	esac
 }
 

@@ -17,15 +17,6 @@ ROOT=${HULL_CHECK_ROOT:-}
 STATE=$ROOT/var/lib/hull-check
 TOKEN=$STATE/boot1
 
-# check NAME ok|fail DETAIL...: one line, whatever the detail holds.
-check() {
-	name=$1
-	status=$2
-	shift 2
-	detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
-	printf 'HULL-CHECK %s %s %s\n' "$name" "$status" "${detail:--}"
-}
-
 first_boot() {
 	if [ -e "$ROOT/run/ostree-booted" ]; then
 		check ostree-booted ok /run/ostree-booted exists

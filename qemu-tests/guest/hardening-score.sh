@@ -13,19 +13,6 @@
 
 export LC_ALL=C
 
-# (sh has no locals: check's variables are prefixed so that they do not
-# overwrite the caller's, e.g. the container's $status.)
-check() {
-	_check_name=$1
-	_check_status=$2
-	shift 2
-	_check_detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
-	printf 'HULL-CHECK %s %s %s\n' "$_check_name" "$_check_status" "${_check_detail:--}"
-}
-
-# sysctl_get NAME: the value under /proc/sys (procps' sysctl may not be installed).
-sysctl_get() { tr -s ' \t' ' ' 2>/dev/null <"/proc/sys/$(printf '%s' "$1" | tr . /)"; }
-
 timeout 300 systemctl is-system-running --wait >/dev/null 2>&1
 
 # --- KSPP kernel command line: name=recommended value (no value: a flag)

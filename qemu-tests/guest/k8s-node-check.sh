@@ -12,21 +12,6 @@
 
 export LC_ALL=C
 
-check() {
-	name=$1
-	status=$2
-	shift 2
-	detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
-	printf 'HULL-CHECK %s %s %s\n' "$name" "$status" "${detail:--}"
-}
-
-pass() {
-	if [ "$2" -eq 0 ]; then check "$1" ok "$3"; else check "$1" fail "$3"; fi
-}
-
-# sysctl_get NAME: the value under /proc/sys (procps' sysctl may not be installed).
-sysctl_get() { tr -s ' \t' ' ' 2>/dev/null <"/proc/sys/$(printf '%s' "$1" | tr . /)"; }
-
 state=$(timeout 300 systemctl is-system-running --wait 2>&1)
 failed=$(systemctl --failed --no-legend --plain 2>&1 | sed 's/ .*//' | tr '\n' ' ')
 pass failed-units "$([ -z "$failed" ]; echo $?)" "system is $state; failed: ${failed:-none}"

@@ -4,15 +4,6 @@ export LC_ALL=C
 STATE=/var/lib/hull-check
 mkdir -p "$STATE"
 
-# check NAME ok|fail DETAIL...: one line, whatever the detail holds.
-check() {
-	name=$1
-	status=$2
-	shift 2
-	detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
-	printf 'HULL-CHECK %s %s %s\n' "$name" "$status" "${detail:--}"
-}
-
 # expect NAME CONDITION-COMMAND DETAIL: ok when the command succeeds.
 expect() {
 	name=$1

@@ -75,7 +75,20 @@ pub fn update_script(commits: &[(&str, &str)], body: &str) -> String {
     s
 }
 
-/// The credentials that make the guest run `script` once it is up.
+/// `check`, `pass` and `sysctl_get`, put in front of every check script.
+pub const CHECK_LIB: &str = include_str!("../guest/check-lib.sh");
+
+/// `script` with [`CHECK_LIB`] after its `#!` line (or first, without one).
+pub fn with_check_lib(script: &str) -> String {
+    let body = match script.strip_prefix("#!") {
+        Some(rest) => rest.split_once('\n').map_or("", |(_, body)| body),
+        None => script,
+    };
+    format!("#!/bin/sh\n{CHECK_LIB}\n{body}")
+}
+
+/// The credentials that make the guest run `script`, with [`CHECK_LIB`],
+/// once it is up.
 pub fn check_credentials(script: &str) -> Vec<(String, Vec<u8>)> {
     vec![
         (
@@ -86,7 +99,10 @@ pub fn check_credentials(script: &str) -> Vec<(String, Vec<u8>)> {
             "systemd.unit-dropin.multi-user.target".to_string(),
             format!("[Unit]\nWants={UNIT_NAME}\n").into_bytes(),
         ),
-        (SCRIPT_CREDENTIAL.to_string(), script.as_bytes().to_vec()),
+        (
+            SCRIPT_CREDENTIAL.to_string(),
+            with_check_lib(script).into_bytes(),
+        ),
     ]
 }
 
@@ -111,7 +127,7 @@ mod tests {
             ]
         );
         assert_eq!(creds[1].1, b"[Unit]\nWants=hull-check.service\n");
-        assert_eq!(creds[2].1, b"echo hi\n");
+        assert_eq!(creds[2].1, with_check_lib("echo hi\n").into_bytes());
         for (name, _) in &creds {
             hull::qemu::validate_credential_name(name).unwrap();
         }
@@ -133,6 +149,37 @@ mod tests {
         }
         // A oneshot would deadlock on `systemctl is-system-running --wait`.
         assert!(!UNIT.contains("Type=oneshot"));
+    }
+
+    #[test]
+    fn check_lib_goes_after_the_shebang() {
+        let s = with_check_lib("#!/bin/sh\necho hi\n");
+        assert!(s.starts_with("#!/bin/sh\n# Put in front"), "{s}");
+        assert!(
+            s.ends_with("\necho hi\n") && s.matches("#!").count() == 1,
+            "{s}"
+        );
+        assert!(with_check_lib("echo hi\n").ends_with("\necho hi\n"));
+        // Every guest script calls the lib's helpers and defines none itself.
+        for (name, text) in [
+            ("boot-check", BOOT_CHECK),
+            ("update-lib", UPDATE_LIB),
+            ("aarch64-check", AARCH64_CHECK),
+        ] {
+            assert!(text.contains("check "), "{name}");
+            assert!(!text.contains("check() {"), "{name} defines check");
+        }
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{CHECK_LIB}\nstatus=kept; check one ok 'a\tb'; pass two 1 bad; echo $status"
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "HULL-CHECK one ok a b\nHULL-CHECK two fail bad\nkept\n"
+        );
     }
 
     fn stub(dir: &Path, name: &str, body: &str) {
@@ -167,7 +214,7 @@ mod tests {
         std::fs::create_dir_all(root.join("etc")).unwrap();
         std::fs::write(root.join("run/ostree-booted"), b"").unwrap();
         let script = dir.path().join("check.sh");
-        std::fs::write(&script, BOOT_CHECK).unwrap();
+        std::fs::write(&script, with_check_lib(BOOT_CHECK)).unwrap();
         let run = || {
             let path = format!(
                 "{}:{}",
@@ -232,7 +279,7 @@ mod tests {
         let root = dir.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         let script = dir.path().join("check.sh");
-        std::fs::write(&script, aarch64_boot_check()).unwrap();
+        std::fs::write(&script, with_check_lib(&aarch64_boot_check())).unwrap();
         let run = || {
             let path = format!(
                 "{}:{}",
