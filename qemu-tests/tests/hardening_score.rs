@@ -62,13 +62,21 @@ fn measure(name: &str, manifest: &str) -> Result<Measured> {
         .check_script(SCRIPT)
         .timeout(Duration::from_secs(1800))
         .run()?;
-    Ok(Measured(
+    let m = Measured(
         outcome
             .checks
             .into_iter()
             .map(|c| (c.name.clone(), c))
             .collect(),
-    ))
+    );
+    // A table without the exposure rows would look like a result.
+    anyhow::ensure!(
+        !m.with_prefix("exposure:").is_empty(),
+        "{name}: no systemd-analyze exposure measured: {} (log {})",
+        m.detail("exposure"),
+        outcome.log.display()
+    );
+    Ok(m)
 }
 
 fn table(hull: &Measured, base: &Measured) -> String {
