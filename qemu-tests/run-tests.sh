@@ -3,11 +3,12 @@
 #   1. formatting and lints
 #   2. unit tests (no root, no network)
 #   3. privileged + package + QEMU boot tests: a real build of manifests/minimal.toml
-#      from the Debian mirror (once, shared by the boot tests), booted under TCG;
+#      from the Debian mirror (once per lane, shared by its boot tests), booted under TCG;
 #      the update tests build three versions of an updatable image and serve
 #      them with nginx on 127.0.0.1; the aarch64 tests build one updatable
 #      arm64 image (and its update B) under qemu-user-static and boot it
-#      under qemu-system-aarch64, in a second lane beside the x86_64 tests.
+#      under qemu-system-aarch64; they, the k8s-node and the hardening
+#      checks run in a second lane beside the other tests.
 # Needs root and the packages of .ci/install-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,29 +54,38 @@ step "build the hull agent (release)" cargo build --release -p hull
 step "build the hull agent for aarch64 (release)" cargo build --release -p hull --target aarch64-unknown-linux-gnu
 step "build the test binaries" cargo test -p hull-qemu-tests --no-run
 
-# Two lanes, one per core: the aarch64 image is built under qemu-user
-# (~20 min of one core) and booted under qemu-system-aarch64 while the
-# x86_64 guests boot on the other core. The aarch64 lane has its own build
-# directory (no .deb cache or OSTree repo written by both at once) and its
-# own log, printed when it has ended.
+# Two lanes, one per core, of about equal length. The background lane
+# builds the aarch64 image under qemu-user (10-20 min of one core) and boots
+# it, then boots the k8s-node image and the hardening checks; the foreground
+# lane runs every other boot test (boot_minimal, the power cuts, the
+# updates). The background lane has its own build directory (no .deb cache
+# or OSTree repository written by both lanes at once) and its own log,
+# printed once both have ended.
+background_tests=(aarch64 hardening k8s_node)
 mkdir -p "$HULL_TEST_LOGS"
-aarch64_log=$HULL_TEST_LOGS/aarch64-lane.log
+background_log=$HULL_TEST_LOGS/background-lane.log
+background_args=()
+foreground_skips=()
+for t in "${background_tests[@]}"; do
+  background_args+=(--test "$t")
+  foreground_skips+=(--skip "$t")
+done
 (
-  step "aarch64 build + boot tests" env HULL_QEMU_TESTS=1 HULL_TEST_OUT="$HULL_TEST_OUT-aarch64" \
-    cargo test -p hull-qemu-tests --test aarch64 -- --nocapture --test-threads=1
-) >"$aarch64_log" 2>&1 &
-aarch64_lane=$!
-echo "== aarch64 lane started in the background (log $aarch64_log)"
-x86_rc=0
-step "x86_64 build + boot tests" env HULL_QEMU_TESTS=1 \
-  cargo test -p hull-qemu-tests -- --nocapture --test-threads=1 --skip aarch64 || x86_rc=$?
+  step "background lane: ${background_tests[*]}" env HULL_QEMU_TESTS=1 HULL_TEST_OUT="$HULL_TEST_OUT-background" \
+    cargo test -p hull-qemu-tests "${background_args[@]}" -- --nocapture --test-threads=1
+) >"$background_log" 2>&1 &
+background_lane=$!
+echo "== background lane started: ${background_tests[*]} (log $background_log)"
+foreground_rc=0
+step "foreground lane: the other build + boot tests" env HULL_QEMU_TESTS=1 \
+  cargo test -p hull-qemu-tests -- --nocapture --test-threads=1 "${foreground_skips[@]}" || foreground_rc=$?
 t0=$(date +%s)
-aarch64_rc=0
-wait "$aarch64_lane" || aarch64_rc=$?
-echo "== waited $(( $(date +%s) - t0 )) s for the aarch64 lane; its output:"
-cat "$aarch64_log"
-if [ "$x86_rc" -ne 0 ] || [ "$aarch64_rc" -ne 0 ]; then
-  echo "== FAILED: x86_64 lane exit $x86_rc, aarch64 lane exit $aarch64_rc"
+background_rc=0
+wait "$background_lane" || background_rc=$?
+echo "== waited $(( $(date +%s) - t0 )) s for the background lane; its output:"
+cat "$background_log"
+if [ "$foreground_rc" -ne 0 ] || [ "$background_rc" -ne 0 ]; then
+  echo "== FAILED: foreground lane exit $foreground_rc, background lane exit $background_rc"
   print_logs
   exit 1
 fi

@@ -1,11 +1,12 @@
-//! Boots manifests/minimal.toml (the build shared with boot_minimal) once
-//! with guest/hardening-check.sh: the hardening profile is in force on the
-//! host (sysctls, kernel arguments, read-only /usr, no exposed TCP listener,
-//! default-deny firewall, audit, nosuid,nodev temp dirs, sshd off, the
-//! pruned units off, the sandboxed services at low exposure) and a
-//! rootless container runs as the dedicated account under seccomp, with
-//! no-new-privileges, the reduced capabilities and uid 0 mapped to that
-//! unprivileged account; a syscall the seccomp profile blocks fails.
+//! Boots manifests/minimal.toml (the build boot_minimal uses, when both run
+//! from one HULL_TEST_OUT) once with guest/hardening-check.sh: the hardening
+//! profile is in force on the host (sysctls, kernel arguments, read-only
+//! /usr, no exposed TCP listener, default-deny firewall, audit, nosuid,nodev
+//! temp dirs, sshd off, the pruned units off, the sandboxed services at low
+//! exposure) and a rootless container runs as the dedicated account under
+//! seccomp, with no-new-privileges, the reduced capabilities and uid 0
+//! mapped to that unprivileged account; a syscall the seccomp profile
+//! blocks fails.
 //!
 //! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; skipped otherwise. Run:
 //! `HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests --test hardening -- --nocapture`.
