@@ -29,10 +29,15 @@ fn boot(
     nginx: &Nginx,
     script: String,
     boots: u32,
+    guest_boots_per_marker: u32,
 ) -> Result<hull_qemu_tests::Outcome> {
-    let mut b = Boot::new(name, &f.a.image, report_arch(&f.a)?)?
+    let b = Boot::new(name, &f.a.image, report_arch(&f.a)?)?
         .check_script(&script)
         .expect_boots(boots);
+    // The limit runs from one HULL-CHECK-DONE to the next: as many boots'
+    // worth as the guest boots in between.
+    let per_boot = b.current_timeout();
+    let mut b = b.timeout(per_boot * guest_boots_per_marker);
     b.spec_mut().update_port = Some(nginx.port);
     let outcome = b.run()?;
     eprintln!("{}", outcome.summary());
@@ -47,7 +52,7 @@ fn update_a_to_b_and_roll_back() -> Result<()> {
     let f = shared()?;
     let nginx = Nginx::serve(&[("/repo/", &f.repo("b"))])?;
     let script = guest::update_script(&[("A", &f.a.commit), ("B", &f.b.commit)], guest::UPDATE_AB);
-    let o = boot("update_a_to_b", f, &nginx, script, 3)?;
+    let o = boot("update_a_to_b", f, &nginx, script, 3, 1)?;
     o.require(&[
         "booted-a",
         "status-a-good",
@@ -102,7 +107,7 @@ fn update_refuses_spoiled_commits() -> Result<()> {
         &[("A", &f.a.commit), ("B", &f.b.commit)],
         guest::UPDATE_TAMPER,
     );
-    let o = boot("update_tamper", f, &nginx, script, 1)?;
+    let o = boot("update_tamper", f, &nginx, script, 1, 1)?;
     o.require(&[
         "refused-unsigned",
         "refused-wrongkey",
@@ -135,7 +140,8 @@ fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
         &[("A", &f.a.commit), ("C", &f.c()?.commit)],
         guest::UPDATE_BROKEN,
     );
-    let o = boot("update_broken", f, &nginx, script, 2)?;
+    // Between its two markers the guest boots three times: C, C again, then A.
+    let o = boot("update_broken", f, &nginx, script, 2, 3)?;
     o.require(&[
         "booted-a",
         "update",
