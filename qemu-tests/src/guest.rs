@@ -64,6 +64,69 @@ pub const POWER_CUT_UPDATE: &str = include_str!("../guest/power-cut-update.sh");
 /// Power cut, second run: bootable on A or B, and the update completes.
 pub const POWER_CUT_AFTER: &str = include_str!("../guest/power-cut-after.sh");
 
+/// What a run of [`BOOT_CHECK`] (two boots) must show, whatever else the
+/// script ran before it: every check in `names` ok, both boots done, the
+/// built `commit` deployed, and /var's token kept across the reboot.
+pub fn require_boot_check(o: &crate::Outcome, names: &[&str], commit: &str) -> anyhow::Result<()> {
+    o.require(names)?;
+    anyhow::ensure!(
+        o.done_boots == [1, 2],
+        "expected HULL-CHECK-DONE for boots [1, 2], got {:?} (log {})",
+        o.done_boots,
+        o.log.display()
+    );
+    anyhow::ensure!(
+        o.detail("deployment") == Some(commit),
+        "the guest booted commit {:?}, the build made {commit} (log {})",
+        o.detail("deployment"),
+        o.log.display()
+    );
+    anyhow::ensure!(
+        o.detail("var-persists") == o.detail("var-write"),
+        "/var token written on boot 1 ({:?}) differs from the one read on boot 2 ({:?})",
+        o.detail("var-write"),
+        o.detail("var-persists")
+    );
+    Ok(())
+}
+
+/// The checks [`UPDATE_AB`] prints over its three boots.
+pub const UPDATE_AB_CHECKS: &[&str] = &[
+    "booted-a",
+    "status-a-good",
+    "update-check",
+    "update",
+    "status-pending",
+    "esp-entries",
+    "booted-b",
+    "new-usr",
+    "etc-merged",
+    "blessed",
+    "esp-blessed",
+    "rollback",
+    "status-rollback-pending",
+    "rolled-back",
+    "no-auto-rollback",
+    "etc-kept",
+];
+
+/// What a run of [`UPDATE_AB`] must show: every check ok, three boots, and
+/// the guest fetched `ostree_ref` from the repository nginx served.
+pub fn require_update_ab(
+    o: &crate::Outcome,
+    nginx: &crate::nginx::Nginx,
+    ostree_ref: &str,
+) -> anyhow::Result<()> {
+    o.require(UPDATE_AB_CHECKS)?;
+    anyhow::ensure!(o.done_boots == [1, 2, 3], "boots {:?}", o.done_boots);
+    let log = nginx.access_log();
+    anyhow::ensure!(
+        log.contains(&format!("GET /repo/refs/heads/{ostree_ref} ")),
+        "the guest never asked nginx for the ref: {log}"
+    );
+    Ok(())
+}
+
 /// An update check script: the commits it expects, the helpers, the checks.
 pub fn update_script(commits: &[(&str, &str)], body: &str) -> String {
     let mut s = String::from("#!/bin/sh\n");

@@ -40,34 +40,16 @@ fn aarch64_boot_checks() -> Result<()> {
         .expect_boots(2)
         .run()?;
     eprintln!("{}", outcome.summary());
-    outcome.require(
+    guest::require_boot_check(
+        &outcome,
         &[
             guest::AARCH64_CHECK_NAMES,
             guest::BOOT_CHECK_FIRST,
             guest::BOOT_CHECK_SECOND,
         ]
         .concat(),
-    )?;
-    ensure!(
-        outcome.done_boots == [1, 2],
-        "expected HULL-CHECK-DONE for boots [1, 2], got {:?} (log {})",
-        outcome.done_boots,
-        outcome.log.display()
-    );
-    ensure!(
-        outcome.detail("deployment") == Some(f.a.commit.as_str()),
-        "the guest booted commit {:?}, the build made {} (log {})",
-        outcome.detail("deployment"),
-        f.a.commit,
-        outcome.log.display()
-    );
-    ensure!(
-        outcome.detail("var-persists") == outcome.detail("var-write"),
-        "/var token written on boot 1 ({:?}) differs from the one read on boot 2 ({:?})",
-        outcome.detail("var-write"),
-        outcome.detail("var-persists")
-    );
-    Ok(())
+        &f.a.commit,
+    )
 }
 
 #[test]
@@ -89,29 +71,5 @@ fn aarch64_update_a_to_b_and_roll_back() -> Result<()> {
     b.spec_mut().update_port = Some(nginx.port);
     let o = b.run()?;
     eprintln!("{}", o.summary());
-    o.require(&[
-        "booted-a",
-        "status-a-good",
-        "update-check",
-        "update",
-        "status-pending",
-        "esp-entries",
-        "booted-b",
-        "new-usr",
-        "etc-merged",
-        "blessed",
-        "esp-blessed",
-        "rollback",
-        "status-rollback-pending",
-        "rolled-back",
-        "no-auto-rollback",
-        "etc-kept",
-    ])?;
-    ensure!(o.done_boots == [1, 2, 3], "boots {:?}", o.done_boots);
-    let log = nginx.access_log();
-    ensure!(
-        log.contains(&format!("GET /repo/refs/heads/{} ", f.b.ostree_ref)),
-        "the guest never asked nginx for the ref: {log}"
-    );
-    Ok(())
+    guest::require_update_ab(&o, &nginx, &f.b.ostree_ref)
 }

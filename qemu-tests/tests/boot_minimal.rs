@@ -7,7 +7,7 @@
 //! otherwise. Run: `sudo HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests
 //! --test boot_minimal -- --nocapture` (or `bash qemu-tests/run-tests.sh`).
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use hull_qemu_tests::{build, enabled, guest, report_arch, Boot};
 
 #[test]
@@ -22,25 +22,9 @@ fn boot_minimal() -> Result<()> {
         .run()?;
     eprintln!("{}", outcome.summary());
 
-    outcome.require(&[guest::BOOT_CHECK_FIRST, guest::BOOT_CHECK_SECOND].concat())?;
-    ensure!(
-        outcome.done_boots == [1, 2],
-        "expected HULL-CHECK-DONE for boots [1, 2], got {:?} (log {})",
-        outcome.done_boots,
-        outcome.log.display()
-    );
-    ensure!(
-        outcome.detail("deployment") == Some(report.commit.as_str()),
-        "the guest booted commit {:?}, the build made {} (log {})",
-        outcome.detail("deployment"),
-        report.commit,
-        outcome.log.display()
-    );
-    ensure!(
-        outcome.detail("var-persists") == outcome.detail("var-write"),
-        "/var token written on boot 1 ({:?}) differs from the one read on boot 2 ({:?})",
-        outcome.detail("var-write"),
-        outcome.detail("var-persists")
-    );
-    Ok(())
+    guest::require_boot_check(
+        &outcome,
+        &[guest::BOOT_CHECK_FIRST, guest::BOOT_CHECK_SECOND].concat(),
+        &report.commit,
+    )
 }
