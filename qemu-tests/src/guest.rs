@@ -251,6 +251,24 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// Runs `script` with the stand-ins in `bin` first on PATH and `root` as
+    /// the guest's root; what it printed, parsed as the host would.
+    fn run_script(script: &Path, bin: &Path, root: &Path) -> Console {
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let out = Command::new("sh")
+            .arg(script)
+            .env("PATH", path)
+            .env("HULL_CHECK_ROOT", root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        Console::parse(&String::from_utf8_lossy(&out.stdout))
+    }
+
     /// Runs boot-check.sh on this machine with stand-ins for ostree, podman
     /// and systemctl, twice (first and second boot).
     #[test]
@@ -278,21 +296,7 @@ mod tests {
         std::fs::write(root.join("run/ostree-booted"), b"").unwrap();
         let script = dir.path().join("check.sh");
         std::fs::write(&script, with_check_lib(BOOT_CHECK)).unwrap();
-        let run = || {
-            let path = format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            );
-            let out = Command::new("sh")
-                .arg(&script)
-                .env("PATH", path)
-                .env("HULL_CHECK_ROOT", &root)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            Console::parse(&String::from_utf8_lossy(&out.stdout))
-        };
+        let run = || run_script(&script, &bin, &root);
 
         let first = run();
         let names: Vec<&str> = first.checks.iter().map(|c| c.name.as_str()).collect();
@@ -343,21 +347,7 @@ mod tests {
         std::fs::create_dir_all(root.join("etc")).unwrap();
         let script = dir.path().join("check.sh");
         std::fs::write(&script, with_check_lib(&aarch64_boot_check())).unwrap();
-        let run = || {
-            let path = format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            );
-            let out = Command::new("sh")
-                .arg(&script)
-                .env("PATH", path)
-                .env("HULL_CHECK_ROOT", &root)
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "{out:?}");
-            Console::parse(&String::from_utf8_lossy(&out.stdout))
-        };
+        let run = || run_script(&script, &bin, &root);
         let first = run();
         let names: Vec<&str> = first.checks.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, [AARCH64_CHECK_NAMES, BOOT_CHECK_FIRST].concat());
