@@ -44,22 +44,13 @@ pub fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_str(&text).ok()
 }
 
-/// Writes through a temp file and a rename, then syncs, so a power cut
-/// leaves the old record or the new one.
+/// Writes `value` as JSON through [`crate::util::write_atomic`], so a power
+/// cut leaves the old record or the new one.
 pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-    use std::io::Write;
-    serde_json::to_writer_pretty(&mut tmp, value)?;
-    tmp.write_all(b"\n")?;
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("writing {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| anyhow::anyhow!("writing {}: {}", path.display(), e.error))?;
-    Ok(())
+    let text = serde_json::to_string_pretty(value)
+        .with_context(|| format!("serializing {}", path.display()))?
+        + "\n";
+    crate::util::write_atomic(path, text.as_bytes())
 }
 
 pub fn now() -> u64 {
