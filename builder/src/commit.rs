@@ -25,6 +25,12 @@ pub const META_RELEASE: &str = "hull.debian-release";
 /// Metadata key: bytes of the kernel and initramfs, which an update copies to
 /// the ESP (checked against its free space before anything is downloaded).
 pub const META_BOOT_BYTES: &str = "hull.boot-bytes";
+/// Metadata key (libostree's own, `as`): the refs a commit may be served
+/// under. Upstream libostree refuses, on pull, a commit bound to other refs;
+/// `hull update` checks it before pulling.
+pub const META_REF_BINDING: &str = "ostree.ref-binding";
+/// Metadata key: the architecture the tree was built for (`x86_64`, `aarch64`).
+pub const META_ARCH: &str = "hull.arch";
 /// Metadata key: the kernel arguments of a deployment of this commit (without
 /// `ostree=`); an update deploys with the new commit's arguments.
 pub const META_KARGS: &str = "hull.kargs";
@@ -41,6 +47,11 @@ pub struct CommitMeta {
     /// Size of /usr/lib/modules/$KVER/{vmlinuz,initramfs.img}.
     pub boot_bytes: u64,
     pub kargs: Vec<String>,
+    /// The refs the commit is bound to: the one it is built for, and the
+    /// one its hosts follow when the manifest names another.
+    pub ref_binding: Vec<String>,
+    /// `x86_64` or `aarch64`.
+    pub arch: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +148,10 @@ pub fn commit_tree(
         dict.insert(META_MANIFEST_SHA256, &meta.manifest_sha256);
         dict.insert(META_INPUT_SHA256, &meta.input_sha256);
         dict.insert(META_RELEASE, &meta.release);
-        dict.insert(META_BOOT_BYTES, meta.boot_bytes);
+        // Integers in commit metadata are big-endian, as OSTree stores its own.
+        dict.insert(META_BOOT_BYTES, meta.boot_bytes.to_be());
+        dict.insert_value(META_REF_BINDING, &meta.ref_binding.to_variant());
+        dict.insert(META_ARCH, &meta.arch);
         dict.insert_value(META_KARGS, &meta.kargs.to_variant());
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
         let metadata = dict.end();
@@ -191,6 +205,8 @@ pub(crate) fn test_repo_with_commit(contents: &[u8]) -> (tempfile::TempDir, ostr
         release: "r".into(),
         boot_bytes: 0,
         kargs: vec![],
+        ref_binding: vec!["hull/t/x86_64/stable".into()],
+        arch: "x86_64".into(),
     };
     let c = commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
         .unwrap()
@@ -212,6 +228,8 @@ mod tests {
             release: "r".into(),
             boot_bytes: 1,
             kargs: vec!["rw".into()],
+            ref_binding: vec!["hull/test/x86_64/stable".into()],
+            arch: "x86_64".into(),
         }
     }
 
