@@ -22,3 +22,5 @@ pub mod progress;
 pub mod qemu;
 pub mod rootfs;
 pub mod sign;
+pub mod summary;
+pub mod util;

@@ -59,6 +59,11 @@ impl SecretKey {
     pub fn public(&self) -> VerifyingKey {
         self.key.verifying_key()
     }
+
+    /// The 64-byte ed25519 signature of `data`.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        self.key.sign(data).to_bytes().to_vec()
+    }
 }
 
 /// Makes a key pair from 32 bytes of the kernel's randomness.
@@ -239,21 +244,31 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(SignatureError::Unsigned(commit.to_string()));
     }
-    for sig in signatures {
-        let Ok(sig) = Signature::from_slice(sig) else {
-            continue;
-        };
-        for (i, key) in keys.iter().enumerate() {
-            if key.verify_strict(commit_bytes, &sig).is_ok() {
-                return Ok(i);
-            }
-        }
+    if let Some(i) = signing_key(commit_bytes, signatures, keys) {
+        return Ok(i);
     }
     Err(SignatureError::Untrusted {
         commit: commit.to_string(),
         signatures: signatures.len(),
         keys: keys.len(),
     })
+}
+
+/// The index of the first of `keys` that made one of `signatures` over
+/// `data` (strict ed25519 verification), if any.
+fn signing_key(data: &[u8], signatures: &[Vec<u8>], keys: &[VerifyingKey]) -> Option<usize> {
+    signatures
+        .iter()
+        .filter_map(|s| Signature::from_slice(s).ok())
+        .find_map(|sig| {
+            keys.iter()
+                .position(|k| k.verify_strict(data, &sig).is_ok())
+        })
+}
+
+/// True when one of `signatures` over `data` is by one of `keys`.
+pub fn verify_data(data: &[u8], signatures: &[Vec<u8>], keys: &[VerifyingKey]) -> bool {
+    signing_key(data, signatures, keys).is_some()
 }
 
 /// Signs `checksum` in `repo`, adding to any signatures already there.
