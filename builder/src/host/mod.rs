@@ -8,11 +8,14 @@
 //! check ([`health`]) turns into a good boot.
 
 pub mod esp;
+pub mod etc_merge;
+pub mod fetch;
 pub mod health;
 pub mod rollback;
 pub mod state;
 pub mod status;
 pub mod update;
+pub mod verdict;
 
 use std::path::{Path, PathBuf};
 
@@ -38,6 +41,8 @@ pub struct HostPaths {
     pub etc: PathBuf,
     /// hull's state across boots: /var/lib/hull.
     pub state: PathBuf,
+    /// The booted tree: its /etc and /usr/etc are merged into a new deployment.
+    pub root: PathBuf,
 }
 
 impl Default for HostPaths {
@@ -48,6 +53,7 @@ impl Default for HostPaths {
             lib: "/usr/lib/hull".into(),
             etc: "/etc/hull".into(),
             state: "/var/lib/hull".into(),
+            root: "/".into(),
         }
     }
 }
@@ -108,12 +114,12 @@ impl Host {
         esp::open(&self.paths.esp)
     }
 
-    /// Takes OSTree's sysroot lock: one update, rollback or `ostree admin`
-    /// at a time.
-    pub fn lock(&self) -> Result<()> {
-        self.sysroot
-            .lock()
-            .context("taking the OSTree sysroot lock (is another update running?)")
+    /// Takes OSTree's sysroot lock, then reads the deployments again: what
+    /// is acted on is read under the lock. One update, rollback or `ostree
+    /// admin` at a time: when another holds the lock, refuses at once.
+    pub fn lock(&mut self) -> Result<()> {
+        take_lock(&self.sysroot)?;
+        self.reload()
     }
 
     /// Re-reads the deployment list after a write.
@@ -181,11 +187,59 @@ impl Host {
     }
 }
 
+/// Takes `sysroot`'s lock without waiting.
+///
+/// Errors: "another update is running" when another process (or another
+/// sysroot object) holds it.
+pub fn take_lock(sysroot: &ostree::Sysroot) -> Result<()> {
+    let taken = sysroot
+        .try_lock()
+        .context("taking the OSTree sysroot lock")?;
+    if !taken {
+        bail!(
+            "another update is running (the OSTree sysroot lock is held by hull or ostree admin): nothing was changed"
+        );
+    }
+    Ok(())
+}
+
+/// Refuses to go on unless running as root: the agent writes the sysroot,
+/// the ESP and /var/lib/hull. `verb` names the command.
+pub fn require_root(verb: &str) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        bail!("hull {verb} needs root: run it as root or with sudo");
+    }
+    Ok(())
+}
+
 /// The key of an OSTree deployment object.
 pub fn key_of(d: &ostree::Deployment) -> DeploymentKey {
     DeploymentKey {
         osname: d.osname().to_string(),
         csum: d.csum().to_string(),
         serial: d.deployserial().max(0) as u32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real sysroot in a temp dir: while one holder has the lock, a second
+    /// `hull update` is refused at once.
+    #[test]
+    fn a_second_update_is_refused_while_one_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let path = gio::File::for_path(t.path());
+        let first = ostree::Sysroot::new(Some(&path));
+        first.ensure_initialized(gio::Cancellable::NONE).unwrap();
+        first.load(gio::Cancellable::NONE).unwrap();
+        take_lock(&first).unwrap();
+        let second = ostree::Sysroot::new(Some(&path));
+        second.load(gio::Cancellable::NONE).unwrap();
+        let e = take_lock(&second).unwrap_err().to_string();
+        assert!(e.contains("another update is running"), "{e}");
+        first.unlock();
+        take_lock(&second).unwrap();
     }
 }
