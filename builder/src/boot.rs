@@ -9,6 +9,8 @@ pub const DRACUT_CONF: &str = include_str!("../../boot/dracut-hull.conf");
 pub const LOADER_CONF: &str = include_str!("../../boot/loader.conf");
 /// The unit that runs `hull health` before boot-complete.target.
 pub const HEALTH_UNIT: &str = include_str!("../../boot/hull-health.service");
+/// The unit that runs `hull reconcile` early in boot.
+pub const RECONCILE_UNIT: &str = include_str!("../../boot/hull-reconcile.service");
 const EFI_MOUNT: &str = include_str!("../../boot/efi.mount");
 /// Where the ESP is mounted on a host.
 pub const ESP_MOUNT: &str = "/efi";

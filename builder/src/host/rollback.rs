@@ -1,11 +1,12 @@
 //! `hull rollback`, and the automatic kind: finishing the job when
 //! systemd-boot fell back because a new deployment used up its tries.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::state::{self, HealthRecord, RollbackRecord};
 use super::{esp, key_of, Host};
+use crate::bootloader::{DeploymentKey, EntryName};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {
@@ -41,55 +42,89 @@ pub fn rollback(host: &mut Host) -> Result<RollbackReport> {
     })
 }
 
-/// When the booted deployment is not OSTree's default and the default's
-/// entry has no tries left, systemd-boot rolled back by itself: make the
-/// booted deployment the default, keep the failed one as the rollback
-/// target (its entry stays at zero tries) and record why.
-pub fn reconcile(host: &mut Host) -> Result<Option<RollbackRecord>> {
-    let list = host.deployments();
-    let booted = host.booted.csum().to_string();
-    let Some(default) = list.first() else {
-        return Ok(None);
+/// What the boot loader's facts say about the booted deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconcile {
+    /// OSTree's default is what booted, or was passed over by choice (its
+    /// entry still has tries, or has no counter).
+    InStep,
+    /// systemd-boot fell back: OSTree's default used up its boot tries, and
+    /// the booted deployment must become the default.
+    RolledBack { failed: DeploymentKey, tries: u32 },
+}
+
+/// Decides from plain facts: the booted deployment, OSTree's list (default
+/// first) and the ESP's entries.
+pub fn decide(
+    booted: &DeploymentKey,
+    deployments: &[DeploymentKey],
+    entries: &[EntryName],
+) -> Reconcile {
+    let Some(default) = deployments.first() else {
+        return Reconcile::InStep;
     };
-    if default.csum() == booted.as_str() {
-        return Ok(None);
+    if default == booted {
+        return Reconcile::InStep;
     }
-    let default_key = key_of(default);
-    let entries = esp::entries(&host.esp_dir()?)?;
-    let Some(entry) = entries.iter().find(|e| e.is_for(&default_key)) else {
-        return Ok(None);
-    };
-    if !entry.exhausted() {
-        return Ok(None);
+    match entries.iter().find(|e| e.is_for(default)) {
+        Some(e) if e.exhausted() => Reconcile::RolledBack {
+            failed: default.clone(),
+            tries: e.tries_done.unwrap_or(0),
+        },
+        _ => Reconcile::InStep,
     }
-    let failed = default.csum().to_string();
-    let tries = entry.tries_done.unwrap_or(0);
-    let health: Option<HealthRecord> = state::read(&state::health_path(&host.paths.state, &failed));
-    let reason = match health {
-        Some(h) if !h.ok => format!(
-            "its health check failed: {}",
-            h.failures.join("; ")
-        ),
+}
+
+/// Why the failed deployment was left, from what it recorded.
+pub fn rollback_reason(host: &Host, failed: &str, tries: u32) -> String {
+    let health: Option<HealthRecord> = state::read(&state::health_path(&host.paths.state, failed));
+    match health {
+        Some(h) if !h.ok => format!("its health check failed: {}", h.failures.join("; ")),
         _ => format!(
             "it used up its {tries} boot tries without reaching a passing health check (no failure was recorded: it crashed or hung before the check ran)"
         ),
+    }
+}
+
+/// The facts [`decide`] takes, read from the host.
+fn facts(host: &Host) -> Result<(DeploymentKey, Vec<DeploymentKey>, Vec<EntryName>)> {
+    let deployments = host.deployments().iter().map(key_of).collect();
+    let entries = esp::entries(&host.esp_dir()?)?;
+    Ok((key_of(&host.booted), deployments, entries))
+}
+
+/// When systemd-boot rolled back by itself (OSTree's default used up its
+/// tries and the previous deployment booted), makes the booted deployment
+/// the default, keeps the failed one as the rollback target (its entry stays
+/// at zero tries) and records why. Run early in boot by
+/// hull-reconcile.service, before logins, so the host never reports a state
+/// the boot loader has left.
+///
+/// The common case (nothing to do) reads without the lock; a rollback is
+/// decided again under the lock before anything is written.
+pub fn reconcile(host: &mut Host) -> Result<Option<RollbackRecord>> {
+    let (booted, deployments, entries) = facts(host)?;
+    if decide(&booted, &deployments, &entries) == Reconcile::InStep {
+        return Ok(None);
+    }
+    host.lock()?;
+    let (booted, deployments, entries) = facts(host)?;
+    let Reconcile::RolledBack { failed, tries } = decide(&booted, &deployments, &entries) else {
+        return Ok(None);
     };
     let record = RollbackRecord {
-        failed_version: host.version_of(&failed),
-        failed_checksum: failed,
-        booted_checksum: booted,
+        failed_version: host.version_of(&failed.csum),
+        reason: rollback_reason(host, &failed.csum, tries),
+        failed_checksum: failed.csum.clone(),
+        booted_checksum: booted.csum.clone(),
         boot_id: state::boot_id(),
         at: state::now(),
-        reason,
     };
-    host.lock()?;
-    let mut list = list;
+    let mut list = host.deployments();
     let i = list
         .iter()
-        .position(|d| {
-            d.csum() == host.booted.csum() && d.deployserial() == host.booted.deployserial()
-        })
-        .unwrap_or(1);
+        .position(|d| key_of(d) == booted)
+        .context("the booted deployment is not in OSTree's list")?;
     let b = list.remove(i);
     list.insert(0, b);
     host.write_deployments(&list, None)?;
@@ -101,4 +136,82 @@ pub fn reconcile(host: &mut Host) -> Result<Option<RollbackRecord>> {
         record.reason
     );
     Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: char) -> DeploymentKey {
+        DeploymentKey {
+            osname: "minimal".into(),
+            csum: c.to_string().repeat(64),
+            serial: 0,
+        }
+    }
+
+    fn entry(c: char, prio: u64, left: Option<u32>, done: Option<u32>) -> EntryName {
+        EntryName {
+            prio,
+            csum: c.to_string().repeat(64),
+            serial: 0,
+            tries_left: left,
+            tries_done: done,
+        }
+    }
+
+    /// (booted, OSTree's list, entries) → decision
+    #[test]
+    fn reconcile_decisions() {
+        let (a, c) = (key('a'), key('c'));
+        let rolled = Reconcile::RolledBack {
+            failed: c.clone(),
+            tries: 2,
+        };
+        let cases = [
+            // Booted the default: nothing to do.
+            (
+                &a,
+                vec![a.clone(), c.clone()],
+                vec![entry('a', 2, None, None)],
+                Reconcile::InStep,
+            ),
+            // C used up its tries and A booted: roll back.
+            (
+                &a,
+                vec![c.clone(), a.clone()],
+                vec![entry('c', 2, Some(0), Some(2)), entry('a', 1, None, None)],
+                rolled,
+            ),
+            // C still has tries (A picked by hand in the menu): leave it.
+            (
+                &a,
+                vec![c.clone(), a.clone()],
+                vec![entry('c', 2, Some(1), Some(1)), entry('a', 1, None, None)],
+                Reconcile::InStep,
+            ),
+            // C good, A picked by hand: leave it.
+            (
+                &a,
+                vec![c.clone(), a.clone()],
+                vec![entry('c', 2, None, None), entry('a', 1, None, None)],
+                Reconcile::InStep,
+            ),
+            // No entry for the default: nothing the boot loader said.
+            (
+                &a,
+                vec![c.clone(), a.clone()],
+                vec![entry('a', 1, None, None)],
+                Reconcile::InStep,
+            ),
+            (&a, vec![], vec![], Reconcile::InStep),
+        ];
+        for (booted, list, entries, want) in cases {
+            assert_eq!(
+                decide(booted, &list, &entries),
+                want,
+                "{list:?} {entries:?}"
+            );
+        }
+    }
 }

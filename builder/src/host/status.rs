@@ -1,23 +1,78 @@
-//! `hull status`: the deployments, what boots next, and whether the last
-//! boot was a rollback.
+//! `hull status`: the deployments, what boots next, whether the last boot
+//! was a rollback, and whether the update source is still fresh.
+//!
+//! Everything is derived from the boot loader's facts (the ESP's entries and
+//! their boot counters, and the entry systemd-boot says it booted), not
+//! from what hull last wrote: from the first second of a boot the host
+//! reports what the boot loader did, even before hull-reconcile.service has
+//! made a rollback permanent.
 
 use anyhow::Result;
 use serde::Serialize;
 
+use super::rollback::{self, Reconcile};
 use super::state::{self, HealthRecord, RollbackRecord};
+use super::update::SourceRecord;
 use super::{esp, key_of, Host};
 use crate::bootloader::EntryName;
+use crate::summary::{self, Freshness};
+
+/// systemd-boot's `LoaderEntrySelected` EFI variable: the entry it booted.
+const ENTRY_SELECTED_VAR: &str =
+    "/sys/firmware/efi/efivars/LoaderEntrySelected-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub deployments: Vec<DeploymentStatus>,
     /// The commit systemd-boot will pick at the next boot, from the ESP.
     pub next_boot: Option<String>,
+    /// The entry systemd-boot booted this time (`LoaderEntrySelected`), when
+    /// the firmware tells.
+    pub booted_entry: Option<String>,
     /// Set when the booted deployment is where an automatic rollback left
     /// the host.
     pub rollback: Option<RollbackRecord>,
+    /// The failed deployment used up its tries and the booted one fails its
+    /// health check too: the host stays up on the booted one, without
+    /// rebooting (it has no tries to count), until someone acts.
+    pub both_failed: bool,
     /// The remote and ref this host follows.
     pub origin: Option<String>,
+    /// What the last look at the update source found.
+    pub source: Option<SourceStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceStatus {
+    pub url: String,
+    /// Seconds since the epoch.
+    pub checked_at: u64,
+    pub freshness: Freshness,
+}
+
+/// A deployment's standing with the boot loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeploymentState {
+    /// Its entry has no counter: blessed, or never on trial.
+    Good,
+    /// Its entry counts boot tries, some left.
+    Trial,
+    /// Its entry used up its tries.
+    Failed,
+    /// No entry on the ESP names it.
+    NoEntry,
+}
+
+impl DeploymentState {
+    pub fn of(entry: Option<&EntryName>) -> DeploymentState {
+        match entry {
+            None => DeploymentState::NoEntry,
+            Some(e) if e.exhausted() => DeploymentState::Failed,
+            Some(e) if e.on_trial() => DeploymentState::Trial,
+            Some(_) => DeploymentState::Good,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,15 +81,27 @@ pub struct DeploymentStatus {
     pub serial: u32,
     pub version: Option<String>,
     pub booted: bool,
-    /// OSTree's default (first in its list).
+    /// What boots next: the boot loader's default (OSTree's first
+    /// deployment when the ESP cannot be read).
     pub default: bool,
     pub staged: bool,
-    /// good, trial, failed or no-entry.
-    pub state: String,
+    pub state: DeploymentState,
     pub tries_left: Option<u32>,
     pub tries_done: Option<u32>,
     pub entry: Option<String>,
     pub health: Option<HealthRecord>,
+}
+
+/// The entry name in a `LoaderEntrySelected` variable: 4 bytes of
+/// attributes, then UTF-16LE up to a NUL.
+pub fn parse_entry_selected(bytes: &[u8]) -> Option<String> {
+    let units: Vec<u16> = bytes
+        .get(4..)?
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect();
+    String::from_utf16(&units).ok().filter(|s| !s.is_empty())
 }
 
 pub fn status(host: &Host) -> Result<Status> {
@@ -46,26 +113,30 @@ pub fn status(host: &Host) -> Result<Status> {
         }
     };
     let booted = key_of(&host.booted);
+    let next = entries
+        .iter()
+        .filter(|e| !e.exhausted())
+        .max_by_key(|e| e.prio);
+    let next_boot = next.map(|e| e.csum.clone());
+    let list = host.deployments();
     let mut out = Vec::new();
-    for (i, d) in host.deployments().iter().enumerate() {
+    for (i, d) in list.iter().enumerate() {
         let key = key_of(d);
         let entry = entries
             .iter()
             .filter(|e| e.is_for(&key))
             .max_by_key(|e| e.prio);
-        let state = match entry {
-            None => "no-entry",
-            Some(e) if e.exhausted() => "failed",
-            Some(e) if e.on_trial() => "trial",
-            Some(_) => "good",
+        let default = match next {
+            Some(n) => n.is_for(&key),
+            None => i == 0,
         };
         out.push(DeploymentStatus {
             version: host.version_of(&key.csum),
             health: state::read(&state::health_path(&host.paths.state, &key.csum)),
             booted: key == booted,
-            default: i == 0,
+            default,
             staged: d.is_staged(),
-            state: state.into(),
+            state: DeploymentState::of(entry),
             tries_left: entry.and_then(|e| e.tries_left),
             tries_done: entry.and_then(|e| e.tries_done),
             entry: entry.map(EntryName::file_name),
@@ -73,22 +144,62 @@ pub fn status(host: &Host) -> Result<Status> {
             serial: key.serial,
         });
     }
-    let next_boot = entries
+    let keys: Vec<_> = list.iter().map(key_of).collect();
+    let recorded: Option<RollbackRecord> = state::read(&state::rollback_path(&host.paths.state));
+    let rollback = match rollback::decide(&booted, &keys, &entries) {
+        // The boot loader fell back and hull-reconcile has not run yet.
+        Reconcile::RolledBack { failed, tries } => Some(RollbackRecord {
+            failed_version: host.version_of(&failed.csum),
+            reason: rollback::rollback_reason(host, &failed.csum, tries),
+            failed_checksum: failed.csum,
+            booted_checksum: booted.csum.clone(),
+            boot_id: state::boot_id(),
+            at: state::now(),
+        }),
+        Reconcile::InStep => recorded.filter(|r| {
+            r.booted_checksum == booted.csum
+                // Still the rollback target: its entry is on the ESP with no tries.
+                && entries.iter().any(|e| e.csum == r.failed_checksum && e.exhausted())
+        }),
+    };
+    let booted_health = out
         .iter()
-        .filter(|e| !e.exhausted())
-        .max_by_key(|e| e.prio)
-        .map(|e| e.csum.clone());
-    let rollback: Option<RollbackRecord> = state::read(&state::rollback_path(&host.paths.state));
-    let rollback = rollback.filter(|r| r.booted_checksum == booted.csum);
+        .find(|d| d.booted)
+        .and_then(|d| d.health.as_ref());
+    let both_failed = rollback.is_some() && booted_health.is_some_and(|h| !h.ok);
     let origin = super::update::origin_refspec(&host.booted)
         .ok()
         .map(|(r, f)| format!("{r}:{f}"));
+    let source =
+        state::read::<SourceRecord>(&SourceRecord::path(&host.paths.state)).map(|r| SourceStatus {
+            freshness: r.freshness(state::now()),
+            url: r.url,
+            checked_at: r.checked_at,
+        });
+    let booted_entry = std::fs::read(ENTRY_SELECTED_VAR)
+        .ok()
+        .and_then(|b| parse_entry_selected(&b));
     Ok(Status {
         deployments: out,
         next_boot,
+        booted_entry,
         rollback,
+        both_failed,
         origin,
+        source,
     })
+}
+
+impl Status {
+    /// The line that makes `hull status` exit non-zero: the update source
+    /// went stale (or never said when it would).
+    pub fn problem(&self) -> Option<String> {
+        let s = self.source.as_ref()?;
+        match s.freshness {
+            Freshness::Fresh(_) => None,
+            f => Some(f.describe(&s.url)),
+        }
+    }
 }
 
 /// The human-readable form.
@@ -111,13 +222,17 @@ pub fn render(s: &Status) -> String {
         if s.next_boot.as_deref() == Some(d.checksum.as_str()) {
             marks.push("next boot".to_string());
         }
-        let state = match (d.state.as_str(), d.tries_left, d.tries_done) {
-            ("trial", Some(l), done) => {
-                format!("on trial, {l} boot tries left ({} used)", done.unwrap_or(0))
+        let state = match (d.state, d.tries_left, d.tries_done) {
+            (DeploymentState::Trial, l, done) => format!(
+                "on trial, {} boot tries left ({} used)",
+                l.unwrap_or(0),
+                done.unwrap_or(0)
+            ),
+            (DeploymentState::Failed, _, done) => {
+                format!("failed: used all {} boot tries", done.unwrap_or(0))
             }
-            ("failed", _, done) => format!("failed: used all {} boot tries", done.unwrap_or(0)),
-            ("good", ..) => "good".to_string(),
-            _ => "no boot entry on the ESP".to_string(),
+            (DeploymentState::Good, ..) => "good".to_string(),
+            (DeploymentState::NoEntry, ..) => "no boot entry on the ESP".to_string(),
         };
         out.push_str(&format!(
             "{} {} {}.{} [{}] {}\n",
@@ -144,5 +259,62 @@ pub fn render(s: &Status) -> String {
         )),
         None => out.push_str("last boot was not a rollback\n"),
     }
+    if s.both_failed {
+        out.push_str(
+            "both deployments failed: the update used up its boot tries and the booted deployment fails its health check too; \
+             the host stays up on it without rebooting (fix it and run `hull health`, or update to a fixed version)\n",
+        );
+    }
+    if let Some(src) = &s.source {
+        out.push_str(&format!(
+            "update source: {} (checked {})\n",
+            src.freshness.describe(&src.url),
+            summary::utc(src.checked_at)
+        ));
+    }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_selected_variable() {
+        let mut bytes = vec![6, 0, 0, 0];
+        for u in "hull-1-abc.conf".encode_utf16() {
+            bytes.extend(u.to_le_bytes());
+        }
+        bytes.extend([0, 0]);
+        assert_eq!(
+            parse_entry_selected(&bytes).as_deref(),
+            Some("hull-1-abc.conf")
+        );
+        assert_eq!(parse_entry_selected(&[6, 0, 0, 0, 0, 0]), None);
+        assert_eq!(parse_entry_selected(&[1]), None);
+    }
+
+    #[test]
+    fn states_from_entries() {
+        let e = |left, done| EntryName {
+            prio: 1,
+            csum: "a".repeat(64),
+            serial: 0,
+            tries_left: left,
+            tries_done: done,
+        };
+        assert_eq!(DeploymentState::of(None), DeploymentState::NoEntry);
+        assert_eq!(
+            DeploymentState::of(Some(&e(None, None))),
+            DeploymentState::Good
+        );
+        assert_eq!(
+            DeploymentState::of(Some(&e(Some(1), Some(1)))),
+            DeploymentState::Trial
+        );
+        assert_eq!(
+            DeploymentState::of(Some(&e(Some(0), Some(2)))),
+            DeploymentState::Failed
+        );
+    }
 }

@@ -23,9 +23,10 @@ pub const REMOTE_CONFIG: &str = "etc/ostree/remotes.d/hull.conf";
 /// The remote's name.
 pub const REMOTE: &str = "hull";
 const HEALTH_UNIT: &str = "usr/lib/systemd/system/hull-health.service";
+const RECONCILE_UNIT: &str = "usr/lib/systemd/system/hull-reconcile.service";
 const EFI_MOUNT: &str = "usr/lib/systemd/system/efi.mount";
 /// Units to enable once installed.
-pub const UNITS: &[&str] = &["hull-health.service", "efi.mount"];
+pub const UNITS: &[&str] = &["hull-health.service", "hull-reconcile.service", "efi.mount"];
 
 /// `/usr/lib/hull/host.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,7 @@ pub fn install(root: &Dir, manifest: &Manifest, agent: &Path, arch: Arch) -> Res
     );
     write_file(root, HOST_CONFIG, text.as_bytes(), 0o644)?;
     write_file(root, HEALTH_UNIT, boot::HEALTH_UNIT.as_bytes(), 0o644)?;
+    write_file(root, RECONCILE_UNIT, boot::RECONCILE_UNIT.as_bytes(), 0o644)?;
     write_file(root, EFI_MOUNT, boot::efi_mount().as_bytes(), 0o644)?;
     if let Some(update) = &manifest.update {
         let keys: String = update
