@@ -23,7 +23,7 @@ use crate::{binfmt, boot, bootloader, commit, deploy, hardening, image, packages
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
-const TREE_FORMAT: u32 = 3;
+const TREE_FORMAT: u32 = 4;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -38,8 +38,11 @@ pub struct BuildOptions {
     /// most one per architecture: each build takes the one whose ELF header
     /// names its architecture.
     pub agents: Vec<PathBuf>,
-    /// Secret ed25519 key that signs the commit (never copied anywhere).
+    /// Secret ed25519 key that signs the commit and the repository's
+    /// summary (never copied anywhere).
     pub sign_key: Option<PathBuf>,
+    /// Seconds the signed summary holds (see [`crate::summary`]).
+    pub summary_lifetime: u64,
 }
 
 /// out/build.json.
@@ -239,6 +242,8 @@ fn build_arch(
                 kver: tree.kver.clone(),
                 boot_bytes: tree.boot_bytes,
                 kargs: kernel_args(manifest, arch),
+                ref_binding: ref_binding(manifest, arch),
+                arch: arch.to_string(),
                 release: format!(
                     "{} {} {}",
                     plan.suite, plan.release_date, plan.release_sha256
@@ -256,9 +261,25 @@ fn build_arch(
         sign::sign_commit(&repo, &checksum, key)?;
         log::info!("signed {checksum} with {}", key.path.display());
     }
-    // The summary lets `ostree remote refs` and pulls list the refs.
-    repo.regenerate_summary(None, ostree::gio::Cancellable::NONE)
-        .with_context(|| format!("writing the summary of {}", repo_path.display()))?;
+    // The summary lets `ostree remote refs` and pulls list the refs; signed,
+    // it is what hosts take a ref's head from, until it expires.
+    match &sign_key {
+        Some(key) => {
+            let p = crate::summary::publish(
+                &repo,
+                key,
+                crate::host::state::now() + opts.summary_lifetime,
+            )?;
+            log::info!(
+                "signed the summary of {} until {}",
+                repo_path.display(),
+                crate::summary::utc(p.expires)
+            );
+        }
+        None => repo
+            .regenerate_summary(None, ostree::gio::Cancellable::NONE)
+            .with_context(|| format!("writing the summary of {}", repo_path.display()))?,
+    }
 
     let image_path = out.join(format!("{}-{}.raw", manifest.name, arch));
     let previous = read_report_at(&arch_report_path(&out, arch))
@@ -371,6 +392,17 @@ pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
     boot::kernel_args(arch, &extra)
 }
 
+/// The refs a commit of `manifest` is bound to (`ostree.ref-binding`): the
+/// ref it is built for and, when `[update] ref` names another, that one.
+pub fn ref_binding(manifest: &Manifest, arch: Arch) -> Vec<String> {
+    let mut refs = vec![manifest.ostree_ref(arch)];
+    let follow = manifest.update_ref(arch);
+    if !refs.contains(&follow) {
+        refs.push(follow);
+    }
+    refs
+}
+
 /// Digest of everything a tree is built from, for reuse of a cached commit.
 pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<String> {
     let mut h = Sha256::new();
@@ -384,6 +416,7 @@ pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<Str
     // The profile's files are compiled in: a change to them is a new tree.
     hardening::digest(&mut h);
     h.update(boot::HEALTH_UNIT.as_bytes());
+    h.update(boot::RECONCILE_UNIT.as_bytes());
     h.update(kernel_args(manifest, arch).join(" ").as_bytes());
     h.update(boot::efi_mount().as_bytes());
     // The agent is part of the tree; so are the keys it trusts.
@@ -484,6 +517,7 @@ mod tests {
             refresh: false,
             agents,
             sign_key: None,
+            summary_lifetime: crate::summary::DEFAULT_LIFETIME_SECS,
         }
     }
 

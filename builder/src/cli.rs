@@ -40,6 +40,26 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// On a host: check that this boot is good (run by hull-health.service).
     Health(HealthArgs),
+    /// On a host: make a rollback the boot loader did permanent (run early in
+    /// boot by hull-reconcile.service).
+    Reconcile,
+    /// Renew a repository's signed summary: the publisher's statement of every
+    /// ref's head, which hosts refuse once it expires.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// The OSTree repository (e.g. out/repo).
+    pub repo: PathBuf,
+    /// Secret key (from `hull keygen`) to sign the summary with: one the
+    /// hosts trust ([update] keys).
+    #[arg(long)]
+    pub sign_key: PathBuf,
+    /// How long the statement holds, e.g. 7d, 36h, 90m. Hosts refuse updates
+    /// and `hull status` fails once it has passed without a renewal.
+    #[arg(long, default_value = "7d", value_parser = crate::summary::parse_lifetime)]
+    pub expires: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -107,6 +127,10 @@ pub struct BuildArgs {
     /// one, for its own architecture.
     #[arg(long)]
     pub agent: Vec<PathBuf>,
+    /// With --sign-key: how long the repository's signed summary holds, e.g.
+    /// 7d; renew it with `hull publish` before then.
+    #[arg(long, default_value = "7d", value_parser = crate::summary::parse_lifetime)]
+    pub summary_expires: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -142,6 +166,7 @@ where
                 refresh: a.refresh,
                 agents,
                 sign_key: a.sign_key,
+                summary_lifetime: a.summary_expires,
             })?;
             for report in reports {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -158,6 +183,7 @@ where
             Ok(())
         }
         Command::Status(a) => {
+            host::require_root("status")?;
             let host = Host::load(HostPaths::default())?;
             let s = host::status::status(&host)?;
             if a.json {
@@ -165,9 +191,13 @@ where
             } else {
                 print!("{}", host::status::render(&s));
             }
-            Ok(())
+            match s.problem() {
+                Some(p) => anyhow::bail!("{p}"),
+                None => Ok(()),
+            }
         }
         Command::Update(a) => {
+            host::require_root("update")?;
             let mut host = Host::load(HostPaths::default())?;
             let r = host::update::run(
                 &mut host,
@@ -175,26 +205,45 @@ where
                     check: a.check,
                     download_only: a.download_only,
                     allow_downgrade: a.allow_downgrade,
+                    ..Default::default()
                 },
             )?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                let v = r.version.as_deref().unwrap_or("?");
-                let c = r.available.as_deref().unwrap_or("?");
-                match r.result.as_str() {
-                    "up-to-date" => println!("up to date: {v} ({c}) from {}", r.url),
-                    "available" => println!("update available: {v} ({c}), signed by a trusted key"),
-                    "downloaded" => println!("downloaded and verified {v} ({c}); `hull update` deploys it"),
-                    _ => println!(
-                        "deployed {v} ({c}) as the default for the next boot, with {} boot tries; reboot to use it",
-                        r.boot_tries.unwrap_or(0)
-                    ),
+                println!("{}", update_line(&r));
+            }
+            Ok(())
+        }
+        Command::Reconcile => {
+            host::require_root("reconcile")?;
+            let mut host = Host::load(HostPaths::default())?;
+            match host::rollback::reconcile(&mut host)? {
+                Some(r) => println!(
+                    "rolled back from {} ({}): {}",
+                    r.failed_version.as_deref().unwrap_or("?"),
+                    r.failed_checksum,
+                    r.reason
+                ),
+                None => {
+                    println!("the booted deployment is the boot loader's default: nothing to do")
                 }
             }
             Ok(())
         }
+        Command::Publish(a) => {
+            let key = crate::sign::load_secret(&a.sign_key)?;
+            let p = crate::summary::publish_at(&a.repo, &key, a.expires)?;
+            println!(
+                "signed the summary of {} ({} refs) until {}",
+                a.repo.display(),
+                p.refs.len(),
+                crate::summary::utc(p.expires)
+            );
+            Ok(())
+        }
         Command::Rollback(a) => {
+            host::require_root("rollback")?;
             let mut host = Host::load(HostPaths::default())?;
             let r = host::rollback::rollback(&mut host)?;
             if a.json {
@@ -209,6 +258,7 @@ where
             Ok(())
         }
         Command::Health(a) => {
+            host::require_root("health")?;
             let mut host = Host::load(HostPaths::default())?;
             let r = host::health::run(
                 &mut host,
@@ -233,6 +283,22 @@ where
             Ok(())
         }
         Command::Run(a) => crate::qemu::run_cli(&a),
+    }
+}
+
+/// The one line `hull update` prints.
+fn update_line(r: &host::update::UpdateReport) -> String {
+    use host::update::Outcome;
+    let v = r.version.as_deref().unwrap_or("?");
+    let c = r.available.as_deref().unwrap_or("?");
+    match r.result {
+        Outcome::UpToDate => format!("up to date: {v} ({c}) from {}", r.url),
+        Outcome::Available => format!("update available: {v} ({c}), signed by a trusted key"),
+        Outcome::Downloaded => format!("downloaded and verified {v} ({c}); `hull update` deploys it"),
+        Outcome::Deployed => format!(
+            "deployed {v} ({c}) as the default for the next boot, with {} boot tries; reboot to use it",
+            r.boot_tries.unwrap_or(0)
+        ),
     }
 }
 
