@@ -19,6 +19,18 @@ case $(phase) in
 		check trial-boot-c ok "$(cat /proc/cmdline)"
 		exit 0
 	fi
+	# Before anything settles (hull-health may not have run yet), the host
+	# already reports what the boot loader did: hull-reconcile.service made
+	# the rollback permanent before sysinit.target.
+	out=$(hull status 2>&1)
+	if contains "$out" "last boot was an automatic rollback from 3.0.0 ($C)" &&
+		contains "$out" "* 1.0.0 $A.0 [booted, default, next boot] good"; then
+		check early-status ok "$(printf '%s\n' "$out" | tr '\n' ' ')"
+	else
+		check early-status fail "$out"
+	fi
+	r=$(journalctl -b -o cat -u hull-reconcile.service 2>&1 | tail -n 3)
+	expect reconciled-early "$r" contains "$r" "rolled back from 3.0.0 ($C)"
 	settle
 	[ "$b" = "$A" ] && check back-on-a ok "$b" || check back-on-a fail "booted $b, expected A $A"
 	out=$(hull status 2>&1)
@@ -28,6 +40,18 @@ case $(phase) in
 	expect a-default "$out" contains "$out" "* 1.0.0 $A.0 [booted, default, next boot] good"
 	e=$(entries)
 	expect esp-exhausted "$e" contains "$e" "-$C-0+0-2.conf"
+	# A fails its health check too: it is not on trial, so no reboot; the
+	# host stays up and says that both failed.
+	mkdir -p /etc/hull/health.d
+	printf '#!/bin/sh\necho "A is broken too" >&2\nexit 1\n' >/etc/hull/health.d/90-a-broken
+	chmod 755 /etc/hull/health.d/90-a-broken
+	systemctl restart hull-health.service >/dev/null 2>&1
+	sleep 5
+	s=$(systemctl is-system-running 2>&1)
+	out=$(hull status 2>&1)
+	expect both-failed "$out" contains "$out" "both deployments failed"
+	expect no-reboot-loop "system is $s" test "$s" = degraded
+	rm -f /etc/hull/health.d/90-a-broken
 	printf 'HULL-CHECK-DONE boot=2\n'
 	exec systemctl poweroff
 	;;

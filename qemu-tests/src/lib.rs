@@ -143,6 +143,7 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
         refresh: false,
         agents: agents()?,
         sign_key: None,
+        summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
     };
     let start = Instant::now();
     eprintln!(

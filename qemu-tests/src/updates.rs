@@ -163,6 +163,7 @@ fn build_into(
         refresh: false,
         agents: agents()?,
         sign_key: Some(keys.join("trusted")),
+        summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
     };
     let start = std::time::Instant::now();
     let r = run_build(&opts).with_context(|| format!("building {}", manifest.display()))?;
@@ -244,46 +245,165 @@ fn tamper_copy(f: &Fixture, kind: &str) -> Result<(PathBuf, ostree::Repo)> {
     Ok((repo_path, repo))
 }
 
-/// A new commit of B's tree on top of B, with version `version`, moved to
-/// the ref; signed with `key` when given.
-fn recommit(repo: &ostree::Repo, f: &Fixture, version: &str, key: Option<&Path>) -> Result<String> {
+/// How a test commit differs from B.
+#[derive(Default)]
+struct Spoil<'a> {
+    /// Its `version`.
+    version: &'a str,
+    /// Signed with this key; unsigned when `None`.
+    key: Option<&'a Path>,
+    /// `ostree.ref-binding` instead of B's.
+    binding: Option<&'a str>,
+    /// `hull.arch` instead of B's.
+    arch: Option<&'a str>,
+    /// Seconds to add to B's commit time (negative: older than A).
+    age: i64,
+    /// Make `usr/etc/issue.net` a directory.
+    etc_dir: bool,
+}
+
+/// A new commit of B's tree (changed as `spoil` says) on top of B, carrying
+/// B's metadata (sizes, boot bytes, binding, arch) unless told otherwise,
+/// moved to the ref; the summary is then signed with the trusted key, as the
+/// publisher would, so each spoiled commit meets the defence meant for it.
+fn recommit(repo: &ostree::Repo, f: &Fixture, spoil: &Spoil) -> Result<String> {
     let b = &f.b.commit;
-    let (root, _) = repo.read_commit(b, gio::Cancellable::NONE)?;
+    let (b_commit, _) = repo.load_commit(b)?;
+    let dict = glib::VariantDict::new(Some(&b_commit.child_value(0)));
+    dict.insert("version", spoil.version);
+    if let Some(r) = spoil.binding {
+        dict.insert_value(
+            hull::commit::META_REF_BINDING,
+            &vec![r.to_string()].to_variant(),
+        );
+    }
+    if let Some(a) = spoil.arch {
+        dict.insert(hull::commit::META_ARCH, a);
+    }
+    let mtree = ostree::MutableTree::from_commit(repo, b)?;
+    if spoil.etc_dir {
+        let etc = mtree.walk(&["usr", "etc"], 0)?;
+        let (file, _) = etc.lookup("issue.net")?;
+        let file = file.context("B has no usr/etc/issue.net")?;
+        etc.remove("issue.net", false)?;
+        let dir = etc.ensure_dir("issue.net")?;
+        dir.set_metadata_checksum(&etc.metadata_checksum());
+        dir.replace_file("x", &file)?;
+    }
+    repo.prepare_transaction(gio::Cancellable::NONE)?;
+    let root = repo.write_mtree(&mtree, gio::Cancellable::NONE)?;
     let root = root
         .downcast::<ostree::RepoFile>()
         .map_err(|_| anyhow::anyhow!("not a RepoFile"))?;
-    let dict = glib::VariantDict::new(None);
-    dict.insert("version", version);
-    repo.prepare_transaction(gio::Cancellable::NONE)?;
-    let c = repo.write_commit(
+    let time =
+        (ostree::commit_get_timestamp(&b_commit) as i64 + spoil.age.max(-1_000_000_000) + 1) as u64;
+    let c = repo.write_commit_with_time(
         Some(b),
-        Some(version),
+        Some(spoil.version),
         None,
         Some(&dict.end()),
         &root,
+        time,
         gio::Cancellable::NONE,
     )?;
     repo.transaction_set_ref(None, &f.b.ostree_ref, Some(&c));
     repo.commit_transaction(gio::Cancellable::NONE)?;
-    if let Some(key) = key {
+    if let Some(key) = spoil.key {
         sign::sign_commit(repo, &c, &sign::load_secret(key)?)?;
     }
-    repo.regenerate_summary(None, gio::Cancellable::NONE)?;
+    publish(repo, f, 3600)?;
     Ok(c.to_string())
 }
 
-/// The spoiled repositories: `unsigned` (a newer commit with no signature),
-/// `wrongkey` (signed by a key A does not trust), `corrupt` (B, correctly
-/// signed, with one of its new objects damaged on the server).
+/// Signs `repo`'s summary with the trusted key, expiring `lifetime` seconds
+/// from now (in the past when negative).
+fn publish(repo: &ostree::Repo, f: &Fixture, lifetime: i64) -> Result<()> {
+    let expires = (hull::host::state::now() as i64 + lifetime) as u64;
+    hull::summary::publish(repo, &sign::load_secret(&f.trusted)?, expires)?;
+    Ok(())
+}
+
+/// The spoiled repositories, each served as `/<kind>/repo/`:
+/// - `unsigned`: a newer commit with no signature;
+/// - `wrongkey`: signed by a key A does not trust;
+/// - `corrupt`: B, correctly signed, with one of its new objects damaged;
+/// - `misref`: signed by the trusted key but bound to the k8s-node image's ref;
+/// - `misarch`: signed by the trusted key but built for aarch64;
+/// - `downgrade`: signed, bound right, but older than A;
+/// - `stale`: B, with a signed summary that expired an hour ago;
+/// - `unsigned-summary`: B, with a summary nobody signed;
+/// - `etc-conflict`: a good newer commit (2.0.5) that makes /etc/issue.net a
+///   directory (the test edits that file first).
 pub fn tamper_repos(f: &Fixture) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
-    let (path, repo) = tamper_copy(f, "unsigned")?;
-    recommit(&repo, f, "2.0.1", None)?;
-    out.push(("unsigned".to_string(), path));
+    let trusted = f.trusted.as_path();
+    let spoils: [(&str, Spoil); 6] = [
+        (
+            "unsigned",
+            Spoil {
+                version: "2.0.1",
+                ..Default::default()
+            },
+        ),
+        (
+            "wrongkey",
+            Spoil {
+                version: "2.0.2",
+                key: Some(&f.other),
+                ..Default::default()
+            },
+        ),
+        (
+            "misref",
+            Spoil {
+                version: "2.0.3",
+                key: Some(trusted),
+                binding: Some("hull/k8s-node/x86_64/stable"),
+                ..Default::default()
+            },
+        ),
+        (
+            "misarch",
+            Spoil {
+                version: "2.0.4",
+                key: Some(trusted),
+                arch: Some("aarch64"),
+                ..Default::default()
+            },
+        ),
+        (
+            "downgrade",
+            Spoil {
+                version: "0.9.0",
+                key: Some(trusted),
+                age: -30 * 86400,
+                ..Default::default()
+            },
+        ),
+        (
+            "etc-conflict",
+            Spoil {
+                version: "2.0.5",
+                key: Some(trusted),
+                etc_dir: true,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (kind, spoil) in &spoils {
+        let (path, repo) = tamper_copy(f, kind)?;
+        recommit(&repo, f, spoil).with_context(|| format!("making the {kind} repository"))?;
+        out.push((kind.to_string(), path));
+    }
 
-    let (path, repo) = tamper_copy(f, "wrongkey")?;
-    recommit(&repo, f, "2.0.2", Some(&f.other))?;
-    out.push(("wrongkey".to_string(), path));
+    let (path, repo) = tamper_copy(f, "stale")?;
+    publish(&repo, f, -3600)?;
+    out.push(("stale".to_string(), path));
+
+    let (path, repo) = tamper_copy(f, "unsigned-summary")?;
+    repo.regenerate_summary(None, gio::Cancellable::NONE)?;
+    std::fs::remove_file(path.join(hull::summary::SIGNATURE_FILE)).ok();
+    out.push(("unsigned-summary".to_string(), path));
 
     let (path, repo) = tamper_copy(f, "corrupt")?;
     let (root, _) = repo.read_commit(&f.b.commit, gio::Cancellable::NONE)?;

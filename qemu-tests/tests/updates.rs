@@ -86,23 +86,60 @@ fn update_refuses_spoiled_commits() -> Result<()> {
     );
     let o = boot("update_tamper", f, &nginx, script, 1, 1)?;
     o.require(&[
+        "refused-non-root",
         "refused-unsigned",
         "refused-wrongkey",
         "refused-corrupt",
+        "refused-misref",
+        "refused-misarch",
+        "refused-downgrade",
+        "refused-stale",
+        "stale-reported",
+        "refused-unsigned-summary",
         "refused-esp-full",
         "good-still-available",
         "nothing-staged",
+        "refused-etc-conflict",
+        "etc-fixed-retry",
     ])?;
-    // A commit whose signature fails is refused before any of its content
-    // is downloaded.
+    // A commit refused on its signature, binding, age or source is refused
+    // before any of its content is downloaded.
     let log = nginx.access_log();
-    for kind in ["unsigned", "wrongkey"] {
+    for kind in [
+        "unsigned",
+        "wrongkey",
+        "misref",
+        "misarch",
+        "downgrade",
+        "stale",
+        "unsigned-summary",
+    ] {
         ensure!(
             !log.lines()
                 .any(|l| l.contains(&format!("/{kind}/repo/objects/")) && l.contains(".filez")),
             "file objects of the {kind} commit were downloaded:\n{log}"
         );
     }
+    // The retry after the /etc fix downloaded nothing twice.
+    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+    for l in log.lines() {
+        if let Some(path) = l.split_whitespace().find(|w| {
+            w.starts_with("/etc-conflict/repo/objects/")
+                && !w.ends_with(".commit")
+                && !w.ends_with(".commitmeta")
+        }) {
+            *seen.entry(path).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    ensure!(
+        twice.is_empty(),
+        "objects downloaded again on the retry: {twice:?}"
+    );
+    ensure!(
+        !seen.is_empty(),
+        "the etc-conflict update downloaded no object at all:\n{log}"
+    );
     Ok(())
 }
 
@@ -122,12 +159,16 @@ fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
     o.require(&[
         "booted-a",
         "update",
+        "early-status",
+        "reconciled-early",
         "back-on-a",
         "rollback-reported",
         "rollback-reason",
         "c-failed",
         "a-default",
         "esp-exhausted",
+        "both-failed",
+        "no-reboot-loop",
     ])?;
     let trials = o.checks.iter().filter(|c| c.name == "trial-boot-c").count();
     ensure!(
