@@ -43,9 +43,26 @@ pub enum Command {
     /// On a host: make a rollback the boot loader did permanent (run early in
     /// boot by hull-reconcile.service).
     Reconcile,
+    /// On a host: pull one commit's objects (run by `hull update`, which
+    /// bounds the disk it takes).
+    #[command(hide = true)]
+    PullCommit(PullCommitArgs),
     /// Renew a repository's signed summary: the publisher's statement of every
     /// ref's head, which hosts refuse once it expires.
     Publish(PublishArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullCommitArgs {
+    /// The repository to pull into (default: the host's, /sysroot/ostree/repo).
+    #[arg(long, default_value = "/sysroot/ostree/repo")]
+    pub repo: PathBuf,
+    /// The remote to pull from.
+    pub remote: String,
+    /// The ref the commit is pulled for.
+    pub ostree_ref: String,
+    /// The commit, already verified by the caller.
+    pub checksum: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,6 +247,19 @@ where
                 }
             }
             Ok(())
+        }
+        Command::PullCommit(a) => {
+            let repo = ostree::Repo::new_for_path(&a.repo);
+            repo.open(ostree::gio::Cancellable::NONE)
+                .with_context(|| format!("opening OSTree repository {}", a.repo.display()))?;
+            host::pull::pull_exact(
+                &repo,
+                &host::pull::PullSpec {
+                    remote: &a.remote,
+                    ostree_ref: &a.ostree_ref,
+                    checksum: &a.checksum,
+                },
+            )
         }
         Command::Publish(a) => {
             let key = crate::sign::load_secret(&a.sign_key)?;

@@ -214,7 +214,7 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
     let esp_dir = host.esp_dir()?;
     verdict::check_space(
         &Space {
-            needed: missing,
+            needed: missing.unpacked,
             free: esp::free_bytes(&sysroot_dir)?,
             reserve: ostree_reserve(&repo, root_total) + ROOT_MARGIN,
         },
@@ -228,7 +228,21 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
     )?;
 
     log::info!("update: pulling {checksum}");
-    pull(&repo, &remote, &ostree_ref, &checksum)?;
+    let repo_dir = repo
+        .path()
+        .path()
+        .context("the host repository has no local path")?;
+    super::pull::pull_bounded(
+        &std::env::current_exe().context("finding the hull binary")?,
+        &repo_dir,
+        &super::pull::PullSpec {
+            remote: &remote,
+            ostree_ref: &ostree_ref,
+            checksum: &checksum,
+        },
+        super::pull::budget(missing.archived),
+    )
+    .with_context(|| format!("updating from {base}"))?;
     if opts.download_only {
         report.result = Outcome::Downloaded;
         return Ok(report);
@@ -371,38 +385,25 @@ fn fetch_commit(
     Ok(variant)
 }
 
-/// Pulls exactly `checksum` for `ostree_ref` from `remote`.
-fn pull(repo: &ostree::Repo, remote: &str, ostree_ref: &str, checksum: &str) -> Result<()> {
-    let opts = glib::VariantDict::new(None);
-    opts.insert_value("refs", &vec![ostree_ref.to_string()].to_variant());
-    opts.insert_value(
-        "override-commit-ids",
-        &vec![checksum.to_string()].to_variant(),
-    );
-    // Verified above, in Rust: Debian's libostree has no ed25519 engine.
-    opts.insert("disable-sign-verify", true);
-    opts.insert("disable-sign-verify-summary", true);
-    // Slow retrieval: libostree's curl fetcher gives up on a transfer below
-    // 1000 bytes/s for 30 s (its defaults, made explicit), retrying twice.
-    opts.insert("low-speed-limit-bytes", 1000u32);
-    opts.insert("low-speed-time-seconds", 30u32);
-    opts.insert("n-network-retries", 2u32);
-    let bar = crate::progress::spinner(&format!("pulling {remote}:{ostree_ref} ({checksum})"));
-    let result = repo.pull_with_options(remote, &opts.end(), None, gio::Cancellable::NONE);
-    bar.finish_and_clear();
-    result.with_context(|| format!("pulling {checksum} from remote {remote}"))
+/// Bytes of the objects in a commit's `ostree.sizes` that a repository lacks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// As stored once pulled.
+    pub unpacked: u64,
+    /// As transferred (compressed).
+    pub archived: u64,
 }
 
-/// Unpacked bytes of the objects in the commit's `ostree.sizes` that the
-/// local repository lacks.
-fn missing_bytes(repo: &ostree::Repo, meta: &glib::VariantDict) -> Result<u64> {
+/// The objects of the commit's `ostree.sizes` that the local repository
+/// lacks. Errors when the commit has no `ostree.sizes` (fail closed).
+pub fn missing_bytes(repo: &ostree::Repo, meta: &glib::VariantDict) -> Result<Missing> {
     let Some(sizes) = meta.lookup_value(
         "ostree.sizes",
         Some(glib::VariantTy::new("aay").expect("type")),
     ) else {
         bail!("the commit has no ostree.sizes: its size on disk is unknown, refusing it");
     };
-    let mut total = 0u64;
+    let mut total = Missing::default();
     for entry in sizes.iter() {
         let bytes = entry.fixed_array::<u8>().unwrap_or_default();
         let Some(e) = parse_size_entry(bytes) else {
@@ -414,7 +415,8 @@ fn missing_bytes(repo: &ostree::Repo, meta: &glib::VariantDict) -> Result<u64> {
             _ => ostree::ObjectType::File,
         };
         if !repo.has_object(objtype, &e.checksum, gio::Cancellable::NONE)? {
-            total += e.unpacked;
+            total.unpacked += e.unpacked;
+            total.archived += e.archived;
         }
     }
     Ok(total)
@@ -485,10 +487,11 @@ mod tests {
         let (commit, _) = repo.load_commit(&c).unwrap();
         let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
         // Everything is present locally: nothing missing.
-        assert_eq!(missing_bytes(&repo, &dict).unwrap(), 0);
+        assert_eq!(missing_bytes(&repo, &dict).unwrap(), Missing::default());
         // An empty repository lacks the 5000-byte file (and the tree objects).
         let empty = crate::commit::open_or_create(&t.path().join("empty")).unwrap();
         let missing = missing_bytes(&empty, &dict).unwrap();
-        assert!(missing >= 5000, "{missing}");
+        assert!(missing.unpacked >= 5000, "{missing:?}");
+        assert!(missing.archived > 0, "{missing:?}");
     }
 }

@@ -1,0 +1,216 @@
+//! The pull of an update's objects, bounded in the disk it may take.
+//!
+//! libostree bounds metadata objects and checks every object's checksum
+//! once it has it, but a content object has no size bound while it streams
+//! in, and libostree counts transferred bytes only as requests complete: a
+//! server that sends one object without end would fill the disk (TUF's
+//! "endless data"), and cancelling the pull's `GCancellable` does not stop a
+//! transfer in progress. So the pull runs in a child process (`hull
+//! pull-commit`, hidden from the help) that the agent watches: once the file
+//! systems it writes to have lost more than the signed `ostree.sizes` allow,
+//! the child is killed and the update refused. A killed pull leaves only
+//! libostree's staging directory, which its next transaction cleans up.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ostree::gio;
+use ostree::glib;
+use ostree::prelude::*;
+
+use crate::cmd::Cmd;
+
+/// Where libostree's fetcher may stream an object before it lands in the
+/// repository: its temp files go to the repository's tmp/ or /var/tmp.
+const SCRATCH: &str = "/var/tmp";
+/// How often the watchdog looks at free space.
+const TICK: Duration = Duration::from_millis(100);
+
+/// What to pull.
+#[derive(Debug, Clone, Copy)]
+pub struct PullSpec<'a> {
+    pub remote: &'a str,
+    pub ostree_ref: &'a str,
+    pub checksum: &'a str,
+}
+
+/// The most bytes a pull of objects whose archived sizes add up to
+/// `archived` may take: those, plus 10 % and 16 MiB for what `ostree.sizes`
+/// does not list (the commit object, detached metadata, directory entries
+/// of the file system).
+pub fn budget(archived: u64) -> u64 {
+    archived
+        .saturating_add(archived / 10)
+        .saturating_add(16 << 20)
+}
+
+/// Pulls exactly `spec.checksum` into `repo`, in this process (what `hull
+/// pull-commit` runs).
+pub fn pull_exact(repo: &ostree::Repo, spec: &PullSpec) -> Result<()> {
+    let opts = glib::VariantDict::new(None);
+    opts.insert_value("refs", &vec![spec.ostree_ref.to_string()].to_variant());
+    opts.insert_value(
+        "override-commit-ids",
+        &vec![spec.checksum.to_string()].to_variant(),
+    );
+    // Verified before the pull, in Rust: Debian's libostree has no ed25519 engine.
+    opts.insert("disable-sign-verify", true);
+    opts.insert("disable-sign-verify-summary", true);
+    // Slow retrieval: libostree's curl fetcher gives up on a transfer below
+    // 1000 bytes/s for 30 s (its defaults, made explicit), retrying twice.
+    opts.insert("low-speed-limit-bytes", 1000u32);
+    opts.insert("low-speed-time-seconds", 30u32);
+    opts.insert("n-network-retries", 2u32);
+    repo.pull_with_options(spec.remote, &opts.end(), None, gio::Cancellable::NONE)
+        .with_context(|| format!("pulling {} from remote {}", spec.checksum, spec.remote))
+}
+
+/// Pulls `spec` into the repository at `repo_dir` by running `agent
+/// pull-commit` (a hull binary), killed once the pull has taken more than
+/// `budget` bytes of disk.
+///
+/// Errors: the pull failed (its error), or took too much (refused).
+pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64) -> Result<()> {
+    let cmd = Cmd::new(agent)
+        .arg("pull-commit")
+        .arg("--repo")
+        .arg(repo_dir)
+        .args([spec.remote, spec.ostree_ref, spec.checksum]);
+    let bar = crate::progress::spinner(&format!(
+        "pulling {}:{} ({})",
+        spec.remote, spec.ostree_ref, spec.checksum
+    ));
+    let result = run_bounded(&cmd, &[repo_dir, Path::new(SCRATCH)], budget);
+    bar.finish_and_clear();
+    match result {
+        Ok(()) => Ok(()),
+        Err(Bounded::Over(used)) => bail!(
+            "pulling {}: the server sent more than the {budget} bytes its signed sizes allow \
+             ({used} bytes taken when it was stopped): refusing it; nothing was deployed",
+            spec.checksum
+        ),
+        Err(Bounded::Failed(e)) => Err(e),
+    }
+}
+
+/// Why a bounded command did not succeed.
+#[derive(Debug)]
+pub enum Bounded {
+    /// It took more than its budget (bytes taken when it was killed).
+    Over(u64),
+    /// It failed by itself.
+    Failed(anyhow::Error),
+}
+
+/// Free bytes of the file system holding `dir`.
+fn free(dir: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Runs `cmd`, killing it once any of the file systems holding `watch`
+/// has lost more than `budget` bytes since it started.
+pub fn run_bounded(cmd: &Cmd, watch: &[&Path], budget: u64) -> Result<(), Bounded> {
+    let start: Vec<(&Path, u64)> = watch
+        .iter()
+        .filter_map(|p| free(p).map(|f| (*p, f)))
+        .collect();
+    let mut child = cmd
+        .spawn(Stdio::null(), Stdio::piped())
+        .map_err(Bounded::Failed)?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| Bounded::Failed(e.into()))? {
+            break status;
+        }
+        let used = start
+            .iter()
+            .map(|(p, f)| f.saturating_sub(free(p).unwrap_or(*f)))
+            .max()
+            .unwrap_or(0);
+        if used > budget {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Bounded::Over(used));
+        }
+        std::thread::sleep(TICK);
+    };
+    let text = reader.join().unwrap_or_default();
+    if status.success() {
+        return Ok(());
+    }
+    // The child's own one-line error, without its "error: " prefix.
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim_start_matches("error: ");
+    Err(Bounded::Failed(anyhow::anyhow!(
+        "{last} (`{}` {status})",
+        cmd.display()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_that_takes_more_disk_than_its_budget_is_stopped() {
+        let t = tempfile::tempdir().unwrap();
+        let fill = t.path().join("fill");
+        // 400 MiB, then a long wait: only the watchdog ends it early.
+        let cmd = Cmd::new("sh").arg("-c").arg(format!(
+            "head -c 419430400 /dev/urandom > {}; sync; sleep 60",
+            fill.display()
+        ));
+        let start = std::time::Instant::now();
+        match run_bounded(&cmd, &[t.path()], 32 << 20) {
+            Err(Bounded::Over(used)) => assert!(used > 32 << 20, "{used}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_command_within_its_budget_runs_to_its_end() {
+        let t = tempfile::tempdir().unwrap();
+        let cmd = Cmd::new("sh").arg("-c").arg(format!(
+            "head -c 1000 /dev/zero > {}/small",
+            t.path().display()
+        ));
+        run_bounded(&cmd, &[t.path()], 32 << 20).unwrap();
+        let cmd = Cmd::new("sh")
+            .arg("-c")
+            .arg("echo 'error: no such remote' >&2; exit 3");
+        match run_bounded(&cmd, &[t.path()], 32 << 20) {
+            Err(Bounded::Failed(e)) => {
+                let e = e.to_string();
+                assert!(
+                    e.starts_with("no such remote") && e.contains("exit status: 3"),
+                    "{e}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn budgets() {
+        assert_eq!(budget(0), 16 << 20);
+        assert_eq!(budget(1000), 1100 + (16 << 20));
+    }
+}
