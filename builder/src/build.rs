@@ -1,7 +1,10 @@
 //! `hull build`: runs the stages in order, for each architecture, and writes
 //! out/build-<arch>.json (and out/build.json, the last one built).
 //!
-//! manifest → packages → rootfs → commit → deploy → image, each timed. A
+//! manifest → packages → rootfs → commit → deploy → image, each timed. The
+//! commit is written without moving its ref; only once the image is written
+//! is the commit signed, the ref moved and the summary regenerated, so a
+//! failed build leaves a served repository advertising what it did before. A
 //! digest of every input (the manifest files, the overlays, hull's own tree
 //! format) is stored in the commit; when the ref's newest commit carries the
 //! same digest the tree is not rebuilt and nothing is downloaded, and when
@@ -12,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
@@ -252,14 +255,6 @@ fn build_arch(
         }
     };
 
-    if let Some(key) = &sign_key {
-        sign::sign_commit(&repo, &checksum, key)?;
-        log::info!("signed {checksum} with {}", key.path.display());
-    }
-    // The summary lets `ostree remote refs` and pulls list the refs.
-    repo.regenerate_summary(None, ostree::gio::Cancellable::NONE)
-        .with_context(|| format!("writing the summary of {}", repo_path.display()))?;
-
     let image_path = out.join(format!("{}-{}.raw", manifest.name, arch));
     let previous = read_report_at(&arch_report_path(&out, arch))
         .or_else(|_| read_report(&out))
@@ -309,6 +304,7 @@ fn build_arch(
         rootfs::remove_tree(&sysroot)?;
         (report.size, rootfs_size)
     };
+    publish(&repo, &repo_path, &ostree_ref, &checksum, sign_key.as_ref())?;
 
     let report = BuildReport {
         name: manifest.name.clone(),
@@ -357,7 +353,32 @@ fn write_image(
         esp_label: boot::ESP_LABEL.to_string(),
         seed: deployed.bootcsum.clone(),
     };
-    image::write_disk(&spec, image_path)
+    image::write_disk(&spec, image_path).map_err(|e| {
+        match e.downcast_ref::<image::fit::TooSmall>() {
+            Some(small) => anyhow!("{}: {small}", manifest.path.display()),
+            None => e,
+        }
+    })
+}
+
+/// Makes a commit whose image was written public: signs it with `key`,
+/// moves `ostree_ref` to it and regenerates the summary (which lets `ostree
+/// remote refs` and pulls list the refs). Runs last, so that a failure in
+/// any stage before leaves the ref, the signatures and the summary as they were.
+fn publish(
+    repo: &ostree::Repo,
+    repo_path: &Path,
+    ostree_ref: &str,
+    checksum: &str,
+    key: Option<&sign::SecretKey>,
+) -> Result<()> {
+    if let Some(key) = key {
+        sign::sign_commit(repo, checksum, key)?;
+        log::info!("signed {checksum} with {}", key.path.display());
+    }
+    commit::move_ref(repo, ostree_ref, checksum)?;
+    repo.regenerate_summary(None, ostree::gio::Cancellable::NONE)
+        .with_context(|| format!("writing the summary of {}", repo_path.display()))
 }
 
 /// The image's kernel command line: hull's own arguments, then the hardening
@@ -485,6 +506,64 @@ mod tests {
             agents,
             sign_key: None,
         }
+    }
+
+    /// A real repository: a commit written by the commit stage stays
+    /// unpublished (ref, signature, summary) when a later stage fails, and
+    /// is published once they succeed.
+    #[test]
+    fn only_a_commit_with_an_image_is_published() {
+        let (t, repo, first) = commit::test_repo_with_commit(b"one");
+        let r = "hull/t/x86_64/stable";
+        let repo_path = t.path().join("repo");
+        let tree = t.path().join("tree");
+        fs::write(tree.join("usr/file"), "two").unwrap();
+        let meta = commit::CommitMeta {
+            version: "2".into(),
+            manifest_sha256: "m".into(),
+            input_sha256: "i2".into(),
+            packages: vec![],
+            kver: "6.12".into(),
+            release: "r".into(),
+            boot_bytes: 0,
+            kargs: vec![],
+        };
+        let second = commit::commit_tree(&repo, &tree, r, &meta)
+            .unwrap()
+            .checksum;
+        let key_path = t.path().join("secret");
+        fs::write(&key_path, sign::secret_text(&sign::generate().unwrap())).unwrap();
+        let key = sign::load_secret(&key_path).unwrap();
+        let summary = repo_path.join("summary");
+
+        // The stages after the commit, as build_arch runs them: a failing
+        // image stage, then publishing.
+        let run = |image: Result<()>| -> Result<()> {
+            image?;
+            publish(&repo, &repo_path, r, &second, Some(&key))
+        };
+        run(Err(anyhow!("mkfs.ext4 failed"))).unwrap_err();
+        assert_eq!(
+            commit::head(&repo, r).unwrap().as_deref(),
+            Some(first.as_str())
+        );
+        assert!(!summary.exists(), "no summary written");
+        let detached = repo
+            .read_commit_detached_metadata(&second, ostree::gio::Cancellable::NONE)
+            .unwrap();
+        assert!(detached.is_none(), "not signed");
+
+        run(Ok(())).unwrap();
+        assert_eq!(
+            commit::head(&repo, r).unwrap().as_deref(),
+            Some(second.as_str())
+        );
+        let bytes = fs::read(&summary).unwrap();
+        let raw = hex::decode(&second).unwrap();
+        assert!(bytes.windows(32).any(|w| w == raw), "the summary lists it");
+        let keys = [key.public()];
+        // Ok(index of the key that signed it)
+        assert_eq!(sign::verify_in_repo(&repo, &second, &keys).unwrap(), 0);
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub fn metadata_strings(repo: &ostree::Repo, checksum: &str, key: &str) -> Resul
         .unwrap_or_default())
 }
 
-/// Commits `tree` on top of `ostree_ref` and moves the ref to it.
+/// Writes `tree` as a commit whose parent is `ostree_ref`'s head, without
+/// moving the ref: [`move_ref`] does that once the commit's image was
+/// written, so a failed build leaves the ref (and what a served repository
+/// advertises) where it was. The objects stay in the repository either way.
 pub fn commit_tree(
     repo: &ostree::Repo,
     tree: &Path,
@@ -158,7 +161,6 @@ pub fn commit_tree(
                 cancellable,
             )
             .context("writing the commit")?;
-        repo.transaction_set_ref(None, ostree_ref, Some(&checksum));
         repo.commit_transaction(cancellable)
             .context("finishing the OSTree transaction")?;
         Ok(checksum.to_string())
@@ -171,6 +173,12 @@ pub fn commit_tree(
         checksum: result?,
         parent,
     })
+}
+
+/// Points `ostree_ref` at `checksum`, which must be in `repo`.
+pub fn move_ref(repo: &ostree::Repo, ostree_ref: &str, checksum: &str) -> Result<()> {
+    repo.set_ref_immediate(None, ostree_ref, Some(checksum), gio::Cancellable::NONE)
+        .with_context(|| format!("moving {ostree_ref} to {checksum}"))
 }
 
 /// A real archive repository in a temp dir with one commit of a tree holding
@@ -192,9 +200,9 @@ pub(crate) fn test_repo_with_commit(contents: &[u8]) -> (tempfile::TempDir, ostr
         boot_bytes: 0,
         kargs: vec![],
     };
-    let c = commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
-        .unwrap()
-        .checksum;
+    let r = "hull/t/x86_64/stable";
+    let c = commit_tree(&repo, &tree, r, &meta).unwrap().checksum;
+    move_ref(&repo, r, &c).unwrap();
     (t, repo, c)
 }
 
@@ -227,9 +235,21 @@ mod tests {
         let r = "hull/test/x86_64/stable";
         let a = commit_tree(&repo, &tree, r, &meta("1")).unwrap();
         assert_eq!(a.parent, None);
+        assert_eq!(
+            head(&repo, r).unwrap(),
+            None,
+            "writing a commit moves no ref"
+        );
+        move_ref(&repo, r, &a.checksum).unwrap();
         std::fs::write(tree.join("usr/bin/hello"), "hi again").unwrap();
         let b = commit_tree(&repo, &tree, r, &meta("2")).unwrap();
         assert_eq!(b.parent.as_deref(), Some(a.checksum.as_str()));
+        assert_eq!(
+            head(&repo, r).unwrap().as_deref(),
+            Some(a.checksum.as_str()),
+            "the ref stays on the older commit until it is moved"
+        );
+        move_ref(&repo, r, &b.checksum).unwrap();
         assert_eq!(
             head(&repo, r).unwrap().as_deref(),
             Some(b.checksum.as_str())

@@ -1,10 +1,12 @@
 //! Stage 5b: the bootable disk image.
 //!
 //! [`layout`] plans the partitions as plain data; [`esp`] writes the FAT32
-//! EFI system partition; [`disk`] puts GPT, ESP and the ext4 root together.
+//! EFI system partition; [`disk`] puts GPT, ESP and the ext4 root together,
+//! after [`fit`] checked that the tree fits the root file system.
 
 pub mod disk;
 pub mod esp;
+pub mod fit;
 pub mod layout;
 
 use std::path::{Path, PathBuf};
