@@ -299,7 +299,7 @@ fn build_arch(
             ambient_authority(),
         )?)?;
         let report = stages.run("image", || {
-            write_image(manifest, arch, &deployed, &image_path)
+            write_image(manifest, arch, &deployed, &checksum, &image_path)
         })?;
         rootfs::remove_tree(&sysroot)?;
         (report.size, rootfs_size)
@@ -329,6 +329,7 @@ fn write_image(
     manifest: &Manifest,
     arch: Arch,
     deployed: &deploy::Deployed,
+    commit: &str,
     image_path: &Path,
 ) -> Result<image::DiskReport> {
     let sysroot = Dir::open_ambient_dir(&deployed.sysroot, ambient_authority())
@@ -351,7 +352,9 @@ fn write_image(
         root_dir: &deployed.sysroot,
         root_label: boot::ROOT_LABEL.to_string(),
         esp_label: boot::ESP_LABEL.to_string(),
-        seed: deployed.bootcsum.clone(),
+        // Not the boot checksum, which only the kernel and initramfs move:
+        // every image would share its root file system UUID.
+        seed: commit.to_string(),
     };
     image::write_disk(&spec, image_path).map_err(|e| {
         match e.downcast_ref::<image::fit::TooSmall>() {

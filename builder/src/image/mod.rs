@@ -42,7 +42,9 @@ pub struct DiskSpec<'a> {
     pub root_label: String,
     /// FAT label of the ESP, at most 11 characters.
     pub esp_label: String,
-    /// Disk, partition and filesystem UUIDs derive from it.
+    /// Disk, partition and filesystem UUIDs derive from it: the commit
+    /// checksum, so that images of different commits differ and a rebuild
+    /// of the same commit is the same disk.
     pub seed: String,
 }
 
