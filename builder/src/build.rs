@@ -454,7 +454,10 @@ fn hash_tree(dir: &Dir, rel: &Path, h: &mut Sha256) -> Result<()> {
         } else if meta.is_symlink() {
             h.update(dir.read_link_contents(&path)?.to_string_lossy().as_bytes());
         } else {
-            h.update(dir.read(&path)?);
+            // Streamed, not read whole: an overlay file can be larger than
+            // memory (a sparse disk image). The same bytes as before.
+            let mut file = dir.open(&path)?;
+            std::io::copy(&mut file, h)?;
         }
         h.update(b"\n");
     }
@@ -567,6 +570,53 @@ mod tests {
         let keys = [key.public()];
         // Ok(index of the key that signed it)
         assert_eq!(sign::verify_in_repo(&repo, &second, &keys).unwrap(), 0);
+    }
+
+    /// Overlay files are hashed as streams: the digest is the one of the
+    /// bytes as before (so cached commits stay valid), and a large sparse
+    /// file does not land in memory.
+    #[test]
+    fn overlay_hash_streams_the_same_bytes() {
+        use cap_std::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("etc")).unwrap();
+        fs::write(t.path().join("etc/motd"), "hello\n").unwrap();
+        std::os::unix::fs::symlink("motd", t.path().join("etc/link")).unwrap();
+        let dir = Dir::open_ambient_dir(t.path(), ambient_authority()).unwrap();
+        let mode = |p: &str| dir.symlink_metadata(p).unwrap().permissions().mode();
+        let mut want = Sha256::new();
+        want.update(format!("etc\0{:o}\0", mode("etc")));
+        want.update(format!("etc/link\0{:o}\0", mode("etc/link")));
+        want.update(b"motd\n");
+        want.update(format!("etc/motd\0{:o}\0", mode("etc/motd")));
+        want.update(b"hello\n\n");
+        want.update(b"\n");
+        let mut got = Sha256::new();
+        hash_tree(&dir, Path::new(""), &mut got).unwrap();
+        assert_eq!(hex::encode(got.finalize()), hex::encode(want.finalize()));
+
+        const SPARSE: u64 = 512 << 20;
+        let f = fs::File::create(t.path().join("etc/disk.img")).unwrap();
+        f.set_len(SPARSE).unwrap();
+        let before = peak_rss();
+        let mut h = Sha256::new();
+        hash_tree(&dir, Path::new(""), &mut h).unwrap();
+        let grown = peak_rss().saturating_sub(before);
+        assert!(grown < SPARSE / 4, "peak RSS grew by {} MiB", grown >> 20);
+    }
+
+    /// VmHWM of this process, bytes.
+    fn peak_rss() -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        kib << 10
     }
 
     #[test]
