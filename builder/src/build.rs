@@ -387,12 +387,7 @@ fn publish(
 /// The image's kernel command line: hull's own arguments, then the hardening
 /// profile's, then the manifest's, so the manifest's can override the profile's.
 pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
-    let extra = [
-        manifest.hardening.kernel_args(arch),
-        manifest.target(arch).kernel.cmdline.clone(),
-    ]
-    .concat();
-    boot::kernel_args(arch, &extra)
+    manifest.kernel_args(arch)
 }
 
 /// Digest of everything a tree is built from, for reuse of a cached commit.
