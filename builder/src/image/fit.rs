@@ -76,7 +76,9 @@ pub struct Usage {
 }
 
 /// The tree at `root` in blocks of `block_size` bytes: each file's data
-/// (holes not counted: mkfs.ext4 keeps them) plus an extent index block when
+/// (blocks of zeros not counted: mkfs.ext4 leaves holes for them, so a large
+/// sparse file, written out in full by OSTree's checkout, takes no room;
+/// files of one block or less are not read) plus an extent index block when
 /// it needs more extents than the inode holds, each directory's entries,
 /// each symlink too long to live in its inode; hard links counted once.
 pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
@@ -113,7 +115,17 @@ pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
             }
             total.inodes += 1;
             if meta.is_file() {
-                let data = blocks_of(meta.len()).min(blocks_of(meta.blocks() * 512));
+                let allocated = blocks_of(meta.blocks() * 512);
+                let data = if meta.len() <= block_size {
+                    blocks_of(meta.len()).min(allocated)
+                } else {
+                    let file = root
+                        .open(&path)
+                        .with_context(|| format!("opening /{}", path.display()))?;
+                    nonzero_blocks(file, block_size)
+                        .with_context(|| format!("reading /{}", path.display()))?
+                        .min(allocated)
+                };
                 let extents = data.div_ceil(EXTENT_BLOCKS);
                 let index = if extents > INLINE_EXTENTS {
                     // An index block holds (block_size - 12) / 12 extents.
@@ -133,6 +145,31 @@ pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
         total.blocks += if dir_blocks > 1 { dir_blocks + 1 } else { 1 };
     }
     Ok(total)
+}
+
+/// Blocks of `block_size` bytes in `file` holding a byte other than zero.
+fn nonzero_blocks(mut file: cap_std::fs::File, block_size: u64) -> std::io::Result<u64> {
+    use std::io::Read;
+    let bs = block_size as usize;
+    let mut buf = vec![0u8; bs * 64];
+    let mut count = 0;
+    loop {
+        // Fill whole blocks, so that each chunk below is one block of the file.
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..])? {
+                0 => break,
+                n => filled += n,
+            }
+        }
+        count += buf[..filled]
+            .chunks(bs)
+            .filter(|b| b.iter().any(|&x| x != 0))
+            .count() as u64;
+        if filled < buf.len() {
+            return Ok(count);
+        }
+    }
 }
 
 /// The tree does not fit: the figures for the error.
@@ -349,6 +386,10 @@ mod tests {
             .unwrap();
         }
         std::fs::write(tree.join("big"), vec![7u8; 24 << 20]).unwrap();
+        // Zeros written out, with data between: mkfs.ext4 skips the zeros.
+        let mut zeros = vec![0u8; 16 << 20];
+        zeros[8 << 20] = 1;
+        std::fs::write(tree.join("zeros"), zeros).unwrap();
         std::fs::hard_link(tree.join("big"), tree.join("big-again")).unwrap();
         let sparse = File::create(tree.join("sparse")).unwrap();
         sparse.set_len(1 << 30).unwrap();
