@@ -80,7 +80,8 @@ pub struct Usage {
 /// sparse file, written out in full by OSTree's checkout, takes no room;
 /// files of one block or less are not read) plus an extent index block when
 /// it needs more extents than the inode holds, each directory's entries,
-/// each symlink too long to live in its inode; hard links counted once.
+/// each symlink too long to live in its inode; hard links counted once,
+/// except to symlinks, which mkfs.ext4 copies once per path.
 pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
     let blocks_of = |bytes: u64| bytes.div_ceil(block_size);
     let mut seen = HashSet::new();
@@ -110,7 +111,9 @@ pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
                 stack.push(path);
                 continue;
             }
-            if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
+            // mkfs.ext4 keeps hard links, but not of symlinks (which OSTree's
+            // checkout makes): each of their paths gets its own inode.
+            if meta.nlink() > 1 && !meta.is_symlink() && !seen.insert((meta.dev(), meta.ino())) {
                 continue;
             }
             total.inodes += 1;
@@ -396,6 +399,11 @@ mod tests {
         sparse.write_at(b"end", (1 << 30) - 3).unwrap();
         std::os::unix::fs::symlink("short", tree.join("s")).unwrap();
         std::os::unix::fs::symlink("l".repeat(200), tree.join("l")).unwrap();
+        // Hard links to symlinks, as OSTree's checkout makes them.
+        for i in 0..20 {
+            std::fs::hard_link(tree.join("l"), tree.join(format!("l{i}"))).unwrap();
+            std::fs::hard_link(tree.join("s"), tree.join(format!("s{i}"))).unwrap();
+        }
         for d in 0..50 {
             std::fs::create_dir_all(tree.join(format!("d/{d}/e"))).unwrap();
         }
