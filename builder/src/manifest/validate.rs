@@ -55,6 +55,20 @@ pub const HOST_NAME_MAX: usize = 64;
 pub const COMMAND_LINE_SIZE: usize = 2048;
 /// systemd's `UNIT_NAME_MAX`, the terminating NUL included.
 pub const UNIT_NAME_MAX: usize = 256;
+/// The accounts every Debian system has (base-passwd's passwd.master): a
+/// `[[users]]` entry of one of these names fails in useradd.
+pub const BASE_PASSWD_USERS: &[&str] = &[
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "_apt", "nobody",
+];
+/// The groups every Debian system has (base-passwd's group.master): each
+/// user gets a group of its own name, which useradd refuses to make twice.
+pub const BASE_PASSWD_GROUPS: &[&str] = &[
+    "root", "daemon", "bin", "sys", "adm", "tty", "disk", "lp", "mail", "news", "uucp", "man",
+    "proxy", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip",
+    "www-data", "backup", "operator", "list", "irc", "src", "shadow", "utmp", "video", "sasl",
+    "plugdev", "staff", "games", "users", "nogroup",
+];
 /// Unit types hull can enable, disable or mask.
 pub const UNIT_SUFFIXES: &[&str] = &[
     ".service",
@@ -464,6 +478,21 @@ fn users_of(cx: &Cx, users: Vec<RawUser>) -> Result<Vec<User>> {
             return Err(cx.err(
                 &format!("{at}.name"),
                 "root cannot be declared (its password is locked; add a user)",
+            ));
+        }
+        if BASE_PASSWD_USERS.contains(&name.as_str()) {
+            return Err(cx.err(
+                &format!("{at}.name"),
+                format!("{name} is one of Debian's system accounts (base-passwd): useradd would refuse it"),
+            ));
+        }
+        if BASE_PASSWD_GROUPS.contains(&name.as_str()) {
+            return Err(cx.err(
+                &format!("{at}.name"),
+                format!(
+                    "{name} is one of Debian's system groups (base-passwd): useradd --user-group \
+                     would refuse to make a group of that name (list it in groups instead)"
+                ),
             ));
         }
         let groups = u.groups.unwrap_or_default();
@@ -1726,6 +1755,36 @@ cmdline = ["mitigations=auto"]
         );
         fails(&with("[[users]]\nname = \"core\"\nssh-authorized-keys = [\"ssh-rsa AAAA\\nssh-rsa BBBB\"]\n"), key);
         load(&with("[[users]]\nname = \"_svc\"\nssh-authorized-keys = [\"ecdsa-sha2-nistp256 AAAAE2Vj\"]\n")).unwrap();
+        // (name, text of the error; None: accepted) for names useradd refuses
+        let table: &[(&str, Option<&str>)] = &[
+            ("core", None),
+            ("ops-1", None),
+            (&"a".repeat(32), None),
+            ("nobody", Some("system accounts")),
+            ("www-data", Some("system accounts")),
+            ("_apt", Some("system accounts")),
+            ("adm", Some("system groups")),
+            ("sudo", Some("system groups")),
+            ("users", Some("system groups")),
+        ];
+        for (name, want) in table {
+            let text = with(&format!("[[users]]\nname = {name:?}\n"));
+            match want {
+                None => assert_eq!(load(&text).unwrap().users[0].name, *name),
+                Some(w) => {
+                    let e = fails(&text, "users[0].name");
+                    assert!(e.contains(w), "{name}: {e}");
+                }
+            }
+        }
+        let e = fails(
+            &with("[[users]]\nname = \"core\"\n[[users]]\nname = \"ops\"\n[[users]]\nname = \"core\"\n"),
+            "users[2].name",
+        );
+        assert!(
+            e.contains("core is also users[0].name in the same file"),
+            "{e}"
+        );
     }
 
     #[test]
