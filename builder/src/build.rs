@@ -519,16 +519,7 @@ mod tests {
         let repo_path = t.path().join("repo");
         let tree = t.path().join("tree");
         fs::write(tree.join("usr/file"), "two").unwrap();
-        let meta = commit::CommitMeta {
-            version: "2".into(),
-            manifest_sha256: "m".into(),
-            input_sha256: "i2".into(),
-            packages: vec![],
-            kver: "6.12".into(),
-            release: "r".into(),
-            boot_bytes: 0,
-            kargs: vec![],
-        };
+        let meta = commit::test_meta("2");
         let second = commit::commit_tree(&repo, &tree, r, &meta)
             .unwrap()
             .checksum;

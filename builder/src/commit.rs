@@ -181,6 +181,21 @@ pub fn move_ref(repo: &ostree::Repo, ostree_ref: &str, checksum: &str) -> Result
         .with_context(|| format!("moving {ostree_ref} to {checksum}"))
 }
 
+/// Metadata for test commits: `version`, the rest placeholders.
+#[cfg(test)]
+pub(crate) fn test_meta(version: &str) -> CommitMeta {
+    CommitMeta {
+        version: version.into(),
+        manifest_sha256: "m".into(),
+        input_sha256: format!("i-{version}"),
+        packages: vec![],
+        kver: "6.12".into(),
+        release: "r".into(),
+        boot_bytes: 0,
+        kargs: vec![],
+    }
+}
+
 /// A real archive repository in a temp dir with one commit of a tree holding
 /// `usr/file` (`contents`): the fixture of every test that needs a commit.
 #[cfg(test)]
@@ -190,16 +205,7 @@ pub(crate) fn test_repo_with_commit(contents: &[u8]) -> (tempfile::TempDir, ostr
     std::fs::create_dir_all(tree.join("usr")).unwrap();
     std::fs::write(tree.join("usr/file"), contents).unwrap();
     let repo = open_or_create(&t.path().join("repo")).unwrap();
-    let meta = CommitMeta {
-        version: "1".into(),
-        manifest_sha256: "m".into(),
-        input_sha256: "i".into(),
-        packages: vec![],
-        kver: "6.12".into(),
-        release: "r".into(),
-        boot_bytes: 0,
-        kargs: vec![],
-    };
+    let meta = test_meta("1");
     let r = "hull/t/x86_64/stable";
     let c = commit_tree(&repo, &tree, r, &meta).unwrap().checksum;
     move_ref(&repo, r, &c).unwrap();
