@@ -190,10 +190,12 @@ impl fmt::Display for TooSmall {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let disk = self.image_size / MIB;
         if self.needed_mib > self.available_mib {
+            // Not "raise it by the difference": the file system's own
+            // blocks (inode tables, journal) grow with it.
             write!(
                 f,
                 "image.size: the tree needs {} MiB, the root file system of a {disk} MiB disk \
-                 has {} MiB: raise image.size by at least {} MiB",
+                 has {} MiB ({} MiB short): raise image.size",
                 self.needed_mib,
                 self.available_mib,
                 self.needed_mib - self.available_mib
@@ -317,7 +319,7 @@ mod tests {
         assert_eq!(
             e,
             "image.size: the tree needs 1036 MiB, the root file system of a 1024 MiB disk has \
-             700 MiB: raise image.size by at least 336 MiB"
+             700 MiB (336 MiB short): raise image.size"
         );
         let e = check(table[5].0, table[5].1, GIB).unwrap_err().to_string();
         assert!(
