@@ -1,7 +1,10 @@
 //! `hull build`: runs the stages in order, for each architecture, and writes
 //! out/build-<arch>.json (and out/build.json, the last one built).
 //!
-//! manifest → packages → rootfs → commit → deploy → image, each timed. A
+//! manifest → packages → rootfs → commit → deploy → image, each timed. The
+//! commit is written without moving its ref; only once the image is written
+//! is the commit signed, the ref moved and the summary regenerated, so a
+//! failed build leaves a served repository advertising what it did before. A
 //! digest of every input (the manifest files, the overlays, hull's own tree
 //! format) is stored in the commit; when the ref's newest commit carries the
 //! same digest the tree is not rebuilt and nothing is downloaded, and when
@@ -12,7 +15,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
@@ -257,30 +260,6 @@ fn build_arch(
         }
     };
 
-    if let Some(key) = &sign_key {
-        sign::sign_commit(&repo, &checksum, key)?;
-        log::info!("signed {checksum} with {}", key.path.display());
-    }
-    // The summary lets `ostree remote refs` and pulls list the refs; signed,
-    // it is what hosts take a ref's head from, until it expires.
-    match &sign_key {
-        Some(key) => {
-            let p = crate::summary::publish(
-                &repo,
-                key,
-                crate::host::state::now() + opts.summary_lifetime,
-            )?;
-            log::info!(
-                "signed the summary of {} until {}",
-                repo_path.display(),
-                crate::summary::utc(p.expires)
-            );
-        }
-        None => repo
-            .regenerate_summary(None, ostree::gio::Cancellable::NONE)
-            .with_context(|| format!("writing the summary of {}", repo_path.display()))?,
-    }
-
     let image_path = out.join(format!("{}-{}.raw", manifest.name, arch));
     let previous = read_report_at(&arch_report_path(&out, arch))
         .or_else(|_| read_report(&out))
@@ -325,11 +304,19 @@ fn build_arch(
             ambient_authority(),
         )?)?;
         let report = stages.run("image", || {
-            write_image(manifest, arch, &deployed, &image_path)
+            write_image(manifest, arch, &deployed, &checksum, &image_path)
         })?;
         rootfs::remove_tree(&sysroot)?;
         (report.size, rootfs_size)
     };
+    publish(
+        &repo,
+        &repo_path,
+        &ostree_ref,
+        &checksum,
+        sign_key.as_ref(),
+        opts.summary_lifetime,
+    )?;
 
     let report = BuildReport {
         name: manifest.name.clone(),
@@ -354,6 +341,7 @@ fn write_image(
     manifest: &Manifest,
     arch: Arch,
     deployed: &deploy::Deployed,
+    commit: &str,
     image_path: &Path,
 ) -> Result<image::DiskReport> {
     let sysroot = Dir::open_ambient_dir(&deployed.sysroot, ambient_authority())
@@ -376,20 +364,58 @@ fn write_image(
         root_dir: &deployed.sysroot,
         root_label: boot::ROOT_LABEL.to_string(),
         esp_label: boot::ESP_LABEL.to_string(),
-        seed: deployed.bootcsum.clone(),
+        // Not the boot checksum, which only the kernel and initramfs move:
+        // every image would share its root file system UUID.
+        seed: commit.to_string(),
     };
-    image::write_disk(&spec, image_path)
+    image::write_disk(&spec, image_path).map_err(|e| {
+        match e.downcast_ref::<image::fit::TooSmall>() {
+            Some(small) => anyhow!("{}: {small}", manifest.path.display()),
+            None => e,
+        }
+    })
+}
+
+/// Makes a commit whose image was written public: signs it with `key`,
+/// moves `ostree_ref` to it and regenerates the summary (which lets `ostree
+/// remote refs` and pulls list the refs). Runs last, so that a failure in
+/// any stage before leaves the ref, the signatures and the summary as they were.
+fn publish(
+    repo: &ostree::Repo,
+    repo_path: &Path,
+    ostree_ref: &str,
+    checksum: &str,
+    key: Option<&sign::SecretKey>,
+    summary_lifetime: u64,
+) -> Result<()> {
+    if let Some(key) = key {
+        sign::sign_commit(repo, checksum, key)?;
+        log::info!("signed {checksum} with {}", key.path.display());
+    }
+    commit::move_ref(repo, ostree_ref, checksum)?;
+    // The summary lets `ostree remote refs` and pulls list the refs; signed,
+    // it is what hosts take a ref's head from, until it expires.
+    match key {
+        Some(key) => {
+            let p =
+                crate::summary::publish(repo, key, crate::host::state::now() + summary_lifetime)?;
+            log::info!(
+                "signed the summary of {} until {}",
+                repo_path.display(),
+                crate::summary::utc(p.expires)
+            );
+            Ok(())
+        }
+        None => repo
+            .regenerate_summary(None, ostree::gio::Cancellable::NONE)
+            .with_context(|| format!("writing the summary of {}", repo_path.display())),
+    }
 }
 
 /// The image's kernel command line: hull's own arguments, then the hardening
 /// profile's, then the manifest's, so the manifest's can override the profile's.
 pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
-    let extra = [
-        manifest.hardening.kernel_args(arch),
-        manifest.target(arch).kernel.cmdline.clone(),
-    ]
-    .concat();
-    boot::kernel_args(arch, &extra)
+    manifest.kernel_args(arch)
 }
 
 /// The refs a commit of `manifest` is bound to (`ostree.ref-binding`): the
@@ -463,7 +489,10 @@ fn hash_tree(dir: &Dir, rel: &Path, h: &mut Sha256) -> Result<()> {
         } else if meta.is_symlink() {
             h.update(dir.read_link_contents(&path)?.to_string_lossy().as_bytes());
         } else {
-            h.update(dir.read(&path)?);
+            // Streamed, not read whole: an overlay file can be larger than
+            // memory (a sparse disk image). The same bytes as before.
+            let mut file = dir.open(&path)?;
+            std::io::copy(&mut file, h)?;
         }
         h.update(b"\n");
     }
@@ -519,6 +548,102 @@ mod tests {
             sign_key: None,
             summary_lifetime: crate::summary::DEFAULT_LIFETIME_SECS,
         }
+    }
+
+    /// A real repository: a commit written by the commit stage stays
+    /// unpublished (ref, signature, summary) when a later stage fails, and
+    /// is published once they succeed.
+    #[test]
+    fn only_a_commit_with_an_image_is_published() {
+        let (t, repo, first) = commit::test_repo_with_commit(b"one");
+        let r = "hull/t/x86_64/stable";
+        let repo_path = t.path().join("repo");
+        let tree = t.path().join("tree");
+        fs::write(tree.join("usr/file"), "two").unwrap();
+        let meta = commit::test_meta("2");
+        let second = commit::commit_tree(&repo, &tree, r, &meta)
+            .unwrap()
+            .checksum;
+        let key_path = t.path().join("secret");
+        fs::write(&key_path, sign::secret_text(&sign::generate().unwrap())).unwrap();
+        let key = sign::load_secret(&key_path).unwrap();
+        let summary = repo_path.join("summary");
+
+        // The stages after the commit, as build_arch runs them: a failing
+        // image stage, then publishing.
+        let run = |image: Result<()>| -> Result<()> {
+            image?;
+            publish(&repo, &repo_path, r, &second, Some(&key), 3600)
+        };
+        run(Err(anyhow!("mkfs.ext4 failed"))).unwrap_err();
+        assert_eq!(
+            commit::head(&repo, r).unwrap().as_deref(),
+            Some(first.as_str())
+        );
+        assert!(!summary.exists(), "no summary written");
+        let detached = repo
+            .read_commit_detached_metadata(&second, ostree::gio::Cancellable::NONE)
+            .unwrap();
+        assert!(detached.is_none(), "not signed");
+
+        run(Ok(())).unwrap();
+        assert_eq!(
+            commit::head(&repo, r).unwrap().as_deref(),
+            Some(second.as_str())
+        );
+        let bytes = fs::read(&summary).unwrap();
+        let raw = hex::decode(&second).unwrap();
+        assert!(bytes.windows(32).any(|w| w == raw), "the summary lists it");
+        let keys = [key.public()];
+        // Ok(index of the key that signed it)
+        assert_eq!(sign::verify_in_repo(&repo, &second, &keys).unwrap(), 0);
+    }
+
+    /// Overlay files are hashed as streams: the digest is the one of the
+    /// bytes as before (so cached commits stay valid), and a large sparse
+    /// file does not land in memory.
+    #[test]
+    fn overlay_hash_streams_the_same_bytes() {
+        use cap_std::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("etc")).unwrap();
+        fs::write(t.path().join("etc/motd"), "hello\n").unwrap();
+        std::os::unix::fs::symlink("motd", t.path().join("etc/link")).unwrap();
+        let dir = Dir::open_ambient_dir(t.path(), ambient_authority()).unwrap();
+        let mode = |p: &str| dir.symlink_metadata(p).unwrap().permissions().mode();
+        let mut want = Sha256::new();
+        want.update(format!("etc\0{:o}\0", mode("etc")));
+        want.update(format!("etc/link\0{:o}\0", mode("etc/link")));
+        want.update(b"motd\n");
+        want.update(format!("etc/motd\0{:o}\0", mode("etc/motd")));
+        want.update(b"hello\n\n");
+        want.update(b"\n");
+        let mut got = Sha256::new();
+        hash_tree(&dir, Path::new(""), &mut got).unwrap();
+        assert_eq!(hex::encode(got.finalize()), hex::encode(want.finalize()));
+
+        const SPARSE: u64 = 512 << 20;
+        let f = fs::File::create(t.path().join("etc/disk.img")).unwrap();
+        f.set_len(SPARSE).unwrap();
+        let before = peak_rss();
+        let mut h = Sha256::new();
+        hash_tree(&dir, Path::new(""), &mut h).unwrap();
+        let grown = peak_rss().saturating_sub(before);
+        assert!(grown < SPARSE / 4, "peak RSS grew by {} MiB", grown >> 20);
+    }
+
+    /// VmHWM of this process, bytes.
+    fn peak_rss() -> u64 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        kib << 10
     }
 
     #[test]

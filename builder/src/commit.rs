@@ -112,7 +112,10 @@ pub fn metadata_strings(repo: &ostree::Repo, checksum: &str, key: &str) -> Resul
         .unwrap_or_default())
 }
 
-/// Commits `tree` on top of `ostree_ref` and moves the ref to it.
+/// Writes `tree` as a commit whose parent is `ostree_ref`'s head, without
+/// moving the ref: [`move_ref`] does that once the commit's image was
+/// written, so a failed build leaves the ref (and what a served repository
+/// advertises) where it was. The objects stay in the repository either way.
 pub fn commit_tree(
     repo: &ostree::Repo,
     tree: &Path,
@@ -172,7 +175,6 @@ pub fn commit_tree(
                 cancellable,
             )
             .context("writing the commit")?;
-        repo.transaction_set_ref(None, ostree_ref, Some(&checksum));
         repo.commit_transaction(cancellable)
             .context("finishing the OSTree transaction")?;
         Ok(checksum.to_string())
@@ -187,6 +189,29 @@ pub fn commit_tree(
     })
 }
 
+/// Points `ostree_ref` at `checksum`, which must be in `repo`.
+pub fn move_ref(repo: &ostree::Repo, ostree_ref: &str, checksum: &str) -> Result<()> {
+    repo.set_ref_immediate(None, ostree_ref, Some(checksum), gio::Cancellable::NONE)
+        .with_context(|| format!("moving {ostree_ref} to {checksum}"))
+}
+
+/// Metadata for test commits: `version`, the rest placeholders.
+#[cfg(test)]
+pub(crate) fn test_meta(version: &str) -> CommitMeta {
+    CommitMeta {
+        version: version.into(),
+        manifest_sha256: "m".into(),
+        input_sha256: format!("i-{version}"),
+        packages: vec![],
+        kver: "6.12".into(),
+        release: "r".into(),
+        boot_bytes: 0,
+        kargs: vec![],
+        ref_binding: vec!["hull/t/x86_64/stable".into()],
+        arch: "x86_64".into(),
+    }
+}
+
 /// A real archive repository in a temp dir with one commit of a tree holding
 /// `usr/file` (`contents`): the fixture of every test that needs a commit.
 #[cfg(test)]
@@ -196,21 +221,10 @@ pub(crate) fn test_repo_with_commit(contents: &[u8]) -> (tempfile::TempDir, ostr
     std::fs::create_dir_all(tree.join("usr")).unwrap();
     std::fs::write(tree.join("usr/file"), contents).unwrap();
     let repo = open_or_create(&t.path().join("repo")).unwrap();
-    let meta = CommitMeta {
-        version: "1".into(),
-        manifest_sha256: "m".into(),
-        input_sha256: "i".into(),
-        packages: vec![],
-        kver: "6.12".into(),
-        release: "r".into(),
-        boot_bytes: 0,
-        kargs: vec![],
-        ref_binding: vec!["hull/t/x86_64/stable".into()],
-        arch: "x86_64".into(),
-    };
-    let c = commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
-        .unwrap()
-        .checksum;
+    let meta = test_meta("1");
+    let r = "hull/t/x86_64/stable";
+    let c = commit_tree(&repo, &tree, r, &meta).unwrap().checksum;
+    move_ref(&repo, r, &c).unwrap();
     (t, repo, c)
 }
 
@@ -245,9 +259,21 @@ mod tests {
         let r = "hull/test/x86_64/stable";
         let a = commit_tree(&repo, &tree, r, &meta("1")).unwrap();
         assert_eq!(a.parent, None);
+        assert_eq!(
+            head(&repo, r).unwrap(),
+            None,
+            "writing a commit moves no ref"
+        );
+        move_ref(&repo, r, &a.checksum).unwrap();
         std::fs::write(tree.join("usr/bin/hello"), "hi again").unwrap();
         let b = commit_tree(&repo, &tree, r, &meta("2")).unwrap();
         assert_eq!(b.parent.as_deref(), Some(a.checksum.as_str()));
+        assert_eq!(
+            head(&repo, r).unwrap().as_deref(),
+            Some(a.checksum.as_str()),
+            "the ref stays on the older commit until it is moved"
+        );
+        move_ref(&repo, r, &b.checksum).unwrap();
         assert_eq!(
             head(&repo, r).unwrap().as_deref(),
             Some(b.checksum.as_str())

@@ -29,6 +29,8 @@ pub struct DeploySpec<'a> {
     pub sysroot: &'a Path,
     /// The archive repository holding `commit`.
     pub source: &'a Path,
+    /// The ref `commit` is built for; the origin names it when the image is
+    /// not updatable. Need not point at `commit` (yet).
     pub ostree_ref: &'a str,
     pub commit: &'a str,
     /// The stateroot.
@@ -73,16 +75,15 @@ pub fn deploy(spec: &DeploySpec) -> Result<Deployed> {
 
     let source_url = format!("file://{}", source.canonicalize()?.display());
     let opts = glib::VariantDict::new(None);
-    opts.insert_value("refs", &vec![ostree_ref.to_string()].to_variant());
+    // By checksum, not by ref: the build moves `ostree_ref` only once the
+    // image is written. Pulling a checksum writes no ref into the sysroot's
+    // repository either (one would pin the commit there forever); the host
+    // tracks its remote's ref instead (or nothing, when the image is not
+    // updatable), and the deployment keeps the commit alive.
+    opts.insert_value("refs", &vec![commit.to_string()].to_variant());
     opts.insert("depth", 0i32);
     repo.pull_with_options(&source_url, &opts.end(), None, cancellable)
-        .with_context(|| format!("pulling {ostree_ref} from {}", source.display()))?;
-
-    // The pulled ref would pin this commit in the host's repository forever;
-    // the host tracks its remote's ref instead (or nothing, when the image
-    // is not updatable), and the deployment keeps the commit alive.
-    repo.set_ref_immediate(None, ostree_ref, None, cancellable)
-        .with_context(|| format!("removing the ref {ostree_ref} from the sysroot repository"))?;
+        .with_context(|| format!("pulling {commit} ({ostree_ref}) from {}", source.display()))?;
     let refspec = match remote {
         Some((remote, follow)) => {
             repo.set_ref_immediate(Some(remote), follow, Some(commit), cancellable)

@@ -92,6 +92,7 @@ fn source(dir: &Path) -> (ostree::Repo, String, String) {
     let c = commit::commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
         .unwrap()
         .checksum;
+    commit::move_ref(&repo, "hull/t/x86_64/stable", &c).unwrap();
     let (root, _) = repo.read_commit(&c, gio::Cancellable::NONE).unwrap();
     let file = root
         .resolve_relative_path("usr/file")

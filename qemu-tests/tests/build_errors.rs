@@ -1,6 +1,7 @@
 //! Package-level tests of `hull build` against the real Debian mirror: bad
 //! input stops the build with an error naming the culprit, before anything
-//! is installed, and leaves no image or build.json behind.
+//! is installed (or, when only the built tree can tell, before the image is
+//! written), and leaves no image, build.json or published commit behind.
 //!
 //! Needs HULL_QEMU_TESTS=1 and root (like every build); skipped otherwise.
 
@@ -89,5 +90,46 @@ fn manifest_error_stops_before_any_download() -> Result<()> {
     assert!(err.contains("stage manifest"), "{err}");
     // Nothing was fetched: not even the cache directory exists.
     assert!(!t.path().join("out/cache").exists());
+    Ok(())
+}
+
+/// `image.size = "1G"` with 600 MiB of overlay data: the image stage stops
+/// before mkfs.ext4 with the figures, and the commit already in out/repo is
+/// not published (no ref, no summary).
+#[test]
+fn tree_larger_than_image_size_is_measured_before_mkfs() -> Result<()> {
+    if !enabled("tree_larger_than_image_size_is_measured_before_mkfs") {
+        return Ok(());
+    }
+    use std::io::Write;
+    let t = tempfile::tempdir()?;
+    let data = t.path().join("rootfs-overlays/big/usr/share/big");
+    std::fs::create_dir_all(&data)?;
+    // Not zeros: mkfs.ext4 leaves holes for blocks of zeros.
+    let mut f = std::fs::File::create(data.join("data"))?;
+    let block: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8 + 1).collect();
+    for _ in 0..600 {
+        f.write_all(&block)?;
+    }
+    drop(f);
+    let err = build_err(t.path(), "overlays = [\"big\"]\n[image]\nsize = \"1G\"");
+    eprintln!("{err}");
+    assert!(
+        err.contains("bad.toml: image.size: the tree needs "),
+        "{err}"
+    );
+    assert!(
+        err.contains("MiB, the root file system of a 1024 MiB disk has "),
+        "{err}"
+    );
+    assert!(err.contains("stage image"), "{err}");
+    assert!(!err.contains("Could not allocate"), "{err}");
+    let repo = t.path().join("out/repo");
+    assert!(repo.join("objects").is_dir(), "the commit stage ran");
+    assert!(
+        !repo.join("refs/heads/hull/bad/x86_64/stable").exists(),
+        "the ref was not moved"
+    );
+    assert!(!repo.join("summary").exists(), "no summary");
     Ok(())
 }

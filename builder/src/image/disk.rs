@@ -13,7 +13,7 @@ use gpt::partition_types::{OperatingSystem, Type};
 use indicatif::ProgressBar;
 
 use super::layout::{self, Layout, Role, SECTOR};
-use super::{esp, DiskReport, DiskSpec};
+use super::{esp, fit, DiskReport, DiskSpec};
 use crate::cmd::{require_program, Cmd};
 use crate::progress;
 
@@ -199,20 +199,46 @@ fn fill(spec: &DiskSpec, layout: &Layout, tmp: &TempImage, bar: &ProgressBar) ->
     write_gpt(file, layout).with_context(|| format!("writing the GPT of {}", path.display()))?;
 
     let root = layout.partition(Role::Root);
+    let mkfs = || {
+        Cmd::new("mkfs.ext4")
+            .args(["-q", "-F", "-t", "ext4", "-m", "1", "-L", &spec.root_label])
+            .arg("-U")
+            .arg(layout.root_fs_uuid.to_string())
+            .arg("-E")
+            // nodiscard: nothing to discard in a new sparse file, and no holes
+            // punched next to the partition table.
+            .arg(format!("offset={},root_owner=0:0,nodiscard", root.offset()))
+    };
+    // The empty file system first, made as the real one will be: its free
+    // blocks and inodes are the room the tree must fit, checked now rather
+    // than left to mkfs's "Could not allocate block".
+    let message = format!("measuring {}", spec.root_dir.display());
+    bar.set_message(message);
+    let tree = cap_std::fs::Dir::open_ambient_dir(spec.root_dir, cap_std::ambient_authority())
+        .with_context(|| format!("opening {}", spec.root_dir.display()))?;
+    mkfs()
+        .arg(path)
+        .arg(format!("{}k", root.size() / 1024))
+        .run()?;
+    let room = fit::Room::read(file, root.offset(), path)?;
+    let usage = fit::usage(&tree, room.block_size)
+        .with_context(|| format!("measuring {}", spec.root_dir.display()))?;
+    log::info!(
+        "the tree takes about {} MiB and {} inodes of the root file system's {} MiB and {} inodes",
+        (usage.blocks * room.block_size) >> 20,
+        usage.inodes,
+        (room.free_blocks * room.block_size) >> 20,
+        room.free_inodes
+    );
+    fit::check(usage, room, layout.disk_size)?;
+
     let message = format!(
         "making the root filesystem from {}",
         spec.root_dir.display()
     );
     log::info!("{message}");
     bar.set_message(message);
-    Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-t", "ext4", "-m", "1", "-L", &spec.root_label])
-        .arg("-U")
-        .arg(layout.root_fs_uuid.to_string())
-        .arg("-E")
-        // nodiscard: nothing to discard in a new sparse file, and no holes
-        // punched next to the partition table.
-        .arg(format!("offset={},root_owner=0:0,nodiscard", root.offset()))
+    mkfs()
         .arg("-d")
         .arg(spec.root_dir)
         .arg(path)
@@ -479,7 +505,6 @@ mod tests {
         let missing = t.path().join("no-such-root");
         let out = t.path().join("disk.raw");
         let err = format!("{:#}", write_disk(&spec(&missing), &out).unwrap_err());
-        assert!(err.contains("mkfs.ext4"), "{err}");
         assert!(err.contains("no-such-root"), "{err}");
         assert!(dir_entries(t.path()).is_empty(), "no image, no temp file");
     }
@@ -496,6 +521,38 @@ mod tests {
         });
         let err = format!("{:#}", write_disk(&s, &out).unwrap_err());
         assert!(err.contains("missing.efi"), "{err}");
+        assert_eq!(dir_entries(t.path()), ["root"], "no image, no temp file");
+    }
+
+    /// A tree larger than the root partition: the figures, before mkfs
+    /// copies anything, and nothing left behind.
+    #[test]
+    fn tree_too_large_is_measured_first() {
+        let t = tempfile::tempdir().unwrap();
+        let root = root_tree(t.path());
+        // Written in pieces: other tests measure this process's peak memory.
+        let mut big = File::create(root.join("ostree/big")).unwrap();
+        for _ in 0..520 {
+            big.write_all(&[0x5a; 1 << 20]).unwrap();
+        }
+        let out = t.path().join("disk.raw");
+        let err = write_disk(&spec(&root), &out).unwrap_err();
+        let small = err
+            .downcast_ref::<fit::TooSmall>()
+            .unwrap_or_else(|| panic!("not a TooSmall: {err:#}"));
+        // 600 MiB disk, 100 MiB ESP: a root partition of 498 MiB, less the
+        // ext4's own blocks.
+        assert_eq!(small.image_size, 600 * MIB);
+        assert!(
+            small.needed_mib >= 520 && small.needed_mib < 530,
+            "{small:?}"
+        );
+        assert!(
+            small.available_mib > 400 && small.available_mib < 498,
+            "{small:?}"
+        );
+        let text = err.to_string();
+        assert!(text.starts_with("image.size: the tree needs "), "{text}");
         assert_eq!(dir_entries(t.path()), ["root"], "no image, no temp file");
     }
 

@@ -70,8 +70,8 @@ impl Layout {
     }
 }
 
-/// A stable UUID for `role`: the same seed (the deployed commit's boot
-/// checksum) always gives the same disk identity.
+/// A stable UUID for `role`: the same seed (the commit checksum) always
+/// gives the same disk identity, and images of different commits differ.
 pub fn derived_uuid(seed: &str, role: &str) -> Uuid {
     let digest = Sha256::digest(format!("hull {seed} {role}").as_bytes());
     let mut bytes = [0u8; 16];

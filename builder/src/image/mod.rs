@@ -1,10 +1,12 @@
 //! Stage 5b: the bootable disk image.
 //!
 //! [`layout`] plans the partitions as plain data; [`esp`] writes the FAT32
-//! EFI system partition; [`disk`] puts GPT, ESP and the ext4 root together.
+//! EFI system partition; [`disk`] puts GPT, ESP and the ext4 root together,
+//! after [`fit`] checked that the tree fits the root file system.
 
 pub mod disk;
 pub mod esp;
+pub mod fit;
 pub mod layout;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +42,9 @@ pub struct DiskSpec<'a> {
     pub root_label: String,
     /// FAT label of the ESP, at most 11 characters.
     pub esp_label: String,
-    /// Disk, partition and filesystem UUIDs derive from it.
+    /// Disk, partition and filesystem UUIDs derive from it: the commit
+    /// checksum, so that images of different commits differ and a rebuild
+    /// of the same commit is the same disk.
     pub seed: String,
 }
 

@@ -76,6 +76,7 @@ impl State {
             return Ok(());
         }
         let (mut raw, bytes) = raw::read(path)?;
+        check_users_once(path, &raw)?;
         let includes = raw.include.take().unwrap_or_default();
         self.stack.push((canonical.clone(), path.to_path_buf()));
         let dir = path.parent().unwrap_or(Path::new(""));
@@ -122,6 +123,28 @@ impl State {
         merge(&mut self.raw, raw);
         Ok(())
     }
+}
+
+/// One file declares each user once: merging by name would silently drop
+/// the earlier entry's groups and keys. (A later file replacing an entry of
+/// an included one is what merging is for.)
+fn check_users_once(path: &Path, raw: &RawManifest) -> Result<()> {
+    let users = raw.users.as_deref().unwrap_or_default();
+    for (j, user) in users.iter().enumerate() {
+        let Some(name) = user.name.as_deref() else {
+            continue;
+        };
+        if let Some(i) = users[..j]
+            .iter()
+            .position(|u| u.name.as_deref() == Some(name))
+        {
+            bail!(
+                "{}: users[{j}].name: {name} is also users[{i}].name in the same file (declare each user once)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Merges `next` over `acc` by the rules in the module documentation.

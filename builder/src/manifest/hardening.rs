@@ -226,6 +226,19 @@ pub fn hardening_of(
             format!("{rootless_user:?} is reserved; choose another name"),
         ));
     }
+    // Made with `useradd --user-group`, like a [[users]] entry.
+    let base = super::validate::BASE_PASSWD_USERS
+        .iter()
+        .chain(super::validate::BASE_PASSWD_GROUPS);
+    if base.into_iter().any(|n| *n == rootless_user) {
+        return Err((
+            "rootless-user".into(),
+            format!(
+                "{rootless_user:?} is one of Debian's system accounts or groups (base-passwd): \
+                 useradd --user-group would refuse it"
+            ),
+        ));
+    }
     let h = Hardening {
         enable,
         kernel_cmdline: on(kernel_cmdline),
@@ -446,6 +459,13 @@ mod tests {
         assert_eq!(h.rootless_user, "pods");
         fails("[hardening]\nrootless-user = \"Pods\"\n", "rootless-user");
         fails("[hardening]\nrootless-user = \"root\"\n", "rootless-user");
+        for taken in ["nobody", "users", "www-data"] {
+            let e = fails(
+                &format!("[hardening]\nrootless-user = {taken:?}\n"),
+                "rootless-user",
+            );
+            assert!(e.contains("base-passwd"), "{e}");
+        }
         fails(
             "[hardening]\nrootless-user = \"containers\"\n",
             "rootless-user",

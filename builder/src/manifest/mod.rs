@@ -192,6 +192,13 @@ impl Manifest {
         &self.targets[&arch]
     }
 
+    /// The image's kernel command line for `arch`: hull's own arguments,
+    /// then the hardening profile's, then the manifest's, so the manifest's
+    /// can override the profile's. Without OSTree's `ostree=`.
+    pub fn kernel_args(&self, arch: Arch) -> Vec<String> {
+        kernel_args_of(&self.hardening, self.target(arch), arch)
+    }
+
     /// The OSTree ref this manifest commits to for `arch`.
     pub fn ostree_ref(&self, arch: Arch) -> String {
         format!("hull/{}/{}/{}", self.name, arch, self.stream)
@@ -204,4 +211,11 @@ impl Manifest {
             None => self.ostree_ref(arch),
         }
     }
+}
+
+/// [`Manifest::kernel_args`] from its parts, for [`validate`] to measure
+/// before the manifest is whole.
+fn kernel_args_of(hardening: &Hardening, target: &Target, arch: Arch) -> Vec<String> {
+    let extra = [hardening.kernel_args(arch), target.kernel.cmdline.clone()].concat();
+    crate::boot::kernel_args(arch, &extra)
 }

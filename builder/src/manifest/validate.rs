@@ -48,6 +48,27 @@ pub const MAX_BOOT_TRIES: u32 = 9;
 /// The directory, next to the manifest or in one of its ancestors, that
 /// holds the overlay directories.
 pub const OVERLAY_ROOT: &str = "rootfs-overlays";
+/// The longest host name Linux keeps (`HOST_NAME_MAX`); systemd refuses longer.
+pub const HOST_NAME_MAX: usize = 64;
+/// The kernel's command-line buffer on x86 and arm64 (`COMMAND_LINE_SIZE`),
+/// the terminating NUL included: the longest command line is one byte less.
+pub const COMMAND_LINE_SIZE: usize = 2048;
+/// systemd's `UNIT_NAME_MAX`, the terminating NUL included.
+pub const UNIT_NAME_MAX: usize = 256;
+/// The accounts every Debian system has (base-passwd's passwd.master): a
+/// `[[users]]` entry of one of these names fails in useradd.
+pub const BASE_PASSWD_USERS: &[&str] = &[
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "_apt", "nobody",
+];
+/// The groups every Debian system has (base-passwd's group.master): each
+/// user gets a group of its own name, which useradd refuses to make twice.
+pub const BASE_PASSWD_GROUPS: &[&str] = &[
+    "root", "daemon", "bin", "sys", "adm", "tty", "disk", "lp", "mail", "news", "uucp", "man",
+    "proxy", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip",
+    "www-data", "backup", "operator", "list", "irc", "src", "shadow", "utmp", "video", "sasl",
+    "plugdev", "staff", "games", "users", "nogroup",
+];
 /// Unit types hull can enable, disable or mask.
 pub const UNIT_SUFFIXES: &[&str] = &[
     ".service",
@@ -120,11 +141,19 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
             name.clone()
         }
     };
+    let per_arch = per_arch.unwrap_or_default();
+    // Architectures with a cmdline of their own, to name the key that
+    // makes a command line too long.
+    let per_arch_cmdline: HashSet<String> = per_arch
+        .iter()
+        .filter(|(_, t)| t.kernel.as_ref().is_some_and(|k| k.cmdline.is_some()))
+        .map(|(a, _)| a.clone())
+        .collect();
     let targets = targets_of(
         &cx,
         packages.unwrap_or_default(),
         kernel.unwrap_or_default(),
-        per_arch.unwrap_or_default(),
+        per_arch,
     )?;
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
@@ -145,6 +174,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         checked = Some(h);
     }
     let hardening = checked.expect("targets has an entry per architecture");
+    check_cmdline_length(&cx, &name, &hardening, &targets, &per_arch_cmdline)?;
     let update = update.map(|u| update_of(&cx, u)).transpose()?;
     let health = health_of(&cx, health.unwrap_or_default())?;
     let sha256 = manifest_sha256(&cx, &files)?;
@@ -352,6 +382,38 @@ fn targets_of(
     Ok(out)
 }
 
+/// The whole command line of each architecture, with what OSTree and the
+/// boot loader add ([`cmdline_reserved`]), against the kernel's buffer: the
+/// kernel cuts a longer one short, `ostree=` last.
+fn check_cmdline_length(
+    cx: &Cx,
+    name: &str,
+    hardening: &super::Hardening,
+    targets: &BTreeMap<Arch, Target>,
+    per_arch_cmdline: &HashSet<String>,
+) -> Result<()> {
+    for (arch, target) in targets {
+        let args = super::kernel_args_of(hardening, target, *arch);
+        let len = args.iter().map(|a| a.len()).sum::<usize>() + args.len().saturating_sub(1);
+        let total = len + cmdline_reserved(name);
+        if total >= COMMAND_LINE_SIZE {
+            let key = if per_arch_cmdline.contains(arch.as_str()) {
+                format!("per-arch.{arch}.kernel.cmdline")
+            } else {
+                "kernel.cmdline".to_owned()
+            };
+            return Err(cx.err(
+                &key,
+                format!(
+                    "the {arch} kernel command line would be {total} bytes with hull's arguments,                      the hardening profile's, ostree= and the boot loader's initrd=; the kernel                      keeps {}",
+                    COMMAND_LINE_SIZE - 1
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `common` then the items of `extra` not already in it.
 fn merged<'a>(common: &[Item<'a>], extra: Vec<Item<'a>>) -> Vec<Item<'a>> {
     let mut out: Vec<Item<'a>> = common
@@ -416,6 +478,21 @@ fn users_of(cx: &Cx, users: Vec<RawUser>) -> Result<Vec<User>> {
             return Err(cx.err(
                 &format!("{at}.name"),
                 "root cannot be declared (its password is locked; add a user)",
+            ));
+        }
+        if BASE_PASSWD_USERS.contains(&name.as_str()) {
+            return Err(cx.err(
+                &format!("{at}.name"),
+                format!("{name} is one of Debian's system accounts (base-passwd): useradd would refuse it"),
+            ));
+        }
+        if BASE_PASSWD_GROUPS.contains(&name.as_str()) {
+            return Err(cx.err(
+                &format!("{at}.name"),
+                format!(
+                    "{name} is one of Debian's system groups (base-passwd): useradd --user-group \
+                     would refuse to make a group of that name (list it in groups instead)"
+                ),
             ));
         }
         let groups = u.groups.unwrap_or_default();
@@ -521,7 +598,7 @@ fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
 fn health_of(cx: &Cx, h: RawHealth) -> Result<Health> {
     let required_units = h.required_units.unwrap_or_default();
     for (i, u) in required_units.iter().enumerate() {
-        check_unit(u).map_err(|m| cx.err(&format!("health.required-units[{i}]"), m))?;
+        check_unit_instance(u).map_err(|m| cx.err(&format!("health.required-units[{i}]"), m))?;
     }
     Ok(Health { required_units })
 }
@@ -610,9 +687,67 @@ fn overlays_of(
                 ),
             ));
         }
+        check_overlay_tree(&dir).map_err(|m| cx.err(&at, m))?;
         out.push(Overlay { name, dir });
     }
     Ok(out)
+}
+
+/// Every entry of the overlay at `dir` against what an OSTree commit can
+/// hold (libostree's `ostree_validate_filename()` and its commit of a
+/// directory): names and symlink targets in UTF-8 (the commit stores them
+/// as GVariant strings), only directories, regular files and symlinks. The
+/// message names the path; `.`, `..`, empty names and names with `/` never
+/// come out of a directory listing.
+fn check_overlay_tree(dir: &Path) -> Result<(), String> {
+    use cap_std::ambient_authority;
+    use cap_std::fs::Dir;
+    let root = Dir::open_ambient_dir(dir, ambient_authority())
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let shown = |p: &Path| format!("{:?}", dir.join(p));
+        let entries = if rel.as_os_str().is_empty() {
+            root.entries()
+        } else {
+            root.read_dir(&rel)
+        }
+        .map_err(|e| format!("{}: {e}", shown(&rel)))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", shown(&rel)))?;
+            let path = rel.join(entry.file_name());
+            if entry.file_name().to_str().is_none() {
+                return Err(format!(
+                    "{}: the name is not UTF-8, which OSTree cannot store: rename it",
+                    shown(&path)
+                ));
+            }
+            let meta = root
+                .symlink_metadata(&path)
+                .map_err(|e| format!("{}: {e}", shown(&path)))?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let target = root
+                    .read_link_contents(&path)
+                    .map_err(|e| format!("{}: {e}", shown(&path)))?;
+                if target.to_str().is_none() {
+                    return Err(format!(
+                        "{}: the symlink's target {target:?} is not UTF-8: OSTree would store \"[Invalid UTF-8]\" instead",
+                        shown(&path)
+                    ));
+                }
+            } else if !kind.is_file() {
+                return Err(format!(
+                    "{}: not a file, directory or symlink (a socket, FIFO or device node), which \
+                     OSTree cannot store",
+                    shown(&path)
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The canonical `rootfs-overlays` directory in the nearest of the manifest's
@@ -762,6 +897,10 @@ fn check_package(p: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// systemd's `unit_name_is_valid()`: at most 255 characters of
+/// `[A-Za-z0-9:_.\\-]` and at most one `@`, not the first; a name before
+/// the `@` (or the type) and a known type after the last dot. `foo@.service`
+/// is a template, `foo@bar.service` an instance.
 fn check_unit(u: &str) -> Result<(), String> {
     if u.is_empty()
         || !u
@@ -770,14 +909,42 @@ fn check_unit(u: &str) -> Result<(), String> {
     {
         return Err(format!("{u:?} is not a unit name ([A-Za-z0-9:_.@\\-]+)"));
     }
-    match UNIT_SUFFIXES.iter().find(|s| u.ends_with(*s)) {
-        Some(s) if u.len() > s.len() => Ok(()),
-        Some(_) => Err(format!("{u:?} has no name before its suffix")),
-        None => Err(format!(
+    if u.len() >= UNIT_NAME_MAX {
+        return Err(format!(
+            "{u:?} is {} characters: systemd takes at most {}",
+            u.len(),
+            UNIT_NAME_MAX - 1
+        ));
+    }
+    let Some(suffix) = UNIT_SUFFIXES.iter().find(|s| u.ends_with(*s)) else {
+        return Err(format!(
             "{u:?} does not end with a unit type ({})",
             UNIT_SUFFIXES.join(" ")
-        )),
+        ));
+    };
+    let stem = &u[..u.len() - suffix.len()];
+    let prefix = stem.split('@').next().unwrap_or(stem);
+    if prefix.is_empty() {
+        return Err(format!("{u:?} has no name before its @ or type"));
     }
+    if stem.matches('@').count() > 1 {
+        return Err(format!("{u:?} has more than one @"));
+    }
+    Ok(())
+}
+
+/// A unit that can be active: not a template (`foo@.service`).
+fn check_unit_instance(u: &str) -> Result<(), String> {
+    check_unit(u)?;
+    if UNIT_SUFFIXES
+        .iter()
+        .any(|s| u.strip_suffix(s).is_some_and(|stem| stem.ends_with('@')))
+    {
+        return Err(format!(
+            "{u:?} is a template, which is never active: name an instance (foo@bar.service)"
+        ));
+    }
+    Ok(())
 }
 
 /// User and group names: `[a-z_][a-z0-9_-]*`, at most 32 characters.
@@ -833,14 +1000,20 @@ fn abbreviate(s: &str) -> String {
     }
 }
 
-/// RFC 1123: dot-separated labels of 1–63 letters, digits and hyphens, not
-/// starting or ending with a hyphen; at most 253 characters in all.
+/// systemd's `hostname_is_valid()` (what systemd-hostnamed and PID 1 read
+/// /etc/hostname with) and the kernel's limit: at most 64 characters
+/// (HOST_NAME_MAX), dot-separated labels of letters, digits and hyphens, no
+/// empty label (no leading, trailing or doubled dot), no label starting or
+/// ending with a hyphen; and DNS's 63 characters per label.
 fn check_hostname(h: &str) -> Result<(), String> {
     if h.is_empty() {
         return Err("is empty".into());
     }
-    if h.len() > 253 {
-        return Err(format!("{h:?} is longer than 253 characters"));
+    if h.len() > HOST_NAME_MAX {
+        return Err(format!(
+            "{h:?} is {} characters: Linux and systemd take at most {HOST_NAME_MAX}",
+            h.len()
+        ));
     }
     for label in h.split('.') {
         let ok = !label.is_empty()
@@ -857,20 +1030,72 @@ fn check_hostname(h: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// One kernel argument, as the kernel's parser (`next_arg()` in
+/// lib/cmdline.c) will split it back out of the command line: ASCII without
+/// control characters (the kernel's `isspace()` is Latin-1's, so some bytes
+/// of UTF-8 characters split arguments); whitespace only inside double
+/// quotes, which wrap either the whole argument (`"a=b c"`) or the whole
+/// value (`a="b c"`), and nothing else (an unbalanced quote swallows every
+/// argument after it, `ostree=` among them); no single quote (systemd's
+/// parser of /proc/cmdline reads it as a quote, the kernel does not); not
+/// `--` (everything after it goes to init, not the kernel); not `root=` or
+/// `ostree=`, which hull sets.
 fn check_karg(a: &str) -> Result<(), String> {
     if a.is_empty() {
         return Err("is empty".into());
     }
-    if a.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(c) = a.chars().find(|c| !c.is_ascii() || c.is_ascii_control()) {
         return Err(format!(
-            "{a:?} holds whitespace (one argument per list item)"
+            "{a:?} holds {c:?}: kernel arguments are printable ASCII (the kernel splits at bytes of some other characters)"
         ));
     }
-    let key = a.split('=').next().unwrap_or(a);
+    if a.contains('\'') {
+        return Err(format!(
+            "{a:?} holds a single quote, which systemd reads as a quote and the kernel does not: use double quotes"
+        ));
+    }
+    if a == "--" {
+        return Err("\"--\" hands every argument after it (ostree= among them) to init".into());
+    }
+    // The part outside quotes, which must hold no space.
+    let quotes = a.matches('"').count();
+    let bare = match quotes {
+        0 => a,
+        2 if a.len() > 2 && a.starts_with('"') && a.ends_with('"') => "",
+        2 if a.ends_with('"') && a.find('"') == a.find('=').map(|i| i + 1) => {
+            &a[..a.find('=').expect("found above")]
+        }
+        n if n % 2 == 1 => {
+            return Err(format!(
+                "{a:?} has an unbalanced quote: the kernel would read every argument after it, ostree= among them, as part of this one"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "{a:?}: double quotes may only wrap the whole argument (\"a=b c\") or its whole value (a=\"b c\")"
+            ))
+        }
+    };
+    if bare.contains(' ') {
+        return Err(format!(
+            "{a:?} holds whitespace outside quotes (one argument per list item)"
+        ));
+    }
+    let key = a.trim_start_matches('"').split('=').next().unwrap_or(a);
     if key == "root" || key == "ostree" {
         return Err(format!("{a:?}: hull sets {key}= itself"));
     }
     Ok(())
+}
+
+/// Bytes the command line holds besides the arguments hull and the manifest
+/// give: OSTree's ` ostree=/ostree/boot.N/<name>/<sha256>/N` and the
+/// ` initrd=\ostree\<name>-<sha256>\initramfs-<kver>.img` systemd-boot adds
+/// for kernels without the initrd protocol (64 bytes allowed for `<kver>`).
+pub fn cmdline_reserved(name: &str) -> usize {
+    let ostree = " ostree=/ostree/boot.1//".len() + name.len() + 64 + "/0".len();
+    let initrd = " initrd=\\ostree\\-\\initramfs-.img".len() + name.len() + 64 + 64;
+    ostree + initrd
 }
 
 /// A relative path of plain components (no `..`, `.`, or root).
@@ -1444,6 +1669,45 @@ cmdline = ["mitigations=auto"]
         );
         fails(&with("[units]\nmask = [\".service\"]\n"), "units.mask[0]");
         fails(&with("[units]\nmask = [\"foo.conf\"]\n"), "units.mask[0]");
+        // (unit, accepted): systemd's unit_name_is_valid()
+        let long = format!("{}.service", "a".repeat(247));
+        let too_long = format!("{}.service", "a".repeat(248));
+        let table: &[(&str, bool)] = &[
+            ("ssh.service", true),
+            ("getty@tty1.service", true),
+            ("getty@.service", true),
+            ("dev-sda\\x2d1.swap", true),
+            ("a:b_c.d-e.timer", true),
+            (&long, true),
+            (&too_long, false),
+            ("@tty1.service", false),
+            ("@.service", false),
+            ("a@b@c.service", false),
+            (".service", false),
+            ("ssh", false),
+            ("ssh.conf", false),
+            ("a b.service", false),
+            ("a/b.service", false),
+            ("é.service", false),
+        ];
+        for (unit, ok) in table {
+            let text = with(&format!("[units]\nmask = [{unit:?}]\n"));
+            if *ok {
+                assert_eq!(load(&text).unwrap().units.mask, [*unit]);
+            } else {
+                fails(&text, "units.mask[0]");
+            }
+        }
+        // A template is never active, so it cannot be a required unit.
+        let e = fails(
+            &with("[health]\nrequired-units = [\"getty@.service\"]\n"),
+            "health.required-units[0]",
+        );
+        assert!(e.contains("template"), "{e}");
+        load(&with(
+            "[health]\nrequired-units = [\"getty@tty1.service\"]\n",
+        ))
+        .unwrap();
         let e = fails(
             &with("[units]\nenable = [\"a.service\"]\nmask = [\"a.service\"]\n"),
             "units.mask[0]",
@@ -1491,27 +1755,78 @@ cmdline = ["mitigations=auto"]
         );
         fails(&with("[[users]]\nname = \"core\"\nssh-authorized-keys = [\"ssh-rsa AAAA\\nssh-rsa BBBB\"]\n"), key);
         load(&with("[[users]]\nname = \"_svc\"\nssh-authorized-keys = [\"ecdsa-sha2-nistp256 AAAAE2Vj\"]\n")).unwrap();
+        // (name, text of the error; None: accepted) for names useradd refuses
+        let table: &[(&str, Option<&str>)] = &[
+            ("core", None),
+            ("ops-1", None),
+            (&"a".repeat(32), None),
+            ("nobody", Some("system accounts")),
+            ("www-data", Some("system accounts")),
+            ("_apt", Some("system accounts")),
+            ("adm", Some("system groups")),
+            ("sudo", Some("system groups")),
+            ("users", Some("system groups")),
+        ];
+        for (name, want) in table {
+            let text = with(&format!("[[users]]\nname = {name:?}\n"));
+            match want {
+                None => assert_eq!(load(&text).unwrap().users[0].name, *name),
+                Some(w) => {
+                    let e = fails(&text, "users[0].name");
+                    assert!(e.contains(w), "{name}: {e}");
+                }
+            }
+        }
+        let e = fails(
+            &with("[[users]]\nname = \"core\"\n[[users]]\nname = \"ops\"\n[[users]]\nname = \"core\"\n"),
+            "users[2].name",
+        );
+        assert!(
+            e.contains("core is also users[0].name in the same file"),
+            "{e}"
+        );
     }
 
     #[test]
     fn hostname_rules() {
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "a..b",
-            "a_b",
-            "a b",
-            &"a".repeat(64),
-            &["abc"; 64].join("."),
-        ] {
-            fails(&with(&format!("hostname = {bad:?}\n")), "hostname");
+        // (host name, accepted): systemd's hostname_is_valid() and Linux's 64
+        let long_label = "a".repeat(64);
+        let at_limit = format!("{}.{}", "a".repeat(31), "b".repeat(32));
+        let over_limit = format!("{}.{}", "a".repeat(32), "b".repeat(32));
+        let table: &[(&str, bool)] = &[
+            ("edge-01", true),
+            ("Edge-01.example.org", true),
+            ("0", true),
+            (&at_limit, true),
+            (&over_limit, false),
+            (&"a".repeat(65), false),
+            (&long_label, false),
+            ("", false),
+            ("-a", false),
+            ("a-", false),
+            ("a.-b", false),
+            ("a-.b", false),
+            ("a..b", false),
+            (".a", false),
+            ("a.", false),
+            ("a_b", false),
+            ("a b", false),
+            ("é", false),
+            (".host", false),
+        ];
+        for (h, ok) in table {
+            let text = with(&format!("hostname = {h:?}\n"));
+            if *ok {
+                assert_eq!(load(&text).unwrap().hostname, *h);
+            } else {
+                fails(&text, "hostname");
+            }
         }
-        load(&with(&format!(
-            "hostname = {:?}\n",
-            vec!["a".repeat(63); 3].join(".")
-        )))
-        .unwrap();
+        let e = fails(&with(&format!("hostname = {over_limit:?}\n")), "hostname");
+        assert!(
+            e.contains("65 characters") && e.contains("at most 64"),
+            "{e}"
+        );
         // The default comes from name, which may not be a valid host name.
         let e = fails("name = \"demo-\"\nversion = \"1\"\n", "hostname");
         assert!(e.contains("name"), "{e}");
@@ -1532,6 +1847,107 @@ cmdline = ["mitigations=auto"]
             &with("[image]\nsize = \"16777215T\"\nesp-size = \"16777215T\"\n"),
             "image.size",
         );
+    }
+
+    /// Each argument as the kernel's next_arg() splits the command line.
+    #[test]
+    fn kernel_argument_table() {
+        // (argument, accepted)
+        let table: &[(&str, bool)] = &[
+            ("quiet", true),
+            ("console=ttyS0,115200", true),
+            ("x.note=\"two words\"", true),
+            ("\"x.note=two words\"", true),
+            ("x.empty=\"\"", true),
+            ("dyndbg=\"file foo.c +p\"", true),
+            ("a=b=c", true),
+            ("x.note=\"unterminated", false),
+            ("\"unterminated", false),
+            ("x=\"a\"b", false),
+            ("x=a\"b\"", false),
+            ("\"a\"=\"b\"", false),
+            ("x=\"a\" y=\"b\"", false),
+            ("\"\"", false),
+            ("two words", false),
+            ("x=two words", false),
+            ("key with=\"space\"", false),
+            ("tab\there", false),
+            ("new\nline", false),
+            ("x=\u{a0}", false),
+            ("x=café", false),
+            ("x='a b'", false),
+            ("--", false),
+            ("", false),
+            ("root=/dev/sda", false),
+            ("\"root=/dev/sda\"", false),
+            ("ostree=/x", false),
+            ("rootflags=ro", true),
+        ];
+        for (arg, ok) in table {
+            assert_eq!(
+                check_karg(arg).is_ok(),
+                *ok,
+                "{arg:?}: {:?}",
+                check_karg(arg)
+            );
+        }
+        let e = fails(
+            &with("[kernel]\ncmdline = [\"quiet\", \"x.note=\\\"unterminated\"]\n"),
+            "kernel.cmdline[1]",
+        );
+        assert!(e.contains("unbalanced quote"), "{e}");
+        fails(
+            &with("[per-arch.aarch64.kernel]\ncmdline = [\"x='y\"]\n"),
+            "per-arch.aarch64.kernel.cmdline[0]",
+        );
+    }
+
+    /// The whole command line, hull's and the profile's arguments and
+    /// what OSTree and systemd-boot add included, stays within 2047 bytes.
+    #[test]
+    fn command_line_length() {
+        let base = load(&with("[hardening]\nenable = false\n")).unwrap();
+        let used: usize = base
+            .kernel_args(Arch::X86_64)
+            .iter()
+            .map(|a| a.len() + 1)
+            .sum::<usize>()
+            + cmdline_reserved("demo");
+        // `used` counts a space after each argument; the one after the last
+        // stands for the space before the argument added here.
+        let room = COMMAND_LINE_SIZE - 1 - used;
+        let arg = |n: usize| format!("x={}", "a".repeat(n - 2));
+        let fits = with(&format!(
+            "[hardening]\nenable = false\n[kernel]\ncmdline = [{:?}]\n",
+            arg(room)
+        ));
+        load(&fits).unwrap();
+        let over = with(&format!(
+            "[hardening]\nenable = false\n[kernel]\ncmdline = [{:?}]\n",
+            arg(room + 1)
+        ));
+        let e = fails(&over, "kernel.cmdline");
+        assert!(e.contains("2048 bytes") && e.contains("keeps 2047"), "{e}");
+        // Too long on aarch64 only, by its own arguments: that key is named.
+        let arm = with(&format!(
+            "[hardening]\nenable = false\n[per-arch.aarch64.kernel]\ncmdline = [{:?}]\n",
+            arg(room + 40)
+        ));
+        let e = fails(&arm, "per-arch.aarch64.kernel.cmdline");
+        assert!(e.contains("aarch64 kernel command line"), "{e}");
+        // The hardening profile's arguments count too.
+        let profile = "[hardening]\nsysctl = false\nfirewall = false\naudit = false\ntmp = false\n\
+                       ssh = false\ncontainers = false\nrootless = false\nprune-units = false\n\
+                       sandbox = false\n";
+        let hardened = load(&with(profile)).unwrap();
+        assert!(hardened.kernel_args(Arch::X86_64).len() > base.kernel_args(Arch::X86_64).len());
+        fails(
+            &with(&format!("{profile}[kernel]\ncmdline = [{:?}]\n", arg(room))),
+            "kernel.cmdline",
+        );
+        // Reserved: " ostree=/ostree/boot.1/demo/<64>/0" and
+        // " initrd=\ostree\demo-<64>\initramfs-<64>.img".
+        assert_eq!(cmdline_reserved("demo"), 94 + 164);
     }
 
     #[test]
@@ -1606,6 +2022,53 @@ cmdline = ["mitigations=auto"]
             m.overlays[0].dir,
             fs::canonicalize(root.join("base")).unwrap()
         );
+    }
+
+    /// What libostree cannot commit is refused when the manifest is read,
+    /// naming the overlay and the path.
+    #[test]
+    fn overlay_contents_ostree_cannot_store() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("rootfs-overlays");
+        let ok = root.join("ok/etc");
+        fs::create_dir_all(&ok).unwrap();
+        fs::write(ok.join("motd"), "hi").unwrap();
+        fs::write(ok.join("naïve"), "").unwrap();
+        std::os::unix::fs::symlink("/dev/null", ok.join("masked.service")).unwrap();
+        load_in(t.path(), &with("overlays = [\"ok\"]\n")).unwrap();
+
+        let bad_name = root.join("name/etc");
+        fs::create_dir_all(&bad_name).unwrap();
+        fs::write(bad_name.join(OsStr::from_bytes(b"caf\xe9")), "").unwrap();
+        let bad_link = root.join("link/usr");
+        fs::create_dir_all(&bad_link).unwrap();
+        std::os::unix::fs::symlink(OsStr::from_bytes(b"\xff"), bad_link.join("l")).unwrap();
+        let socket = root.join("socket/run");
+        fs::create_dir_all(&socket).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(socket.join("sock")).unwrap();
+        // (overlay, text the error holds)
+        let cases = [
+            ("name", "etc/caf\\xE9\": the name is not UTF-8"),
+            (
+                "link",
+                "usr/l\": the symlink's target \"\\xFF\" is not UTF-8",
+            ),
+            ("socket", "run/sock\": not a file, directory or symlink"),
+        ];
+        for (overlay, text) in cases {
+            let e = load_in(
+                t.path(),
+                &with(&format!("overlays = [\"ok\", {overlay:?}]\n")),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(!e.contains('\n'), "{e:?}");
+            assert!(e.contains("demo.toml: overlays[1]: "), "{e}");
+            assert!(e.contains(&format!("rootfs-overlays/{overlay}/")), "{e}");
+            assert!(e.contains(text), "{overlay}: {e}");
+        }
     }
 
     #[test]
