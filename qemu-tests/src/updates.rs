@@ -282,7 +282,12 @@ fn recommit(repo: &ostree::Repo, f: &Fixture, spoil: &Spoil) -> Result<String> {
     }
     let mtree = ostree::MutableTree::from_commit(repo, b)?;
     if spoil.etc_dir {
-        let etc = mtree.walk(&["usr", "etc"], 0)?;
+        let subdir = |t: &ostree::MutableTree, name: &str| -> Result<ostree::MutableTree> {
+            t.lookup(name)?
+                .1
+                .with_context(|| format!("B's tree has no directory {name}"))
+        };
+        let etc = subdir(&subdir(&mtree, "usr")?, "etc")?;
         let (file, _) = etc.lookup("issue.net")?;
         let file = file.context("B has no usr/etc/issue.net")?;
         etc.remove("issue.net", false)?;
