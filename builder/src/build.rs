@@ -23,7 +23,7 @@ use crate::{binfmt, boot, bootloader, commit, deploy, hardening, image, packages
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
-const TREE_FORMAT: u32 = 3;
+const TREE_FORMAT: u32 = 4;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -203,11 +203,18 @@ fn build_arch(
     let work = out.join(".work").join(arch.as_str());
     let _cleanup = RemoveOnDrop(work.clone());
     let ostree_ref = manifest.ostree_ref(arch);
-    let input = input_digest(manifest, arch, agent)?;
-
     let repo_path = out.join("repo");
     let repo = commit::open_or_create(&repo_path)?;
-    let cached = match commit::head(&repo, &ostree_ref)? {
+    let head = commit::head(&repo, &ostree_ref)?;
+    // Accounts keep the ids the previous commit gave them.
+    let parent_ids = match &head {
+        Some(c) => rootfs::accounts::Ids::read_commit(&repo, c)?,
+        None => Default::default(),
+    };
+    let accounts = rootfs::accounts::plan(&parent_ids, &rootfs::accounts::names(manifest));
+    let input = input_digest(manifest, arch, agent, &accounts)?;
+
+    let cached = match head {
         Some(c)
             if !opts.refresh
                 && commit::metadata_string(&repo, &c, commit::META_INPUT_SHA256)?.as_deref()
@@ -229,7 +236,15 @@ fn build_arch(
             binfmt::ensure(arch)?;
             let plan = stages.run("packages", || packages::resolve(manifest, arch, &cache))?;
             let tree = stages.run("rootfs", || {
-                rootfs::build(manifest, &plan, &work, &cache, agent, !opts.refresh)
+                rootfs::build(
+                    manifest,
+                    &plan,
+                    &work,
+                    &cache,
+                    agent,
+                    !opts.refresh,
+                    &accounts,
+                )
             })?;
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),
@@ -371,8 +386,14 @@ pub fn kernel_args(manifest: &Manifest, arch: Arch) -> Vec<String> {
     boot::kernel_args(arch, &extra)
 }
 
-/// Digest of everything a tree is built from, for reuse of a cached commit.
-pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<String> {
+/// Digest of everything a tree is built from, for reuse of a cached commit;
+/// `accounts` are the ids planned for the accounts hull makes.
+pub fn input_digest(
+    manifest: &Manifest,
+    arch: Arch,
+    agent: &Path,
+    accounts: &[rootfs::accounts::Account],
+) -> Result<String> {
     let mut h = Sha256::new();
     h.update(format!(
         "hull {} tree-format {TREE_FORMAT} arch {arch}\n",
@@ -395,6 +416,9 @@ pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<Str
     ));
     for key in manifest.update.iter().flat_map(|u| &u.keys) {
         h.update(format!("trusted {}\n", key.public));
+    }
+    for a in accounts {
+        h.update(format!("account {} {} {}\n", a.name, a.uid, a.gid));
     }
     for overlay in &manifest.overlays {
         h.update(format!("overlay {}\n", overlay.name));

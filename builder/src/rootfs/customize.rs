@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, PermissionsExt};
 
+use super::accounts::{Account, Ids};
 use super::ostree_layout::write_file;
 use crate::cmd::Cmd;
 use crate::manifest::{Arch, Manifest, Overlay, User};
@@ -25,17 +26,20 @@ PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n
 const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/hull-users.conf";
 
 /// Applies everything in order: overlays first, so that units and files they
-/// bring can be enabled and used by what follows.
+/// bring can be enabled and used by what follows. `accounts` are the
+/// planned ids of the accounts made here and by [`super::hardening`].
 pub fn apply(
     root_path: &Path,
     root: &Dir,
     manifest: &Manifest,
     agent: &Path,
     arch: Arch,
+    accounts: &[Account],
 ) -> Result<()> {
     for overlay in &manifest.overlays {
         apply_overlay(root, overlay)?;
     }
+    super::accounts::check_free(&Ids::read_tree(root, "etc")?, accounts)?;
     super::agent::install(root, manifest, agent, arch)?;
     let mut args = vec!["systemctl", "enable"];
     args.extend(super::agent::UNITS);
@@ -53,7 +57,12 @@ pub fn apply(
     write_file(root, "etc/machine-id", b"", 0o444)?;
     chroot(root_path, &["passwd", "--lock", "root"])?;
     for user in &manifest.users {
-        add_user(root_path, root, user)?;
+        add_user(
+            root_path,
+            root,
+            user,
+            super::accounts::find(accounts, &user.name)?,
+        )?;
     }
     if manifest
         .users
@@ -71,7 +80,7 @@ pub fn apply(
         write_file(root, USERS_TMPFILES, tmpfiles.as_bytes(), 0o644)?;
     }
     // Before [units], so that the manifest has the last word on unit states.
-    super::hardening::apply(root_path, root, manifest)?;
+    super::hardening::apply(root_path, root, manifest, accounts)?;
     for (verb, units) in [
         ("enable", &manifest.units.enable),
         ("disable", &manifest.units.disable),
@@ -105,23 +114,21 @@ fn remove_ssh_host_keys(root: &Dir) -> Result<()> {
     Ok(())
 }
 
-fn add_user(root_path: &Path, root: &Dir, user: &User) -> Result<()> {
+fn add_user(root_path: &Path, root: &Dir, user: &User, account: &Account) -> Result<()> {
     let home = format!("/home/{}", user.name);
     let mut args = vec![
-        "useradd",
         "--no-create-home",
         "--home-dir",
         &home,
         "--shell",
         "/bin/bash",
-        "--user-group",
     ];
     let groups = user.groups.join(",");
     if !groups.is_empty() {
         args.extend(["--groups", &groups]);
     }
-    args.push(&user.name);
-    chroot(root_path, &args).with_context(|| format!("creating user {}", user.name))?;
+    super::accounts::create(root_path, account, &args)
+        .with_context(|| format!("creating user {}", user.name))?;
     if !user.ssh_authorized_keys.is_empty() {
         let keys = user.ssh_authorized_keys.join("\n") + "\n";
         write_file(

@@ -4,6 +4,7 @@
 //! built by dracut in the tree), [`customize`] lays the manifest over it and
 //! [`ostree_layout`] gives it the shape OSTree deploys.
 
+pub mod accounts;
 pub mod agent;
 pub mod customize;
 pub mod hardening;
@@ -49,7 +50,8 @@ const INSTALL_FORMAT: u32 = 1;
 /// `cache/installed/<key>`, keyed by the resolved package plan, so that a
 /// new version of a manifest that changes only overlays, users, units or
 /// hull itself starts from a copy of it (mkosi calls this incremental).
-/// `reuse_installed = false` (`--refresh`) installs again.
+/// `reuse_installed = false` (`--refresh`) installs again. `accounts` are the
+/// ids planned for the accounts hull makes ([`accounts::plan`]).
 pub fn build(
     manifest: &Manifest,
     plan: &PackagePlan,
@@ -57,6 +59,7 @@ pub fn build(
     cache: &Path,
     agent: &Path,
     reuse_installed: bool,
+    accounts: &[accounts::Account],
 ) -> Result<Rootfs> {
     let target = work.join("rootfs");
     remove_tree(&target)?;
@@ -90,7 +93,7 @@ pub fn build(
 
     let root = Dir::open_ambient_dir(&target, ambient_authority())
         .with_context(|| format!("opening {}", target.display()))?;
-    customize::apply(&target, &root, manifest, agent, plan.arch)?;
+    customize::apply(&target, &root, manifest, agent, plan.arch, accounts)?;
     let report = ostree_layout::convert(&root, &list)?;
     log::info!(
         "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var, {} files of /var dropped",
