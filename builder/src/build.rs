@@ -449,6 +449,17 @@ fn hash_tree(dir: &Dir, rel: &Path, h: &mut Sha256) -> Result<()> {
             path.display(),
             meta.permissions().mode()
         ));
+        if !meta.is_symlink() {
+            // File capabilities and other attributes are laid too.
+            let xattrs = if meta.is_dir() {
+                rootfs::overlay::read_xattrs(rootfs::overlay::open_dir_fd(dir, &path)?)?
+            } else {
+                rootfs::overlay::read_xattrs(dir.open(&path)?)?
+            };
+            for (name, value) in xattrs {
+                h.update(format!("xattr {name} {}\0", hex::encode(value)));
+            }
+        }
         if meta.is_dir() {
             hash_tree(dir, &path, h)?;
         } else if meta.is_symlink() {

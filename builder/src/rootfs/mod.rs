@@ -10,6 +10,7 @@ pub mod customize;
 pub mod hardening;
 pub mod mmdebstrap;
 pub mod ostree_layout;
+pub mod overlay;
 
 use std::fs;
 use std::path::{Path, PathBuf};
