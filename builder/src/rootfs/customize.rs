@@ -26,8 +26,10 @@ PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\n
 const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/hull-users.conf";
 
 /// Applies everything in order: overlays first, so that units and files they
-/// bring can be enabled and used by what follows. `accounts` are the
-/// planned ids of the accounts made here and by [`super::hardening`].
+/// bring can be enabled and used by what follows, then what reads their
+/// install-time configuration runs again ([`overlay::CONSUMERS`]).
+/// `accounts` are the planned ids of the accounts made here and by
+/// [`super::hardening`].
 pub fn apply(
     root_path: &Path,
     root: &Dir,
@@ -36,10 +38,13 @@ pub fn apply(
     arch: Arch,
     accounts: &[Account],
 ) -> Result<()> {
+    let mut laid = Vec::new();
     for o in &manifest.overlays {
         let report = overlay::apply(root, o)?;
         overlay::log_report(o, &report);
+        laid.push((o.name.clone(), report.files));
     }
+    overlay::rerun_consumers(root_path, root, &laid)?;
     super::accounts::check_free(&Ids::read_tree(root, "etc")?, accounts)?;
     super::agent::install(root, manifest, agent, arch)?;
     let mut args = vec!["systemctl", "enable"];

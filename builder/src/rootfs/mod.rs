@@ -53,6 +53,11 @@ const INSTALL_FORMAT: u32 = 1;
 /// hull itself starts from a copy of it (mkosi calls this incremental).
 /// `reuse_installed = false` (`--refresh`) installs again. `accounts` are the
 /// ids planned for the accounts hull makes ([`accounts::plan`]).
+///
+/// Overlays are laid on the copy, after the install, and what reads their
+/// install-time configuration runs again ([`overlay::CONSUMERS`]): so the
+/// installed tree depends on the package plan only, and its key needs no
+/// overlay file.
 pub fn build(
     manifest: &Manifest,
     plan: &PackagePlan,

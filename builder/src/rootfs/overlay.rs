@@ -1,4 +1,5 @@
-//! Laying the manifest's overlays over the installed tree.
+//! Laying the manifest's overlays over the installed tree, and re-running
+//! what reads configuration at install time.
 //!
 //! The rule for modes: a directory the tree already has keeps its mode and
 //! owner; new directories, files and symlinks take the overlay's mode (owner
@@ -240,6 +241,120 @@ fn remove_any(dst: &Dir, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A program that reads configuration when packages install, and so must
+/// run again when an overlay brings such configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consumer {
+    /// What it makes, for the log.
+    pub makes: &'static str,
+    /// Paths (relative to `/`) it reads: a name ending in `/` is a directory
+    /// and everything under it.
+    pub reads: &'static [&'static str],
+    /// The program, relative to `/`, and the package that brings it.
+    pub program: &'static str,
+    pub package: &'static str,
+    /// The command run under chroot.
+    pub command: &'static [&'static str],
+}
+
+/// Everything hull knows to be read at install time, in the order re-run.
+/// (Files read at boot or by tools hull runs after the overlays, such as
+/// `/etc/default/locale` or `/etc/login.defs`, need nothing.)
+pub const CONSUMERS: &[Consumer] = &[
+    Consumer {
+        makes: "the compiled locales",
+        reads: &["etc/locale.gen"],
+        program: "usr/sbin/locale-gen",
+        package: "locales",
+        command: &["locale-gen"],
+    },
+    Consumer {
+        makes: "the CA certificate bundle",
+        reads: &[
+            "etc/ca-certificates.conf",
+            "usr/local/share/ca-certificates/",
+            "etc/ca-certificates/update.d/",
+        ],
+        program: "usr/sbin/update-ca-certificates",
+        package: "ca-certificates",
+        command: &["update-ca-certificates"],
+    },
+    Consumer {
+        makes: "the dynamic linker cache",
+        reads: &["etc/ld.so.conf", "etc/ld.so.conf.d/"],
+        program: "usr/sbin/ldconfig",
+        package: "libc-bin",
+        command: &["ldconfig"],
+    },
+    // Last: an initramfs may hold locales, certificates and libraries.
+    Consumer {
+        makes: "the initramfs",
+        reads: &["etc/dracut.conf", "etc/dracut.conf.d/", "usr/lib/dracut/"],
+        program: "usr/bin/dracut",
+        package: "dracut",
+        command: &["/bin/sh", "-c", super::mmdebstrap::BUILD_INITRAMFS],
+    },
+];
+
+/// The consumers that `files` (laid by overlays, relative to `/`) touch,
+/// each with the first file that touches it.
+pub fn touched<'a>(files: impl IntoIterator<Item = &'a str>) -> Vec<(&'static Consumer, String)> {
+    let mut found: Vec<(&'static Consumer, String)> = Vec::new();
+    for file in files {
+        // merged /usr: an overlay may write lib/dracut for usr/lib/dracut
+        let file = if file.starts_with("lib/") {
+            format!("usr/{file}")
+        } else {
+            file.to_string()
+        };
+        for c in CONSUMERS {
+            let hit = c.reads.iter().any(|r| match r.strip_suffix('/') {
+                Some(dir) => file.starts_with(r) && file.len() > dir.len() + 1,
+                None => file == *r,
+            });
+            if hit && !found.iter().any(|(f, _)| std::ptr::eq(*f, c)) {
+                found.push((c, file.clone()));
+            }
+        }
+    }
+    found.sort_by_key(|(c, _)| CONSUMERS.iter().position(|x| std::ptr::eq(x, *c)));
+    found
+}
+
+/// Runs again, under chroot in the tree, every consumer whose configuration
+/// the overlays (files by overlay name) brought. A consumer the tree lacks
+/// is an error naming the file and the package.
+pub fn rerun_consumers(
+    root_path: &Path,
+    root: &Dir,
+    files: &[(String, Vec<String>)],
+) -> Result<()> {
+    for (overlay, list) in files {
+        for (c, file) in touched(list.iter().map(String::as_str)) {
+            if !root.exists(c.program) {
+                bail!(
+                    "overlay {overlay}: /{file} is read by /{} to make {}, which the tree does not \
+                     have: add {} to packages.include",
+                    c.program,
+                    c.makes,
+                    c.package
+                );
+            }
+        }
+    }
+    let all = files.iter().flat_map(|(_, l)| l.iter().map(String::as_str));
+    for (c, file) in touched(all) {
+        log::info!(
+            "making {} again: /{file} from an overlay is read by /{}",
+            c.makes,
+            c.program
+        );
+        super::customize::chroot(root_path, c.command)
+            .with_context(|| format!("making {} again for /{file}", c.makes))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,5 +541,63 @@ mod tests {
             );
         }
         assert_eq!(r.with_xattrs, ["bin/ping"]);
+    }
+
+    #[test]
+    fn install_time_files_name_their_consumer() {
+        let name = |files: &[&str]| -> Vec<&str> {
+            touched(files.iter().copied())
+                .into_iter()
+                .map(|(c, _)| c.package)
+                .collect()
+        };
+        // (files an overlay laid, consumers run in order)
+        let rows: &[(&[&str], &[&str])] = &[
+            (&["etc/motd", "etc/default/locale"], &[]),
+            (&["etc/dracut.conf.d/90-x.conf"], &["dracut"]),
+            (&["etc/dracut.conf"], &["dracut"]),
+            (&["lib/dracut/modules.d/99x/module-setup.sh"], &["dracut"]),
+            (&["etc/dracut.conf.d"], &[]),
+            (&["etc/dracut.conf.bak"], &[]),
+            (
+                &[
+                    "etc/dracut.conf.d/a.conf",
+                    "etc/locale.gen",
+                    "etc/ld.so.conf.d/x.conf",
+                ],
+                &["locales", "libc-bin", "dracut"],
+            ),
+            (
+                &["usr/local/share/ca-certificates/site.crt"],
+                &["ca-certificates"],
+            ),
+        ];
+        for (files, want) in rows {
+            assert_eq!(name(files), *want, "{files:?}");
+        }
+        let (_, first) = &touched([
+            "etc/x",
+            "etc/dracut.conf.d/b.conf",
+            "etc/dracut.conf.d/c.conf",
+        ])[0];
+        assert_eq!(first, "etc/dracut.conf.d/b.conf");
+    }
+
+    #[test]
+    fn a_missing_consumer_is_an_error_naming_the_file_and_package() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Dir::open_ambient_dir(t.path(), ambient_authority()).unwrap();
+        let err = rerun_consumers(
+            t.path(),
+            &root,
+            &[("site".into(), vec!["etc/locale.gen".into()])],
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "overlay site: /etc/locale.gen is read by /usr/sbin/locale-gen to make the compiled \
+             locales, which the tree does not have: add locales to packages.include"
+        );
     }
 }
