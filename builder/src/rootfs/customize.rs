@@ -29,7 +29,8 @@ const USERS_TMPFILES: &str = "usr/lib/tmpfiles.d/hull-users.conf";
 /// bring can be enabled and used by what follows, then what reads their
 /// install-time configuration runs again ([`overlay::CONSUMERS`]).
 /// `accounts` are the planned ids of the accounts made here and by
-/// [`super::hardening`].
+/// [`super::hardening`]. Returns the non-directories each overlay laid
+/// (relative to `/`), by overlay name.
 pub fn apply(
     root_path: &Path,
     root: &Dir,
@@ -37,7 +38,7 @@ pub fn apply(
     agent: &Path,
     arch: Arch,
     accounts: &[Account],
-) -> Result<()> {
+) -> Result<Vec<(String, Vec<String>)>> {
     let mut laid = Vec::new();
     for o in &manifest.overlays {
         let report = overlay::apply(root, o)?;
@@ -98,7 +99,7 @@ pub fn apply(
             chroot(root_path, &args)?;
         }
     }
-    Ok(())
+    Ok(laid)
 }
 
 /// Runs `args` under chroot in the tree, with the tree's own tools.
