@@ -234,5 +234,8 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
             .any(|l| l.starts_with("rootless:x:1001:1001:")),
         "{passwd}"
     );
+    // core's sub-id range follows its uid 1005.
+    let subuid = cat(&repo, &root, "/usr/etc/subuid")?;
+    assert!(subuid.lines().any(|l| l == "core:427680:65536"), "{subuid}");
     Ok(())
 }

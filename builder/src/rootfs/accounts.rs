@@ -235,6 +235,48 @@ pub fn create_commands(a: &Account, extra: &[&str]) -> Vec<Vec<String>> {
     ]
 }
 
+/// Ids in each sub-uid and sub-gid range of a `[[users]]` account.
+pub const SUBID_COUNT: u32 = 65_536;
+
+/// The sub-uid and sub-gid range (`start`, `count`) of a `[[users]]` account,
+/// which follows from its uid so that it stays with it too: the block of
+/// uid 1000 starts at 100000 (where useradd starts), each next uid takes the
+/// next block, and blocks that would reach the ranges of
+/// [`super::hardening`] (the rootless account's at 524288, rootful podman's
+/// from 1048576 to 2097151) go above them.
+pub fn user_subids(uid: u32) -> Result<(u32, u32)> {
+    let below = (super::hardening::ROOTLESS_SUBIDS.0 - 100_000) / SUBID_COUNT;
+    let i = uid.saturating_sub(FIRST_ID);
+    let start = if i < below {
+        Some(100_000 + i * SUBID_COUNT)
+    } else {
+        (i - below)
+            .checked_mul(SUBID_COUNT)
+            .and_then(|o| o.checked_add(2_097_152))
+            .filter(|s| s.checked_add(SUBID_COUNT).is_some())
+    };
+    match start {
+        Some(start) => Ok((start, SUBID_COUNT)),
+        None => bail!("uid {uid} has no room for a sub-id range of {SUBID_COUNT} ids"),
+    }
+}
+
+/// The `usermod` run giving a `[[users]]` account its [`user_subids`].
+pub fn subid_command(a: &Account) -> Result<Vec<String>> {
+    let (start, count) = user_subids(a.uid)?;
+    let range = format!("{start}-{}", start + count - 1);
+    Ok([
+        "usermod",
+        "--add-subuids",
+        &range,
+        "--add-subgids",
+        &range,
+        &a.name,
+    ]
+    .map(String::from)
+    .to_vec())
+}
+
 /// Runs [`create_commands`] under chroot in the tree.
 pub fn create(root_path: &Path, a: &Account, extra: &[&str]) -> Result<()> {
     for args in create_commands(a, extra) {
@@ -337,6 +379,41 @@ mod tests {
             "{err}"
         );
         assert!(check_free(&tree, &p[..1]).is_ok());
+    }
+
+    /// (uid, sub-id range start): useradd's first block for uid 1000, clear
+    /// of the rootless (524288..589823) and rootful (1048576..2097151) ranges.
+    #[test]
+    fn sub_id_ranges_follow_the_uid() {
+        let rows = [
+            (1000, 100_000),
+            (1001, 165_536),
+            (1005, 427_680),
+            (1006, 2_097_152),
+            (1007, 2_162_688),
+        ];
+        for (uid, start) in rows {
+            assert_eq!(user_subids(uid).unwrap(), (start, 65_536), "{uid}");
+            let end = start + 65_536;
+            assert!(end <= 524_288 || start >= 2_097_152, "{uid}");
+        }
+        assert!(user_subids(u32::MAX).is_err());
+        let a = Account {
+            name: "core".into(),
+            uid: 1001,
+            gid: 1001,
+        };
+        assert_eq!(
+            subid_command(&a).unwrap(),
+            [
+                "usermod",
+                "--add-subuids",
+                "165536-231071",
+                "--add-subgids",
+                "165536-231071",
+                "core"
+            ]
+        );
     }
 
     #[test]

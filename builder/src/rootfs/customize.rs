@@ -124,6 +124,12 @@ fn remove_ssh_host_keys(root: &Dir) -> Result<()> {
 fn add_user(root_path: &Path, root: &Dir, user: &User, account: &Account) -> Result<()> {
     let home = format!("/home/{}", user.name);
     let mut args = vec![
+        // Its sub-id range follows from its uid (set below), not from the
+        // order accounts are made in.
+        "-K",
+        "SUB_UID_COUNT=0",
+        "-K",
+        "SUB_GID_COUNT=0",
         "--no-create-home",
         "--home-dir",
         &home,
@@ -136,6 +142,12 @@ fn add_user(root_path: &Path, root: &Dir, user: &User, account: &Account) -> Res
     }
     super::accounts::create(root_path, account, &args)
         .with_context(|| format!("creating user {}", user.name))?;
+    let subids = super::accounts::subid_command(account)?;
+    chroot(
+        root_path,
+        &subids.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .with_context(|| format!("giving user {} its sub-id range", user.name))?;
     if !user.ssh_authorized_keys.is_empty() {
         let keys = user.ssh_authorized_keys.join("\n") + "\n";
         write_file(
