@@ -209,11 +209,18 @@ fn build_arch(
     let work = out.join(".work").join(arch.as_str());
     let _cleanup = RemoveOnDrop(work.clone());
     let ostree_ref = manifest.ostree_ref(arch);
-    let input = input_digest(manifest, arch, agent)?;
-
     let repo_path = out.join("repo");
     let repo = commit::open_or_create(&repo_path)?;
-    let cached = match commit::head(&repo, &ostree_ref)? {
+    let head = commit::head(&repo, &ostree_ref)?;
+    // Accounts keep the ids the previous commit gave them.
+    let parent_ids = match &head {
+        Some(c) => rootfs::accounts::Ids::read_commit(&repo, c)?,
+        None => Default::default(),
+    };
+    let accounts = rootfs::accounts::plan(&parent_ids, &rootfs::accounts::names(manifest));
+    let input = input_digest(manifest, arch, agent, &accounts)?;
+
+    let cached = match head {
         Some(c)
             if !opts.refresh
                 && commit::metadata_string(&repo, &c, commit::META_INPUT_SHA256)?.as_deref()
@@ -235,7 +242,15 @@ fn build_arch(
             binfmt::ensure(arch)?;
             let plan = stages.run("packages", || packages::resolve(manifest, arch, &cache))?;
             let tree = stages.run("rootfs", || {
-                rootfs::build(manifest, &plan, &work, &cache, agent, !opts.refresh)
+                rootfs::build(
+                    manifest,
+                    &plan,
+                    &work,
+                    &cache,
+                    agent,
+                    !opts.refresh,
+                    &accounts,
+                )
             })?;
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),
@@ -429,8 +444,14 @@ pub fn ref_binding(manifest: &Manifest, arch: Arch) -> Vec<String> {
     refs
 }
 
-/// Digest of everything a tree is built from, for reuse of a cached commit.
-pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<String> {
+/// Digest of everything a tree is built from, for reuse of a cached commit;
+/// `accounts` are the ids planned for the accounts hull makes.
+pub fn input_digest(
+    manifest: &Manifest,
+    arch: Arch,
+    agent: &Path,
+    accounts: &[rootfs::accounts::Account],
+) -> Result<String> {
     let mut h = Sha256::new();
     h.update(format!(
         "hull {} tree-format {TREE_FORMAT} arch {arch}\n",
@@ -454,6 +475,9 @@ pub fn input_digest(manifest: &Manifest, arch: Arch, agent: &Path) -> Result<Str
     ));
     for key in manifest.update.iter().flat_map(|u| &u.keys) {
         h.update(format!("trusted {}\n", key.public));
+    }
+    for a in accounts {
+        h.update(format!("account {} {} {}\n", a.name, a.uid, a.gid));
     }
     for overlay in &manifest.overlays {
         h.update(format!("overlay {}\n", overlay.name));
@@ -484,6 +508,17 @@ fn hash_tree(dir: &Dir, rel: &Path, h: &mut Sha256) -> Result<()> {
             path.display(),
             meta.permissions().mode()
         ));
+        if !meta.is_symlink() {
+            // File capabilities and other attributes are laid too.
+            let xattrs = if meta.is_dir() {
+                rootfs::overlay::read_xattrs(rootfs::overlay::open_dir_fd(dir, &path)?)?
+            } else {
+                rootfs::overlay::read_xattrs(dir.open(&path)?)?
+            };
+            for (name, value) in xattrs {
+                h.update(format!("xattr {name} {}\0", hex::encode(value)));
+            }
+        }
         if meta.is_dir() {
             hash_tree(dir, &path, h)?;
         } else if meta.is_symlink() {

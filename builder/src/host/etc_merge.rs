@@ -309,18 +309,7 @@ mod tests {
         std::fs::create_dir_all(tree.join("usr/etc/issue.net")).unwrap();
         std::fs::write(tree.join("usr/etc/issue.net/x"), "").unwrap();
         let repo = crate::commit::open_or_create(&t.path().join("repo")).unwrap();
-        let meta = crate::commit::CommitMeta {
-            version: "1".into(),
-            manifest_sha256: "m".into(),
-            input_sha256: "i".into(),
-            packages: vec![],
-            kver: "6".into(),
-            release: "r".into(),
-            boot_bytes: 0,
-            kargs: vec![],
-            ref_binding: vec!["r".into()],
-            arch: "x86_64".into(),
-        };
+        let meta = crate::commit::test_meta("1");
         let c = crate::commit::commit_tree(&repo, &tree, "r", &meta)
             .unwrap()
             .checksum;

@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use cap_std::fs::Dir;
 
+use super::accounts::{self, Account};
 use super::customize::chroot;
 use super::ostree_layout::write_file;
 use crate::hardening::{self, Content, Item, FILES};
@@ -117,7 +118,13 @@ pub fn plan(h: &Hardening, has_keys: bool, has_unit: impl Fn(&str) -> bool) -> P
 }
 
 /// Applies the manifest's hardening items to the tree at `root_path`.
-pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
+/// `accounts` holds the planned ids of the rootless account.
+pub fn apply(
+    root_path: &Path,
+    root: &Dir,
+    manifest: &Manifest,
+    accounts: &[Account],
+) -> Result<()> {
     let has_keys = manifest
         .users
         .iter()
@@ -145,7 +152,7 @@ pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
         }
     }
     if let Some(user) = &p.rootless_user {
-        add_rootless_user(root_path, user)?;
+        add_rootless_user(root_path, accounts::find(accounts, user)?)?;
     }
     for file in ["etc/subuid", "etc/subgid"] {
         add_lines(root, file, &p.subid_lines)?;
@@ -159,14 +166,15 @@ pub fn apply(root_path: &Path, root: &Dir, manifest: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// The `useradd` and `usermod` runs that make the rootless account.
-pub fn rootless_user_commands(user: &str) -> Vec<Vec<String>> {
+/// The `groupadd`, `useradd` and `usermod` runs that make the rootless
+/// account with its planned ids.
+pub fn rootless_user_commands(account: &Account) -> Vec<Vec<String>> {
     let (start, count) = ROOTLESS_SUBIDS;
     let range = format!("{start}-{}", start + count - 1);
-    let home = format!("/home/{user}");
-    vec![
-        [
-            "useradd",
+    let home = format!("/home/{}", account.name);
+    let mut cmds = accounts::create_commands(
+        account,
+        &[
             // Its range is set below, not the next free one useradd would pick.
             "-K",
             "SUB_UID_COUNT=0",
@@ -177,29 +185,29 @@ pub fn rootless_user_commands(user: &str) -> Vec<Vec<String>> {
             &home,
             "--shell",
             "/usr/sbin/nologin",
-            "--user-group",
-            user,
-        ]
-        .map(String::from)
-        .to_vec(),
+        ],
+    );
+    cmds.push(
         [
             "usermod",
             "--add-subuids",
             &range,
             "--add-subgids",
             &range,
-            user,
+            &account.name,
         ]
         .map(String::from)
         .to_vec(),
-    ]
+    );
+    cmds
 }
 
-fn add_rootless_user(root_path: &Path, user: &str) -> Result<()> {
-    for args in rootless_user_commands(user) {
+fn add_rootless_user(root_path: &Path, account: &Account) -> Result<()> {
+    for args in rootless_user_commands(account) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        chroot(root_path, &args)
-            .with_context(|| format!("hardening: creating the rootless account {user}"))?;
+        chroot(root_path, &args).with_context(|| {
+            format!("hardening: creating the rootless account {}", account.name)
+        })?;
     }
     Ok(())
 }
@@ -449,12 +457,17 @@ mod tests {
 
     #[test]
     fn rootless_account_gets_its_own_range() {
-        let cmds = rootless_user_commands("pods");
-        assert_eq!(cmds[0].first().map(String::as_str), Some("useradd"));
-        assert!(cmds[0].contains(&"SUB_UID_COUNT=0".to_string()));
-        assert_eq!(cmds[0].last().map(String::as_str), Some("pods"));
+        let cmds = rootless_user_commands(&Account {
+            name: "pods".into(),
+            uid: 1001,
+            gid: 1001,
+        });
+        assert_eq!(cmds[0], ["groupadd", "--gid", "1001", "pods"]);
+        assert_eq!(cmds[1][..5], ["useradd", "--uid", "1001", "--gid", "1001"]);
+        assert!(cmds[1].contains(&"SUB_UID_COUNT=0".to_string()));
+        assert_eq!(cmds[1].last().map(String::as_str), Some("pods"));
         assert_eq!(
-            cmds[1],
+            cmds[2],
             [
                 "usermod",
                 "--add-subuids",

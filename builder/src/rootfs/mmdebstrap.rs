@@ -73,7 +73,7 @@ pub fn exclude_preferences(exclude: &[String]) -> String {
 /// is installed. During the install Debian's kernel hook is told not to
 /// (`INITRD=No`, see [`command`]): it and dracut's own trigger would each
 /// build one, about 15 s apiece, and the first before ostree-boot is in.
-const BUILD_INITRAMFS: &str = r#"set -e
+pub(super) const BUILD_INITRAMFS: &str = r#"set -e
 for m in /usr/lib/modules/*; do
   k=${m##*/}
   i=/boot/initrd.img-$k

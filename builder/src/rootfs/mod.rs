@@ -4,11 +4,13 @@
 //! built by dracut in the tree), [`customize`] lays the manifest over it and
 //! [`ostree_layout`] gives it the shape OSTree deploys.
 
+pub mod accounts;
 pub mod agent;
 pub mod customize;
 pub mod hardening;
 pub mod mmdebstrap;
 pub mod ostree_layout;
+pub mod overlay;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -49,7 +51,13 @@ const INSTALL_FORMAT: u32 = 1;
 /// `cache/installed/<key>`, keyed by the resolved package plan, so that a
 /// new version of a manifest that changes only overlays, users, units or
 /// hull itself starts from a copy of it (mkosi calls this incremental).
-/// `reuse_installed = false` (`--refresh`) installs again.
+/// `reuse_installed = false` (`--refresh`) installs again. `accounts` are the
+/// ids planned for the accounts hull makes ([`accounts::plan`]).
+///
+/// Overlays are laid on the copy, after the install, and what reads their
+/// install-time configuration runs again ([`overlay::CONSUMERS`]): so the
+/// installed tree depends on the package plan only, and its key needs no
+/// overlay file.
 pub fn build(
     manifest: &Manifest,
     plan: &PackagePlan,
@@ -57,6 +65,7 @@ pub fn build(
     cache: &Path,
     agent: &Path,
     reuse_installed: bool,
+    accounts: &[accounts::Account],
 ) -> Result<Rootfs> {
     let target = work.join("rootfs");
     remove_tree(&target)?;
@@ -90,14 +99,14 @@ pub fn build(
 
     let root = Dir::open_ambient_dir(&target, ambient_authority())
         .with_context(|| format!("opening {}", target.display()))?;
-    customize::apply(&target, &root, manifest, agent, plan.arch)?;
-    let report = ostree_layout::convert(&root, &list)?;
+    let laid = customize::apply(&target, &root, manifest, agent, plan.arch, accounts)?;
+    let report = ostree_layout::convert(&root, &list, &laid)?;
+    log_layout(&report);
     log::info!(
-        "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var, {} files of /var dropped",
+        "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var",
         report.kver,
         packages.len(),
         report.tmpfiles_lines,
-        report.var_files_dropped
     );
     let mut boot_bytes = 0;
     for file in ["vmlinuz", "initramfs.img"] {
@@ -113,6 +122,38 @@ pub fn build(
         packages,
         boot_bytes,
     })
+}
+
+/// Says what became of content that cannot stay where it was in an OSTree tree.
+fn log_layout(r: &ostree_layout::LayoutReport) {
+    for (from, to) in &r.relocated {
+        log::info!("relocated {from} to {to}, linked from its place in /var (see docs/manifest.md, overlays)");
+    }
+    if !r.seeded.is_empty() {
+        log::info!(
+            "/var: {} files kept in /{}/var, copied to /var at boot when missing: {}",
+            r.seeded.len(),
+            ostree_layout::FACTORY,
+            overlay::sample(r.seeded.iter().cloned())
+        );
+    }
+    if !r.made_by_tmpfiles.is_empty() {
+        log::info!(
+            "/var: {} files left to the tree's own tmpfiles.d lines, which make them at boot: {}",
+            r.made_by_tmpfiles.len(),
+            overlay::sample(r.made_by_tmpfiles.iter().cloned())
+        );
+    }
+    if !r.build_state_dropped.is_empty() {
+        log::info!(
+            "/var: dropped as build state: {}",
+            r.build_state_dropped
+                .iter()
+                .map(|(dir, n)| format!("{n} files of /var/{dir}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
 }
 
 /// Installs the packages with mmdebstrap into `target`; returns the

@@ -3,8 +3,16 @@
 //! - the kernel and initramfs go to `/usr/lib/modules/$KVER/{vmlinuz,initramfs.img}`
 //!   and `/boot` is left empty;
 //! - `/var` is not part of a commit: its directories and symlinks become a
-//!   tmpfiles.d snippet that recreates them at boot, and the rest is dropped
-//!   (the dpkg database's package list is kept in `/usr/lib/hull/packages.tsv`);
+//!   tmpfiles.d snippet that recreates them at boot, its regular files move
+//!   to `/usr/share/factory/var` and a `C` line copies each back when it is
+//!   missing, the systemd way; build state (dpkg and apt databases and
+//!   caches, logs) is dropped and counted (the dpkg database's package list
+//!   is kept in `/usr/lib/hull/packages.tsv`);
+//! - what the tree has in `/home`, `/root`, `/srv` and `/mnt` moves into
+//!   their places in `/var` first and is seeded the same way; top-level
+//!   entries of `/opt` and `/usr/local` that hold files move to
+//!   `/usr/lib/opt` and `/usr/lib/usrlocal` (image content, updated with it)
+//!   with links from `/var/opt` and `/var/usrlocal`;
 //! - `/etc` moves to `/usr/etc`, from which OSTree's three-way merge makes the
 //!   deployment's `/etc`;
 //! - `/home`, `/root`, `/opt`, `/srv`, `/mnt` and `/usr/local` point into `/var`;
@@ -21,8 +29,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cap_std::fs::Dir;
 
+use super::accounts::Ids;
+
 /// Subtrees of `/var` that describe how the tree was built, not what it needs
-/// at run time; they are dropped without a tmpfiles line.
+/// at run time: dropped on purpose (the log counts them). An overlay file in
+/// one of them is refused.
 const VAR_BUILD_STATE: &[&str] = &[
     "lib/dpkg",
     "lib/apt",
@@ -32,11 +43,20 @@ const VAR_BUILD_STATE: &[&str] = &[
     "lib/ucf",
     "lib/systemd/deb-systemd-helper-enabled",
     "lib/systemd/deb-systemd-user-helper-enabled",
-    "log/apt",
+    // pam-auth-update's and update-shells' records of what they did
+    "lib/pam",
+    "lib/shells.state",
     "backups",
 ];
 
-/// Top-level directories that live in `/var` on an OSTree system.
+/// Subtrees of `/var` whose files are the install's logs and login records:
+/// their files are dropped like build state, but their directories and
+/// symlinks stay (auditd, for one, will not start without /var/log/audit).
+const VAR_LOGS: &[&str] = &["log", "lib/wtmpdb"];
+
+/// Top-level directories that live in `/var` on an OSTree system. What the
+/// tree holds in them moves to their place in /var first, and is seeded
+/// from there like the rest of /var.
 pub const VAR_LINKS: &[(&str, &str)] = &[
     ("home", "var/home"),
     ("root", "var/roothome"),
@@ -44,6 +64,20 @@ pub const VAR_LINKS: &[(&str, &str)] = &[
     ("srv", "var/srv"),
     ("mnt", "var/mnt"),
 ];
+
+/// Software trees that point into /var but whose shipped contents belong to
+/// the image (updated with it, read-only), as rpm-ostree does it: a
+/// top-level entry holding files moves under /usr and its place in /var
+/// becomes a tmpfiles.d link to it. `(directory, its place in /var, where
+/// the contents go)`.
+pub const RELOCATED: &[(&str, &str, &str)] = &[
+    ("opt", "var/opt", "usr/lib/opt"),
+    ("usr/local", "var/usrlocal", "usr/lib/usrlocal"),
+];
+
+/// Where regular files of /var are kept in the commit; a tmpfiles.d `C`
+/// line copies each to /var at boot when it is missing there.
+pub const FACTORY: &str = "usr/share/factory";
 
 /// API filesystems and scratch space: emptied, kept as mount points.
 const EMPTIED: &[(&str, u32)] = &[
@@ -59,20 +93,72 @@ pub const VAR_TMPFILES: &str = "usr/lib/tmpfiles.d/hull-var.conf";
 /// Where the installed package list is kept inside the tree.
 pub const PACKAGE_LIST: &str = "usr/lib/hull/packages.tsv";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the conversion did with content that cannot stay where it was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LayoutReport {
     pub kver: String,
-    /// Regular files under /var that were dropped (they were build state or
-    /// logs; anything needed at run time is made by tmpfiles or its owner).
-    pub var_files_dropped: usize,
     pub tmpfiles_lines: usize,
+    /// Top-level entries of /opt and /usr/local moved under /usr: `(from, to)`.
+    pub relocated: Vec<(String, String)>,
+    /// Regular files of /var (with those of /home, /root, /srv, /mnt) copied
+    /// to [`FACTORY`] and seeded by a `C` line.
+    pub seeded: Vec<String>,
+    /// Files dropped as build state, counted by the [`VAR_BUILD_STATE`] or
+    /// [`VAR_LOGS`] entry.
+    pub build_state_dropped: Vec<(&'static str, usize)>,
+    /// Files of /var that the tree's own tmpfiles.d lines make at boot: the
+    /// installed copy is dropped in favour of the line.
+    pub made_by_tmpfiles: Vec<String>,
 }
 
-/// Converts the tree in place.
-pub fn convert(root: &Dir, package_list: &str) -> Result<LayoutReport> {
-    let kver = move_kernel(root)?;
-    let (lines, dropped) = var_to_tmpfiles(root)?;
-    let tmpfiles_lines = lines.len();
+/// Converts the tree in place. `laid` lists the non-directories each overlay
+/// laid, by overlay name: one in /var's build state is refused.
+pub fn convert(
+    root: &Dir,
+    package_list: &str,
+    laid: &[(String, Vec<String>)],
+) -> Result<LayoutReport> {
+    let mut report = LayoutReport {
+        kver: move_kernel(root)?,
+        ..LayoutReport::default()
+    };
+    let mut lines = Vec::new();
+    for (dir, var_dir, usr_dir) in RELOCATED {
+        relocate(
+            root,
+            dir,
+            var_dir,
+            usr_dir,
+            &mut lines,
+            &mut report.relocated,
+        )?;
+    }
+    for (dir, var_dir) in VAR_LINKS {
+        move_into(root, Path::new(dir), Path::new(var_dir))?;
+    }
+    if let Some((overlay, file, state)) = refused_build_state(laid) {
+        bail!(
+            "overlay {overlay}: /{file} is in /var/{state}, build state that hull leaves out of \
+             the image (see docs/manifest.md, overlays)"
+        );
+    }
+    let users = if root.exists("etc/passwd") {
+        Ids::read_tree(root, "etc")?
+    } else {
+        Ids::default()
+    };
+    let mut walk = VarWalk {
+        root,
+        known: known_tmpfiles_paths(root)?,
+        users: users.passwd.iter().map(|(n, _, _)| n.clone()).collect(),
+        lines: Vec::new(),
+        report: &mut report,
+    };
+    walk.walk(Path::new("var"), None)?;
+    let mut var_lines = std::mem::take(&mut walk.lines);
+    add_var_dirs(&walk.known, &mut var_lines);
+    lines.splice(0..0, var_lines);
+    report.tmpfiles_lines = lines.len();
     write_file(root, VAR_TMPFILES, lines.concat().as_bytes(), 0o644)?;
     write_file(root, PACKAGE_LIST, package_list.as_bytes(), 0o644)?;
     empty_dir(root, "var")?;
@@ -87,11 +173,7 @@ pub fn convert(root: &Dir, package_list: &str) -> Result<LayoutReport> {
             .with_context(|| format!("creating /{dir}"))?;
     }
     replace_with_symlink(root, "ostree", "sysroot/ostree")?;
-    Ok(LayoutReport {
-        kver,
-        var_files_dropped: dropped,
-        tmpfiles_lines,
-    })
+    Ok(report)
 }
 
 /// Moves the one kernel and its initramfs from /boot to /usr/lib/modules/$KVER.
@@ -129,6 +211,152 @@ fn move_kernel(root: &Dir) -> Result<String> {
     Ok(kver)
 }
 
+/// The first overlay file (overlay, file, build-state entry) that lies in
+/// /var's build state.
+fn refused_build_state(laid: &[(String, Vec<String>)]) -> Option<(&str, &str, &'static str)> {
+    laid.iter().find_map(|(overlay, files)| {
+        files.iter().find_map(|f| {
+            let in_var = Path::new(f.strip_prefix("var/")?);
+            let state = VAR_BUILD_STATE
+                .iter()
+                .chain(VAR_LOGS)
+                .find(|s| in_var.starts_with(s))?;
+            Some((overlay.as_str(), f.as_str(), *state))
+        })
+    })
+}
+
+/// Moves every top-level entry of `dir` that holds a regular file to
+/// `usr_dir`, with a tmpfiles.d link from `var_dir`; what is left (empty
+/// directories, symlinks) moves into `var_dir` with the rest of /var.
+fn relocate(
+    root: &Dir,
+    dir: &str,
+    var_dir: &str,
+    usr_dir: &str,
+    lines: &mut Vec<String>,
+    relocated: &mut Vec<(String, String)>,
+) -> Result<()> {
+    if !root.symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    let mut names: Vec<_> = root
+        .read_dir(dir)
+        .with_context(|| format!("reading /{dir}"))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()?;
+    names.sort();
+    for name in names {
+        let from = Path::new(dir).join(&name);
+        if !holds_a_file(root, &from)? {
+            continue;
+        }
+        let to = Path::new(usr_dir).join(&name);
+        root.create_dir_all(usr_dir)
+            .with_context(|| format!("creating /{usr_dir}"))?;
+        if root.symlink_metadata(&to).is_ok() {
+            bail!(
+                "/{} cannot move to /{}: the tree already has it",
+                from.display(),
+                to.display()
+            );
+        }
+        root.rename(&from, root, &to)
+            .with_context(|| format!("moving /{} to /{}", from.display(), to.display()))?;
+        let link = Path::new("/").join(var_dir).join(&name);
+        lines.push(format!(
+            "L {} - - - - /{}\n",
+            tmpfiles_path(&link),
+            tmpfiles_path(&to)
+        ));
+        relocated.push((format!("/{}", from.display()), format!("/{}", to.display())));
+    }
+    move_into(root, Path::new(dir), Path::new(var_dir))
+}
+
+/// Whether `path` is, or holds, a regular file.
+fn holds_a_file(root: &Dir, path: &Path) -> Result<bool> {
+    let meta = root.symlink_metadata(path)?;
+    if meta.is_file() {
+        return Ok(true);
+    }
+    if !meta.is_dir() {
+        return Ok(false);
+    }
+    for entry in root.read_dir(path)? {
+        if holds_a_file(root, &path.join(entry?.file_name()))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Moves the contents of `from` into `to` (created with `from`'s mode and
+/// owner when missing), merging directories; `from` is left empty. A
+/// non-directory at the same place in both is an error naming both.
+fn move_into(root: &Dir, from: &Path, to: &Path) -> Result<()> {
+    let Ok(meta) = root.symlink_metadata(from) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    if root.symlink_metadata(to).is_err() {
+        root.create_dir_all(to)
+            .with_context(|| format!("creating /{}", to.display()))?;
+        set_mode(root, &to.to_string_lossy(), meta.mode() & 0o7777)?;
+    }
+    for entry in root
+        .read_dir(from)
+        .with_context(|| format!("reading /{}", from.display()))?
+    {
+        let name = entry?.file_name();
+        let (src, dst) = (from.join(&name), to.join(&name));
+        let src_dir = root.symlink_metadata(&src)?.is_dir();
+        match root.symlink_metadata(&dst) {
+            Err(_) => root
+                .rename(&src, root, &dst)
+                .with_context(|| format!("moving /{} to /{}", src.display(), dst.display()))?,
+            Ok(m) if m.is_dir() && src_dir => move_into(root, &src, &dst)?,
+            Ok(_) => bail!(
+                "/{} cannot move to /{}: the tree has both",
+                src.display(),
+                dst.display()
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// `d` lines for the /var directories the top-level links point to.
+fn add_var_dirs(known: &BTreeSet<String>, lines: &mut Vec<String>) {
+    let mut dirs = VAR_LINKS.iter().map(|(_, t)| *t).collect::<Vec<_>>();
+    dirs.push("var/usrlocal");
+    for t in dirs {
+        let path = format!("/{t}");
+        let listed = lines
+            .iter()
+            .any(|l| l.split_whitespace().nth(1) == Some(path.as_str()));
+        if !known.contains(&path) && !listed {
+            let mode = if t == "var/roothome" { "0700" } else { "0755" };
+            lines.push(format!("d {path} {mode} root root -\n"));
+        }
+    }
+}
+
+/// A path as a tmpfiles.d field: whitespace, quotes and backslashes escaped.
+fn tmpfiles_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        if c.is_whitespace() || c == '\\' || c == '"' || c == '\'' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Paths that the tree's own tmpfiles.d files already create.
 fn known_tmpfiles_paths(root: &Dir) -> Result<BTreeSet<String>> {
     let mut known = BTreeSet::new();
@@ -157,72 +385,128 @@ fn known_tmpfiles_paths(root: &Dir) -> Result<BTreeSet<String>> {
     Ok(known)
 }
 
-/// tmpfiles.d lines recreating /var's directories and symlinks; returns the
-/// lines and the number of regular files left out.
-pub fn var_to_tmpfiles(root: &Dir) -> Result<(Vec<String>, usize)> {
-    let known = known_tmpfiles_paths(root)?;
-    let mut lines = Vec::new();
-    let mut dropped = 0;
-    let mut add_var_dirs = VAR_LINKS
-        .iter()
-        .map(|(_, t)| t.to_string())
-        .collect::<Vec<_>>();
-    add_var_dirs.push("var/usrlocal".into());
-    walk_var(root, Path::new("var"), &known, &mut lines, &mut dropped)?;
-    for t in add_var_dirs {
-        let path = format!("/{t}");
-        let listed = lines
-            .iter()
-            .any(|l| l.split_whitespace().nth(1) == Some(path.as_str()));
-        if !known.contains(&path) && !listed {
-            let mode = if t == "var/roothome" { "0700" } else { "0755" };
-            lines.push(format!("d {path} {mode} root root -\n"));
-        }
-    }
-    Ok((lines, dropped))
+/// The walk over /var that turns it into tmpfiles.d lines: directories and
+/// symlinks are recreated, regular files are moved to [`FACTORY`] and copied
+/// back when missing, build state is dropped and counted.
+struct VarWalk<'a> {
+    root: &'a Dir,
+    known: BTreeSet<String>,
+    /// Accounts of the tree: what lies under /var/home/<account> is theirs.
+    users: BTreeSet<String>,
+    lines: Vec<String>,
+    report: &'a mut LayoutReport,
 }
 
-fn walk_var(
-    root: &Dir,
-    rel: &Path,
-    known: &BTreeSet<String>,
-    lines: &mut Vec<String>,
-    dropped: &mut usize,
-) -> Result<()> {
-    let mut entries: Vec<_> = root
-        .read_dir(rel)
-        .with_context(|| format!("reading /{}", rel.display()))?
-        .collect::<std::result::Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = rel.join(entry.file_name());
-        let in_var = path.strip_prefix("var").unwrap_or(&path);
-        if VAR_BUILD_STATE.iter().any(|s| in_var == Path::new(s)) {
-            continue;
-        }
-        let abs = format!("/{}", path.display());
-        let meta = root.symlink_metadata(&path)?;
-        let ft = meta.file_type();
-        if ft.is_dir() {
-            if !known.contains(&abs) {
-                lines.push(format!(
-                    "d {abs} {:04o} {} {} -\n",
-                    meta.mode() & 0o7777,
-                    meta.uid(),
-                    meta.gid()
+impl VarWalk<'_> {
+    /// Walks `rel`; `logs` is the [`VAR_LOGS`] entry it lies in, if any.
+    fn walk(&mut self, rel: &Path, logs: Option<&'static str>) -> Result<()> {
+        let mut entries: Vec<_> = self
+            .root
+            .read_dir(rel)
+            .with_context(|| format!("reading /{}", rel.display()))?
+            .collect::<std::result::Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let path = rel.join(entry.file_name());
+            let in_var = path.strip_prefix("var").unwrap_or(&path);
+            if let Some(state) = VAR_BUILD_STATE.iter().find(|s| in_var == Path::new(s)) {
+                let n = count_files(self.root, &path)?;
+                if n > 0 {
+                    self.report.build_state_dropped.push((state, n));
+                }
+                continue;
+            }
+            let logs = logs.or_else(|| VAR_LOGS.iter().find(|s| in_var == Path::new(s)).copied());
+            let abs = format!("/{}", path.display());
+            let meta = self.root.symlink_metadata(&path)?;
+            let ft = meta.file_type();
+            let (user, group) = self.owner(in_var, &meta);
+            if ft.is_dir() {
+                if !self.known.contains(&abs) {
+                    self.lines.push(format!(
+                        "d {} {:04o} {user} {group} -\n",
+                        tmpfiles_path(&path_abs(&path)),
+                        meta.mode() & 0o7777,
+                    ));
+                }
+                self.walk(&path, logs)?;
+            } else if ft.is_symlink() {
+                if !self.known.contains(&abs) {
+                    let target = self.root.read_link_contents(&path)?;
+                    self.lines.push(format!(
+                        "L {} - - - - {}\n",
+                        tmpfiles_path(&path_abs(&path)),
+                        tmpfiles_path(&target)
+                    ));
+                }
+            } else if let Some(entry) = logs {
+                match self
+                    .report
+                    .build_state_dropped
+                    .iter_mut()
+                    .find(|(e, _)| *e == entry)
+                {
+                    Some((_, n)) => *n += 1,
+                    None => self.report.build_state_dropped.push((entry, 1)),
+                }
+            } else if self.known.contains(&abs) {
+                self.report.made_by_tmpfiles.push(abs);
+            } else {
+                let factory = Path::new(FACTORY).join(&path);
+                if let Some(parent) = factory.parent() {
+                    self.root
+                        .create_dir_all(parent)
+                        .with_context(|| format!("creating /{}", parent.display()))?;
+                }
+                // A rename keeps the owner, mode and extended attributes,
+                // which the `C` copy carries over.
+                self.root
+                    .rename(&path, self.root, &factory)
+                    .with_context(|| format!("moving {abs} to /{}", factory.display()))?;
+                let (user, group) = if user.parse::<u32>().is_ok() {
+                    ("-".to_string(), "-".to_string())
+                } else {
+                    (user, group)
+                };
+                self.lines.push(format!(
+                    "C {} - {user} {group} - {}\n",
+                    tmpfiles_path(&path_abs(&path)),
+                    tmpfiles_path(&path_abs(&factory))
                 ));
+                self.report.seeded.push(abs);
             }
-            walk_var(root, &path, known, lines, dropped)?;
-        } else if ft.is_symlink() {
-            if !known.contains(&abs) {
-                let target = root.read_link_contents(&path)?;
-                lines.push(format!("L {abs} - - - - {}\n", target.display()));
-            }
-        } else {
-            *dropped += 1;
         }
+        Ok(())
     }
-    Ok(())
+
+    /// The owner fields of a line: the account for what lies in its home
+    /// (overlays lay files as root), else the numeric ids in the tree.
+    fn owner(&self, in_var: &Path, meta: &cap_std::fs::Metadata) -> (String, String) {
+        let mut parts = in_var.components().map(|c| c.as_os_str().to_string_lossy());
+        if let (Some(home), Some(name), Some(_)) = (parts.next(), parts.next(), parts.next()) {
+            if home == "home" && self.users.contains(name.as_ref()) {
+                return (name.to_string(), name.to_string());
+            }
+        }
+        (meta.uid().to_string(), meta.gid().to_string())
+    }
+}
+
+fn path_abs(p: &Path) -> PathBuf {
+    Path::new("/").join(p)
+}
+
+/// Regular files under `path` (1 if it is one).
+fn count_files(root: &Dir, path: &Path) -> Result<usize> {
+    let meta = root.symlink_metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(usize::from(meta.is_file()));
+    }
+    let mut n = 0;
+    for entry in root.read_dir(path)? {
+        n += count_files(root, &path.join(entry?.file_name()))?;
+    }
+    Ok(n)
 }
 
 fn move_etc(root: &Dir) -> Result<()> {
@@ -320,6 +604,7 @@ mod tests {
             "var/lib/dpkg/info",
             "var/lib/systemd/coredump",
             "var/log/journal",
+            "var/log/audit",
             "var/spool/mail",
             "var/opt",
             "var/cache/apt/archives",
@@ -342,6 +627,9 @@ mod tests {
         d.write("var/lib/dpkg/status", "Package: x\n").unwrap();
         d.write("var/log/wtmp", "").unwrap();
         d.write("root/.bashrc", "").unwrap();
+        set_mode(&d, "var/log/audit", 0o750).unwrap();
+        // Debian's /root: /var/roothome takes its mode.
+        set_mode(&d, "root", 0o700).unwrap();
         d.write("tmp/junk/file", "").unwrap();
         d.write(
             "usr/lib/tmpfiles.d/systemd.conf",
@@ -355,7 +643,7 @@ mod tests {
     #[test]
     fn converts_a_debian_tree() {
         let (_t, d) = fixture();
-        let report = convert(&d, "base-files\t13\tamd64\n").unwrap();
+        let report = convert(&d, "base-files\t13\tamd64\n", &[]).unwrap();
         assert_eq!(report.kver, "6.12.1-cloud-amd64");
         assert_eq!(
             d.read_to_string("usr/lib/modules/6.12.1-cloud-amd64/vmlinuz")
@@ -403,32 +691,127 @@ mod tests {
             tmpfiles.contains("L /var/lock - - - - /run/lock"),
             "{tmpfiles}"
         );
-        assert!(
-            tmpfiles.contains("d /var/home 0755 root root -"),
-            "{tmpfiles}"
-        );
-        assert!(
-            tmpfiles.contains("d /var/roothome 0700 root root -"),
-            "{tmpfiles}"
-        );
+        assert!(tmpfiles.contains("d /var/home 0755 "), "{tmpfiles}");
+        assert!(tmpfiles.contains("d /var/roothome 0700 "), "{tmpfiles}");
         assert_eq!(tmpfiles.matches(" /var/opt ").count(), 1, "{tmpfiles}");
         // already created by the tree's own tmpfiles.d, and build state: no line
         assert!(!tmpfiles.contains("/var/log/journal "), "{tmpfiles}");
         assert!(!tmpfiles.contains("dpkg"), "{tmpfiles}");
         assert!(!tmpfiles.contains("cache/apt"), "{tmpfiles}");
-        assert_eq!(report.var_files_dropped, 1); // var/log/wtmp
+        assert_eq!(report.build_state_dropped, [("lib/dpkg", 1), ("log", 1)]);
+        // The log directories stay, without their files.
+        assert!(tmpfiles.contains("d /var/log/audit 0750 "), "{tmpfiles}");
+        assert!(!tmpfiles.contains("wtmp"), "{tmpfiles}");
+        // /root's files are seeded into /var/roothome at boot.
+        assert_eq!(report.seeded, ["/var/roothome/.bashrc"]);
+        assert!(
+            tmpfiles.contains(
+                "C /var/roothome/.bashrc - - - - /usr/share/factory/var/roothome/.bashrc\n"
+            ),
+            "{tmpfiles}"
+        );
+        assert!(d.is_file("usr/share/factory/var/roothome/.bashrc"));
+    }
+
+    /// Content outside /usr and /etc: (path laid in the tree, where it is in
+    /// the commit, tmpfiles line that brings it back at boot).
+    #[test]
+    fn content_outside_usr_is_relocated_or_seeded() {
+        let (_t, d) = fixture();
+        d.write("etc/passwd", "core:x:1000:1000::/home/core:/bin/bash\n")
+            .unwrap();
+        d.write("etc/group", "core:x:1000:\n").unwrap();
+        let rows: &[(&str, &str, &str)] = &[
+            (
+                "var/www/html/index.html",
+                "usr/share/factory/var/www/html/index.html",
+                "C /var/www/html/index.html - - - - /usr/share/factory/var/www/html/index.html",
+            ),
+            (
+                "opt/tool/bin/tool",
+                "usr/lib/opt/tool/bin/tool",
+                "L /var/opt/tool - - - - /usr/lib/opt/tool",
+            ),
+            (
+                "usr/local/bin/hello",
+                "usr/lib/usrlocal/bin/hello",
+                "L /var/usrlocal/bin - - - - /usr/lib/usrlocal/bin",
+            ),
+            (
+                "root/.ssh/config",
+                "usr/share/factory/var/roothome/.ssh/config",
+                "C /var/roothome/.ssh/config - - - - /usr/share/factory/var/roothome/.ssh/config",
+            ),
+            (
+                "home/core/.bashrc",
+                "usr/share/factory/var/home/core/.bashrc",
+                "C /var/home/core/.bashrc - core core - /usr/share/factory/var/home/core/.bashrc",
+            ),
+            (
+                "srv/site/a b.txt",
+                "usr/share/factory/var/srv/site/a b.txt",
+                "C /var/srv/site/a\\x20b.txt - - - - /usr/share/factory/var/srv/site/a\\x20b.txt",
+            ),
+        ];
+        for (path, _, _) in rows {
+            d.create_dir_all(Path::new(path).parent().unwrap()).unwrap();
+            d.write(path, "x").unwrap();
+        }
+        // A directory only (Debian's /usr/local skeleton) stays a /var directory.
+        d.create_dir_all("usr/local/share/man").unwrap();
+        let report = convert(&d, "", &[]).unwrap();
+        let tmpfiles = d.read_to_string(VAR_TMPFILES).unwrap();
+        for (path, kept, line) in rows {
+            assert_eq!(d.read_to_string(kept).unwrap(), "x", "{path}");
+            assert!(tmpfiles.lines().any(|l| l == *line), "{line}\n{tmpfiles}");
+        }
+        assert!(
+            tmpfiles.contains("d /var/usrlocal/share/man 0755 "),
+            "{tmpfiles}"
+        );
+        assert_eq!(
+            report.relocated,
+            [
+                ("/opt/tool".to_string(), "/usr/lib/opt/tool".to_string()),
+                ("/usr/local/bin".into(), "/usr/lib/usrlocal/bin".into())
+            ]
+        );
+        assert_eq!(report.seeded.len(), 5, "{:?}", report.seeded);
+    }
+
+    #[test]
+    fn overlay_files_in_build_state_are_refused() {
+        let (_t, d) = fixture();
+        let laid = [(
+            "site".to_string(),
+            vec![
+                "etc/motd".to_string(),
+                "var/lib/dpkg/status.d/x".to_string(),
+            ],
+        )];
+        let err = convert(&d, "", &laid).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "overlay site: /var/lib/dpkg/status.d/x is in /var/lib/dpkg, build state that hull \
+             leaves out of the image (see docs/manifest.md, overlays)"
+        );
+        let (_t, d) = fixture();
+        let laid = [("site".to_string(), vec!["var/lib/myapp/db".to_string()])];
+        d.create_dir_all("var/lib/myapp").unwrap();
+        d.write("var/lib/myapp/db", "").unwrap();
+        assert!(convert(&d, "", &laid).is_ok());
     }
 
     #[test]
     fn no_kernel_or_two_kernels_are_errors() {
         let (_t, d) = fixture();
         d.remove_file("boot/vmlinuz-6.12.1-cloud-amd64").unwrap();
-        let err = convert(&d, "").unwrap_err().to_string();
+        let err = convert(&d, "", &[]).unwrap_err().to_string();
         assert!(err.contains("no kernel"), "{err}");
 
         let (_t, d) = fixture();
         d.write("boot/vmlinuz-6.13", "k").unwrap();
-        let err = convert(&d, "").unwrap_err().to_string();
+        let err = convert(&d, "", &[]).unwrap_err().to_string();
         assert!(err.contains("more than one kernel"), "{err}");
     }
 
@@ -436,7 +819,7 @@ mod tests {
     fn missing_initramfs_is_an_error() {
         let (_t, d) = fixture();
         d.remove_file("boot/initrd.img-6.12.1-cloud-amd64").unwrap();
-        let err = convert(&d, "").unwrap_err().to_string();
+        let err = convert(&d, "", &[]).unwrap_err().to_string();
         assert!(err.contains("no initramfs"), "{err}");
     }
 
