@@ -228,10 +228,9 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
     )?;
 
     log::info!("update: pulling {checksum}");
-    let repo_dir = repo
-        .path()
-        .path()
-        .context("the host repository has no local path")?;
+    // The sysroot opens its repository through a file descriptor; the
+    // pull's child process opens it by path.
+    let repo_dir = host.paths.sysroot.join("ostree/repo");
     super::pull::pull_bounded(
         &std::env::current_exe().context("finding the hull binary")?,
         &repo_dir,
