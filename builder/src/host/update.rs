@@ -19,7 +19,6 @@
 use anyhow::{bail, Context, Result};
 use ostree::gio;
 use ostree::glib;
-use ostree::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::fetch::{Fetcher, Limits};
