@@ -16,18 +16,36 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 export HULL_TEST_OUT=${HULL_TEST_OUT:-$PWD/out/test}
 export HULL_TEST_LOGS=${HULL_TEST_LOGS:-$PWD/out/test-logs}
 
+mkdir -p "$HULL_TEST_LOGS"
+# Every step's time, printed as a table when the run ends (both lanes).
+STEP_TIMES=$HULL_TEST_LOGS/step-times.tsv
+: >"$STEP_TIMES"
+run_start=$(date +%s)
+
 step() {
   local name=$1; shift
   echo "== step: $name"
   local t0; t0=$(date +%s)
   if "$@"; then
     echo "== step: $name took $(( $(date +%s) - t0 )) s"
+    printf '%s\t%s\tok\n' "$name" "$(( $(date +%s) - t0 ))" >>"$STEP_TIMES"
   else
     local rc=$?
     echo "== step: $name FAILED after $(( $(date +%s) - t0 )) s"
+    printf '%s\t%s\tFAILED\n' "$name" "$(( $(date +%s) - t0 ))" >>"$STEP_TIMES"
     return $rc
   fi
 }
+
+print_step_times() {
+  echo "== step times (the two lanes run side by side)"
+  printf '%-70s %8s  %s\n' "step" "seconds" "result"
+  while IFS=$'\t' read -r name secs result; do
+    printf '%-70s %8s  %s\n' "$name" "$secs" "$result"
+  done <"$STEP_TIMES"
+  printf '%-70s %8s\n' "tests in all (wall clock)" "$(( $(date +%s) - run_start ))"
+}
+trap print_step_times EXIT
 
 print_logs() {
   # On a failed boot test, show the end of every serial console log.
@@ -62,7 +80,6 @@ step "build the test binaries" cargo test -p hull-qemu-tests --no-run
 # or OSTree repository written by both lanes at once) and its own log,
 # printed once both have ended.
 background_tests=(aarch64 hardening k8s_node)
-mkdir -p "$HULL_TEST_LOGS"
 background_log=$HULL_TEST_LOGS/background-lane.log
 background_args=()
 foreground_skips=()
