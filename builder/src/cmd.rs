@@ -1,6 +1,7 @@
 //! The one way hull runs another program.
 //!
-//! Every subprocess goes through [`Cmd`]: the command line is logged before it
+//! Every subprocess goes through [`Cmd`]: the command line is logged (at debug
+//! level, `-v`: the default log says which stage runs, not every command) before it
 //! runs, and when it fails the error names the program, its arguments and the
 //! tail of what it wrote to stderr, so a failed build says *what* failed.
 
@@ -77,7 +78,7 @@ impl Cmd {
     /// Runs the command and returns its stdout.
     pub fn output(&self) -> Result<Vec<u8>> {
         let line = self.display();
-        log::info!("running: {line}");
+        log::debug!("running: {line}");
         let out = self
             .command()
             .stdin(Stdio::null())
@@ -102,7 +103,7 @@ impl Cmd {
     pub fn spawn(&self, stdout: Stdio, stderr: Stdio) -> Result<std::process::Child> {
         use std::os::unix::process::CommandExt;
         let line = self.display();
-        log::info!("starting: {line}");
+        log::debug!("starting: {line}");
         let mut command = self.command();
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
         // no memory of the parent.
@@ -125,7 +126,7 @@ impl Cmd {
     /// Runs the command with the terminal attached (an interactive QEMU).
     pub fn run_interactive(&self) -> Result<()> {
         let line = self.display();
-        log::info!("running: {line}");
+        log::debug!("running: {line}");
         let status = self
             .command()
             .status()

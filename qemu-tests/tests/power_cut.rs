@@ -20,10 +20,7 @@ use hull_qemu_tests::updates::fixture;
 use hull_qemu_tests::{enabled, guest, report_arch, Boot};
 
 /// (console line the cut waits for, delay after it).
-const CI_CUTS: &[(&str, u64)] = &[
-    ("update: pulling", 0),
-    ("writing entries", 0),
-];
+const CI_CUTS: &[(&str, u64)] = &[("update: pulling", 0), ("writing entries", 0)];
 
 /// Every stage `hull update` announces, for the soak.
 const STAGES: &[&str] = &[
