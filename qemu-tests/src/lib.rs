@@ -66,17 +66,20 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// True when the boot tests should run (`HULL_QEMU_TESTS=1`); otherwise says
-/// on stderr that `test` is skipped and why.
+/// Whether a boot test may run. Every boot test is `#[ignore]`d with the
+/// reason, so a plain `cargo test` lists it as ignored, never as passed;
+/// run on purpose (`--ignored`, as qemu-tests/run-tests.sh does) it needs
+/// `HULL_QEMU_TESTS=1` too, and fails rather than pass without it.
+///
+/// Panics: when `HULL_QEMU_TESTS` is not `1`.
 pub fn enabled(test: &str) -> bool {
     if std::env::var("HULL_QEMU_TESTS").as_deref() == Ok("1") {
         return true;
     }
-    eprintln!(
-        "skipping {test}: set HULL_QEMU_TESTS=1 to run it (it builds an image as root from the \
-         Debian mirror and boots it in QEMU; see qemu-tests/run-tests.sh)"
+    panic!(
+        "{test} was asked to run, but HULL_QEMU_TESTS is not 1: it builds an image as root from the \
+         Debian mirror and boots it in QEMU (qemu-tests/run-tests.sh sets it)"
     );
-    false
 }
 
 /// Where the tests build: `$HULL_TEST_OUT`, else `<workspace>/out/test`.
@@ -702,10 +705,15 @@ mod tests {
         );
     }
 
+    /// A boot test run on purpose without HULL_QEMU_TESTS fails loudly
+    /// instead of passing without doing anything.
     #[test]
-    fn skipped_without_the_variable() {
+    fn refuses_to_pass_without_the_variable() {
         if std::env::var("HULL_QEMU_TESTS").is_err() {
-            assert!(!enabled("a-test"));
+            let r = std::panic::catch_unwind(|| enabled("a-test"));
+            let msg = r.unwrap_err();
+            let msg = msg.downcast_ref::<String>().unwrap();
+            assert!(msg.contains("a-test was asked to run"), "{msg}");
         }
     }
 }

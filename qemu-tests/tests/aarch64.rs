@@ -29,6 +29,7 @@ fn shared() -> Result<&'static Fixture> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn aarch64_boot_checks() -> Result<()> {
     if !enabled("aarch64_boot_checks") {
         return Ok(());
@@ -53,6 +54,7 @@ fn aarch64_boot_checks() -> Result<()> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn aarch64_update_a_to_b_and_roll_back() -> Result<()> {
     if !enabled("aarch64_update_a_to_b_and_roll_back") {
         return Ok(());

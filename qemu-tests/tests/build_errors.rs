@@ -3,7 +3,7 @@
 //! is installed (or, when only the built tree can tell, before the image is
 //! written), and leaves no image, build.json or published commit behind.
 //!
-//! Needs HULL_QEMU_TESTS=1 and root (like every build); skipped otherwise.
+//! Needs HULL_QEMU_TESTS=1 and root (like every build); `cargo test` lists it as ignored (run it with `--ignored`).
 
 use std::path::Path;
 
@@ -48,6 +48,7 @@ fn build_err(dir: &Path, extra: &str) -> String {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn unknown_package_is_named_before_installing() -> Result<()> {
     if !enabled("unknown_package_is_named_before_installing") {
         return Ok(());
@@ -64,6 +65,7 @@ fn unknown_package_is_named_before_installing() -> Result<()> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn unreachable_mirror_is_named() -> Result<()> {
     if !enabled("unreachable_mirror_is_named") {
         return Ok(());
@@ -80,6 +82,7 @@ fn unreachable_mirror_is_named() -> Result<()> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn manifest_error_stops_before_any_download() -> Result<()> {
     if !enabled("manifest_error_stops_before_any_download") {
         return Ok(());
@@ -97,6 +100,7 @@ fn manifest_error_stops_before_any_download() -> Result<()> {
 /// before mkfs.ext4 with the figures, and the commit already in out/repo is
 /// not published (no ref, no summary).
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn tree_larger_than_image_size_is_measured_before_mkfs() -> Result<()> {
     if !enabled("tree_larger_than_image_size_is_measured_before_mkfs") {
         return Ok(());

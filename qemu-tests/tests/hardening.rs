@@ -8,8 +8,8 @@
 //! mapped to that unprivileged account; a syscall the seccomp profile
 //! blocks fails.
 //!
-//! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; skipped otherwise. Run:
-//! `HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests --test hardening -- --nocapture`.
+//! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; `cargo test` lists it as ignored (run it with `--ignored`). Run:
+//! `HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests --test hardening -- --ignored --nocapture`.
 
 use anyhow::Result;
 use hull_qemu_tests::{build, enabled, report_arch, Boot};
@@ -47,6 +47,7 @@ const CHECKS: &[&str] = &[
 const SCRIPT: &str = include_str!("../guest/hardening-check.sh");
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn hardening() -> Result<()> {
     if !enabled("hardening") {
         return Ok(());

@@ -5,8 +5,8 @@
 //! swap. (Debian ships no crictl; `ctr plugins ls` shows the CRI plugin's
 //! state instead.)
 //!
-//! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; skipped otherwise. Run:
-//! `HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests --test k8s_node -- --nocapture`.
+//! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; `cargo test` lists it as ignored (run it with `--ignored`). Run:
+//! `HULL_QEMU_TESTS=1 cargo test -p hull-qemu-tests --test k8s_node -- --ignored --nocapture`.
 
 use anyhow::Result;
 use hull_qemu_tests::{build, enabled, report_arch, Boot};
@@ -26,6 +26,7 @@ const CHECKS: &[&str] = &[
 const SCRIPT: &str = include_str!("../guest/k8s-node-check.sh");
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn k8s_node() -> Result<()> {
     if !enabled("k8s_node") {
         return Ok(());

@@ -45,6 +45,7 @@ fn boot(
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn update_a_to_b_and_roll_back() -> Result<()> {
     if !enabled("update_a_to_b_and_roll_back") {
         return Ok(());
@@ -64,6 +65,7 @@ fn update_a_to_b_and_roll_back() -> Result<()> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn update_refuses_spoiled_commits() -> Result<()> {
     if !enabled("update_refuses_spoiled_commits") {
         return Ok(());
@@ -144,6 +146,7 @@ fn update_refuses_spoiled_commits() -> Result<()> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
     if !enabled("update_that_fails_its_health_check_rolls_back") {
         return Ok(());
