@@ -66,9 +66,7 @@ pub fn entry_name(arch: Arch) -> String {
 
 /// The architecture hull itself was built for.
 pub fn host_arch() -> Option<Arch> {
-    Arch::ALL
-        .into_iter()
-        .find(|a| a.as_str() == std::env::consts::ARCH)
+    Arch::of_this_binary()
 }
 
 /// Decides what to do for `arch`; an error says what is missing and how to get it.

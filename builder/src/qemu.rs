@@ -490,11 +490,7 @@ pub struct CredentialArg {
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
-    match s {
-        "x86_64" => Ok(Arch::X86_64),
-        "aarch64" => Ok(Arch::Aarch64),
-        other => Err(format!("unknown architecture {other} (x86_64 or aarch64)")),
-    }
+    s.parse()
 }
 
 fn parse_credential_arg(s: &str) -> Result<CredentialArg, String> {

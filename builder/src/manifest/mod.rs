@@ -50,6 +50,28 @@ impl Arch {
     }
 }
 
+impl std::str::FromStr for Arch {
+    type Err = String;
+
+    /// Parses hull's names (`x86_64`, `aarch64`): the one parser of them,
+    /// for the manifest, the command line and the host.
+    fn from_str(s: &str) -> Result<Arch, String> {
+        Arch::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown architecture {s:?} (expected \"x86_64\" or \"aarch64\")")
+            })
+    }
+}
+
+impl Arch {
+    /// The architecture this hull binary was built for, if hull builds it.
+    pub fn of_this_binary() -> Option<Arch> {
+        std::env::consts::ARCH.parse().ok()
+    }
+}
+
 impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -255,10 +255,7 @@ fn arches(cx: &Cx, arch: Option<Vec<String>>) -> Result<Vec<Arch>> {
 
 /// hull's architecture names, as `arch` and `[per-arch.<arch>]` spell them.
 fn arch_named(a: &str) -> Result<Arch, String> {
-    Arch::ALL
-        .into_iter()
-        .find(|x| x.as_str() == a)
-        .ok_or_else(|| format!("unknown architecture {a:?} (expected \"x86_64\" or \"aarch64\")"))
+    a.parse()
 }
 
 /// A list item and the key it was written under, for errors about the
