@@ -535,11 +535,8 @@ fn hash_tree(dir: &Dir, rel: &Path, h: &mut Sha256) -> Result<()> {
 }
 
 fn write_json_atomically<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_string_pretty(value)? + "\n";
-    fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    crate::util::write_atomic(path, text.as_bytes())
 }
 
 /// Scratch space that goes away whether the build succeeds or fails.
