@@ -130,6 +130,29 @@ pub fn run_builds(opts: &BuildOptions) -> Result<Vec<BuildReport>> {
     Ok(reports)
 }
 
+/// The agents a `hull build` finds by itself, after those given with
+/// `--agent`: this binary (for its own architecture), then the ones cargo
+/// cross-built beside it — `<target>/<triple>/release/hull` when this one is
+/// `<target>/release/hull` — so `hull build --arch aarch64` works after
+/// `cargo build --release --target aarch64-unknown-linux-gnu -p hull` with no
+/// `--agent`.
+pub fn default_agents(this: &Path) -> Vec<PathBuf> {
+    let mut out = vec![this.to_path_buf()];
+    let target = this
+        .parent()
+        .filter(|d| d.file_name().is_some_and(|n| n == "release"))
+        .and_then(Path::parent);
+    if let Some(target) = target {
+        for triple in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] {
+            let p = target.join(triple).join("release/hull");
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// The agent of `opts.agents` built for `arch`.
 pub fn agent_for(opts: &BuildOptions, arch: Arch) -> Result<PathBuf> {
     let mut seen = Vec::new();
@@ -145,8 +168,8 @@ pub fn agent_for(opts: &BuildOptions, arch: Arch) -> Result<PathBuf> {
         ));
     }
     bail!(
-        "no hull agent built for {arch} among {}: build one (cargo build --release -p hull{}) and \
-         give it with --agent PATH",
+        "no hull agent built for {arch} among {}: build one (cargo build --release -p hull{}); \
+         target/release/hull finds it beside itself, or give it with --agent PATH",
         if seen.is_empty() {
             "none".to_owned()
         } else {
@@ -678,6 +701,25 @@ mod tests {
         kib << 10
     }
 
+    /// `target/release/hull` finds `target/aarch64-unknown-linux-gnu/release/hull`.
+    #[test]
+    fn cross_built_agents_are_found_beside_this_one() {
+        let t = tempfile::tempdir().unwrap();
+        let release = t.path().join("target/release");
+        let cross = t.path().join("target/aarch64-unknown-linux-gnu/release");
+        fs::create_dir_all(&release).unwrap();
+        fs::create_dir_all(&cross).unwrap();
+        let this = elf(&release, "hull", 62);
+        assert_eq!(default_agents(&this), vec![this.clone()]);
+        let arm = elf(&cross, "hull", 183);
+        let found = default_agents(&this);
+        assert_eq!(found, vec![this.clone(), arm.clone()]);
+        assert_eq!(agent_for(&opts(found), Arch::Aarch64).unwrap(), arm);
+        // Installed elsewhere: only itself.
+        let other = elf(t.path(), "hull", 62);
+        assert_eq!(default_agents(&other), vec![other.clone()]);
+    }
+
     #[test]
     fn arches_built() {
         let t = tempfile::tempdir().unwrap();
@@ -709,7 +751,7 @@ mod tests {
         assert_eq!(agent_for(&o, Arch::Aarch64).unwrap(), arm);
         let e = format!(
             "{:#}",
-            agent_for(&opts(vec![x86]), Arch::Aarch64).unwrap_err()
+            agent_for(&opts(vec![x86.clone()]), Arch::Aarch64).unwrap_err()
         );
         assert!(
             e.contains("no hull agent built for aarch64")

@@ -171,7 +171,9 @@ where
     match cli.command {
         Command::Build(a) => {
             let mut agents = a.agent;
-            agents.push(std::env::current_exe().context("finding the hull binary")?);
+            agents.extend(crate::build::default_agents(
+                &std::env::current_exe().context("finding the hull binary")?,
+            ));
             let reports = run_builds(&BuildOptions {
                 manifest: a.manifest,
                 out: a.out,
