@@ -22,11 +22,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
-use crate::{binfmt, boot, bootloader, commit, deploy, hardening, image, packages, rootfs, sign};
+use crate::{
+    binfmt, boot, bootloader, commit, deploy, hardening, image, packages, rootfs, sbom, sign,
+};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
-const TREE_FORMAT: u32 = 4;
+const TREE_FORMAT: u32 = 5;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -240,7 +242,9 @@ fn build_arch(
         None => {
             // Before anything is downloaded: can this machine run the tree's programs?
             binfmt::ensure(arch)?;
-            let plan = stages.run("packages", || packages::resolve(manifest, arch, &cache))?;
+            let (plan, index) = stages.run("packages", || {
+                packages::resolve_with_index(manifest, arch, &cache)
+            })?;
             let tree = stages.run("rootfs", || {
                 rootfs::build(
                     manifest,
@@ -252,6 +256,8 @@ fn build_arch(
                     &accounts,
                 )
             })?;
+            write_tree_sbom(manifest, arch, &plan, &index, &input, agent, &tree)?;
+            drop(index);
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),
                 manifest_sha256: manifest.sha256.clone(),
@@ -347,9 +353,57 @@ fn build_arch(
         stage_seconds: stages.0.clone(),
         up_to_date: image_current,
     };
+    write_out_sbom(&repo, &report, &out)?;
     write_json_atomically(&arch_report_path(&out, arch), &report)?;
     write_json_atomically(&report_path(&out), &report)?;
     Ok(report)
+}
+
+/// Ships the SBOM in the tree (/usr/share/hull/sbom.spdx.json).
+fn write_tree_sbom(
+    manifest: &Manifest,
+    arch: Arch,
+    plan: &packages::PackagePlan,
+    index: &packages::PackageIndex,
+    input: &str,
+    agent: &Path,
+    tree: &rootfs::Rootfs,
+) -> Result<()> {
+    let doc = sbom::document(&sbom::SbomInput {
+        name: &manifest.name,
+        version: &manifest.version,
+        arch,
+        suite: &plan.suite,
+        mirror: &plan.mirror,
+        ostree_ref: &manifest.ostree_ref(arch),
+        input_sha256: input,
+        agent_sha256: &packages::sha256_file(agent)?,
+        installed: &tree.installed,
+        index: Some(index),
+        created: sbom::creation_time(),
+    })?;
+    let root = Dir::open_ambient_dir(&tree.dir, ambient_authority())
+        .with_context(|| format!("opening {}", tree.dir.display()))?;
+    sbom::write_into_tree(&root, &doc)
+}
+
+/// Writes out/<name>-<arch>.spdx.json: the commit's own SBOM, with the
+/// commit's checksum added.
+fn write_out_sbom(repo: &ostree::Repo, report: &BuildReport, out: &Path) -> Result<()> {
+    let path = sbom::out_path(out, &report.name, &report.arch);
+    match sbom::read_commit(repo, &report.commit)? {
+        Some(doc) => {
+            sbom::write_file(&path, &sbom::with_commit(doc, &report.commit))?;
+            log::info!("wrote the SBOM {}", path.display());
+        }
+        None => log::warn!(
+            "commit {} carries no SBOM (/{}): {} not written; rebuild with --refresh",
+            report.commit,
+            sbom::TREE_PATH,
+            path.display()
+        ),
+    }
+    Ok(())
 }
 
 fn write_image(

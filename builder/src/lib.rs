@@ -21,6 +21,7 @@ pub mod packages;
 pub mod progress;
 pub mod qemu;
 pub mod rootfs;
+pub mod sbom;
 pub mod sign;
 pub mod summary;
 pub mod util;

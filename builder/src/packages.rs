@@ -70,6 +70,17 @@ impl Archive {
 
 /// Checks the manifest's packages against the archive and returns the plan.
 pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackagePlan> {
+    resolve_with_index(manifest, arch, cache).map(|(plan, _)| plan)
+}
+
+/// [`resolve`], also returning the signed index the plan was checked
+/// against: it knows each `.deb`'s sha256, size and pool path (the SBOM
+/// names them).
+pub fn resolve_with_index(
+    manifest: &Manifest,
+    arch: Arch,
+    cache: &Path,
+) -> Result<(PackagePlan, PackageIndex)> {
     let archive = Archive {
         mirror: manifest.mirror.clone(),
         suite: manifest.suite.clone(),
@@ -85,7 +96,7 @@ pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackageP
     include.retain(|p| seen.insert(p.clone()));
 
     let versions = index.check(&include, &manifest.path, &archive)?;
-    Ok(PackagePlan {
+    let plan = PackagePlan {
         mirror: archive.mirror,
         suite: archive.suite,
         arch,
@@ -94,7 +105,8 @@ pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackageP
         release_date: release.date,
         release_sha256: release.sha256,
         versions,
-    })
+    };
+    Ok((plan, index))
 }
 
 /// A verified InRelease file.
@@ -191,22 +203,53 @@ fn signed_body(text: &str) -> Result<&str> {
 pub struct PackageIndex {
     versions: BTreeMap<String, String>,
     provided: HashSet<String>,
+    /// (name, version, architecture) → the `.deb` the signed index names.
+    debs: BTreeMap<(String, String, String), Deb>,
+}
+
+/// One `.deb` as a signed `Packages` index describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deb {
+    /// sha256 of the `.deb` file, lowercase hex.
+    pub sha256: String,
+    /// Size of the `.deb` file, bytes.
+    pub size: u64,
+    /// Path on the mirror, relative to its root (`pool/main/...`).
+    pub filename: String,
+}
+
+/// The fields of one stanza of a `Packages` file that hull keeps.
+#[derive(Debug, Default)]
+struct Stanza {
+    name: Option<String>,
+    version: Option<String>,
+    arch: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+    filename: Option<String>,
 }
 
 impl PackageIndex {
     /// Parses a Debian `Packages` file.
     pub fn parse(reader: impl BufRead) -> Result<PackageIndex> {
         let mut index = PackageIndex::default();
-        let mut name: Option<String> = None;
-        let mut version: Option<String> = None;
+        let mut st = Stanza::default();
         for line in reader.lines() {
             let line = line.context("reading Packages index")?;
             if line.is_empty() {
-                index.finish(name.take(), version.take());
+                index.finish(std::mem::take(&mut st));
             } else if let Some(v) = line.strip_prefix("Package: ") {
-                name = Some(v.trim().to_string());
+                st.name = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Version: ") {
-                version = Some(v.trim().to_string());
+                st.version = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Architecture: ") {
+                st.arch = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("SHA256: ") {
+                st.sha256 = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Size: ") {
+                st.size = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("Filename: ") {
+                st.filename = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Provides: ") {
                 for p in v.split(',') {
                     if let Some(n) = p.split_whitespace().next() {
@@ -215,14 +258,34 @@ impl PackageIndex {
                 }
             }
         }
-        index.finish(name, version);
+        index.finish(st);
         Ok(index)
     }
 
-    fn finish(&mut self, name: Option<String>, version: Option<String>) {
-        if let (Some(n), Some(v)) = (name, version) {
-            self.versions.insert(n, v);
+    fn finish(&mut self, st: Stanza) {
+        let (Some(n), Some(v)) = (st.name, st.version) else {
+            return;
+        };
+        if let (Some(arch), Some(sha256), Some(size), Some(filename)) =
+            (st.arch, st.sha256, st.size, st.filename)
+        {
+            self.debs.insert(
+                (n.clone(), v.clone(), arch),
+                Deb {
+                    sha256,
+                    size,
+                    filename,
+                },
+            );
         }
+        self.versions.insert(n, v);
+    }
+
+    /// The `.deb` of `name` at `version` for `arch` (a Debian architecture
+    /// name, or `all`), when the index lists it.
+    pub fn deb(&self, name: &str, version: &str, arch: &str) -> Option<&Deb> {
+        self.debs
+            .get(&(name.to_string(), version.to_string(), arch.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -355,7 +418,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
-    const PACKAGES: &str = "Package: podman\nVersion: 5.4.2+ds1-2\nArchitecture: amd64\n\n\
+    const PACKAGES: &str = "Package: podman\nVersion: 5.4.2+ds1-2\nArchitecture: amd64\n\
+Filename: pool/main/libp/libpod/podman_5.4.2+ds1-2_amd64.deb\nSize: 17000000\nSHA256: ab12\n\n\
 Package: systemd-sysv\nVersion: 257.8-1\nProvides: sysvinit-core\n\n\
 Package: crun\nVersion: 1.21-1\nProvides: oci-runtime (= 1.21)\n";
 
@@ -380,6 +444,20 @@ Package: crun\nVersion: 1.21-1\nProvides: oci-runtime (= 1.21)\n";
             .unwrap();
         assert_eq!(got["podman"], "5.4.2+ds1-2");
         assert_eq!(got["oci-runtime"], "virtual");
+        assert_eq!(
+            idx.deb("podman", "5.4.2+ds1-2", "amd64"),
+            Some(&Deb {
+                sha256: "ab12".into(),
+                size: 17000000,
+                filename: "pool/main/libp/libpod/podman_5.4.2+ds1-2_amd64.deb".into(),
+            })
+        );
+        assert_eq!(idx.deb("podman", "5.4.2+ds1-1", "amd64"), None);
+        assert_eq!(
+            idx.deb("crun", "1.21-1", "amd64"),
+            None,
+            "no hash, no entry"
+        );
     }
 
     #[test]

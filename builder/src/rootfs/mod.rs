@@ -35,6 +35,9 @@ pub struct Rootfs {
     pub packages: Vec<String>,
     /// Bytes of the kernel and initramfs: what a deployment puts on the ESP.
     pub boot_bytes: u64,
+    /// Every installed package as the dpkg database (dropped from the
+    /// tree by the layout stage) listed it, with its licence: the SBOM's.
+    pub installed: Vec<crate::sbom::Installed>,
 }
 
 /// Where installed trees are kept, by [`installed_key`], under the cache.
@@ -99,6 +102,7 @@ pub fn build(
 
     let root = Dir::open_ambient_dir(&target, ambient_authority())
         .with_context(|| format!("opening {}", target.display()))?;
+    let installed = crate::sbom::read_installed(&root)?;
     let laid = customize::apply(&target, &root, manifest, agent, plan.arch, accounts)?;
     let report = ostree_layout::convert(&root, &list, &laid)?;
     log_layout(&report);
@@ -121,6 +125,7 @@ pub fn build(
         kver: report.kver,
         packages,
         boot_bytes,
+        installed,
     })
 }
 
