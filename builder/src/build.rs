@@ -100,7 +100,8 @@ pub fn read_report(out: &Path) -> Result<BuildReport> {
     read_report_at(&report_path(out))
 }
 
-fn read_report_at(path: &Path) -> Result<BuildReport> {
+/// Reads one build report (`build.json`, `build-<arch>.json`).
+pub fn read_report_at(path: &Path) -> Result<BuildReport> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod qemu;
 pub mod rootfs;
 pub mod sbom;
+pub mod scan;
 pub mod sign;
 pub mod summary;
 pub mod util;

@@ -595,4 +595,4 @@ pub fn read_commit(repo: &ostree::Repo, commit: &str) -> Result<Option<Document>
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
