@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
 use crate::{
-    binfmt, boot, bootloader, commit, deploy, hardening, image, packages, rootfs, sbom, sign,
+    binfmt, boot, bootloader, commit, deploy, hardening, image, lock, packages, rootfs, sbom, sign,
 };
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
@@ -243,8 +243,21 @@ fn build_arch(
         None => {
             // Before anything is downloaded: can this machine run the tree's programs?
             binfmt::ensure(arch)?;
+            let lock_file = lock::lock_path(&manifest.path);
+            let locked = lock::read(&lock_file)?;
             let (plan, index) = stages.run("packages", || {
-                packages::resolve_with_index(manifest, arch, &cache)
+                let (mut plan, index) = packages::resolve_with_index(manifest, arch, &cache)?;
+                if let Some(l) = &locked {
+                    let a = l.arch(arch).ok_or_else(|| {
+                        anyhow!(
+                            "{}: no lock for {arch}: run `hull lock --update {}`",
+                            lock_file.display(),
+                            manifest.path.display()
+                        )
+                    })?;
+                    lock::apply(a, &mut plan, &index, &lock_file, manifest)?;
+                }
+                Ok((plan, index))
             })?;
             let tree = stages.run("rootfs", || {
                 rootfs::build(
@@ -257,6 +270,9 @@ fn build_arch(
                     &accounts,
                 )
             })?;
+            if let Some(a) = locked.as_ref().and_then(|l| l.arch(arch)) {
+                lock::verify_installed(a, &tree.packages, &lock_file)?;
+            }
             write_tree_sbom(manifest, arch, &plan, &index, &input, agent, &tree)?;
             drop(index);
             let meta = commit::CommitMeta {
@@ -530,6 +546,13 @@ pub fn input_digest(
     ));
     for key in manifest.update.iter().flat_map(|u| &u.keys) {
         h.update(format!("trusted {}\n", key.public));
+    }
+    // A renewed lock is a new tree.
+    let lock_file = lock::lock_path(&manifest.path);
+    if lock_file.is_file() {
+        let bytes =
+            fs::read(&lock_file).with_context(|| format!("reading {}", lock_file.display()))?;
+        h.update(format!("lock {}\n", hex::encode(Sha256::digest(&bytes))));
     }
     for a in accounts {
         h.update(format!("account {} {} {}\n", a.name, a.uid, a.gid));

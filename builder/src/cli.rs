@@ -53,6 +53,22 @@ pub enum Command {
     /// List the open CVEs of an image's packages, from its SBOM and the
     /// Debian Security Tracker's JSON (docs/supply-chain.md).
     Scan(ScanArgs),
+    /// Write MANIFEST's lock (MANIFEST with the extension .lock): the exact
+    /// packages, versions and hashes `hull build` then installs.
+    Lock(LockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LockArgs {
+    /// The manifest to lock (e.g. manifests/minimal.toml → manifests/minimal.lock).
+    pub manifest: PathBuf,
+    /// Output directory whose cache the lock shares with `hull build`.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Resolve every package against the mirror again and print what moved
+    /// (package: old → new).
+    #[arg(long)]
+    pub update: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -342,6 +358,17 @@ where
             Ok(())
         }
         Command::Run(a) => crate::qemu::run_cli(&a),
+        Command::Lock(a) => {
+            let lines = crate::lock::run(&crate::lock::LockOptions {
+                manifest: a.manifest,
+                out: a.out,
+                update: a.update,
+            })?;
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(())
+        }
         Command::Scan(a) => {
             use crate::scan;
             let target = scan::Target::from_args(&a.target, a.repo.as_deref());

@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod hardening;
 pub mod host;
 pub mod image;
+pub mod lock;
 pub mod manifest;
 pub mod packages;
 pub mod progress;

@@ -42,6 +42,11 @@ pub struct PackagePlan {
     pub release_sha256: String,
     /// Candidate version of each requested package (virtual ones map to "virtual").
     pub versions: BTreeMap<String, String>,
+    /// With a lock (see [`crate::lock`]): the version apt is pinned to, by
+    /// package name. Empty without one (and then not serialized, so the
+    /// installed-tree cache keys of unlocked builds stay as they were).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locked: BTreeMap<String, String>,
 }
 
 /// Where a suite's files live on the mirror.
@@ -105,6 +110,7 @@ pub fn resolve_with_index(
         release_date: release.date,
         release_sha256: release.sha256,
         versions,
+        locked: BTreeMap::new(),
     };
     Ok((plan, index))
 }

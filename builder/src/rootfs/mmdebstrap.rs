@@ -68,6 +68,18 @@ pub fn exclude_preferences(exclude: &[String]) -> String {
         .join("\n")
 }
 
+/// apt preferences of a plan: the excluded packages made uninstallable,
+/// and with a lock, every locked package pinned to its version (priority
+/// 1001 installs it even over a newer candidate).
+pub fn preferences(plan: &PackagePlan) -> String {
+    let mut parts = vec![exclude_preferences(&plan.exclude)];
+    parts.extend(plan.locked.iter().map(|(name, version)| {
+        format!("Package: {name}\nPin: version {version}\nPin-Priority: 1001\n")
+    }));
+    parts.retain(|p| !p.is_empty());
+    parts.join("\n")
+}
+
 /// The shell run inside the tree once packages are in: build the initramfs
 /// of every kernel, once, now that every dracut module (ostree's among them)
 /// is installed. During the install Debian's kernel hook is told not to
@@ -155,6 +167,7 @@ pub(super) mod tests {
             release_date: "d".into(),
             release_sha256: "s".into(),
             versions: BTreeMap::new(),
+            locked: BTreeMap::new(),
         }
     }
 
@@ -192,5 +205,14 @@ pub(super) mod tests {
             "Package: a\nPin: release *\nPin-Priority: -1\n\nPackage: b\nPin: release *\nPin-Priority: -1\n"
         );
         assert_eq!(exclude_preferences(&[]), "");
+        let mut plan = plan();
+        assert_eq!(preferences(&plan), exclude_preferences(&plan.exclude));
+        plan.locked
+            .insert("bsdutils".into(), "1:2.41.5-0+deb13u1".into());
+        plan.exclude.clear();
+        assert_eq!(
+            preferences(&plan),
+            "Package: bsdutils\nPin: version 1:2.41.5-0+deb13u1\nPin-Priority: 1001\n"
+        );
     }
 }
