@@ -67,6 +67,10 @@ pub struct BuildReport {
     pub stage_seconds: Vec<(String, f64)>,
     /// True when nothing had to be rebuilt.
     pub up_to_date: bool,
+    /// The signed sources the packages came from, each with its InRelease
+    /// `Date:` and sha256.
+    #[serde(default)]
+    pub sources: Vec<packages::SignedSource>,
 }
 
 /// Times stages in order.
@@ -285,10 +289,12 @@ fn build_arch(
                 kargs: kernel_args(manifest, arch),
                 ref_binding: ref_binding(manifest, arch),
                 arch: arch.to_string(),
-                release: format!(
-                    "{} {} {}",
-                    plan.suite, plan.release_date, plan.release_sha256
-                ),
+                release: plan
+                    .sources
+                    .iter()
+                    .map(packages::SignedSource::to_line)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             };
             let info = stages.run("commit", || {
                 commit::commit_tree(&repo, &tree.dir, &ostree_ref, &meta)
@@ -356,6 +362,11 @@ fn build_arch(
         opts.summary_lifetime,
     )?;
 
+    let sources = commit::metadata_string(&repo, &checksum, commit::META_RELEASE)?
+        .unwrap_or_default()
+        .lines()
+        .filter_map(packages::SignedSource::from_line)
+        .collect();
     let report = BuildReport {
         name: manifest.name.clone(),
         // A reused commit was built from the same manifest, so the same version.
@@ -369,6 +380,7 @@ fn build_arch(
         package_count: packages.len(),
         stage_seconds: stages.0.clone(),
         up_to_date: image_current,
+        sources,
     };
     write_out_sbom(&repo, &report, &out)?;
     write_json_atomically(&arch_report_path(&out, arch), &report)?;

@@ -147,21 +147,32 @@ pub fn arch_lock(plan: &PackagePlan, index: &PackageIndex, installed: &str) -> R
     }
     if !unknown.is_empty() {
         bail!(
-            "installed packages not in the signed index of {} {}: {}",
-            plan.mirror,
-            plan.suite,
+            "installed packages not in the signed indexes of {}: {}",
+            plan.sources_text(),
             unknown.join(", ")
         );
     }
     package.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
     Ok(ArchLock {
         name: plan.arch.to_string(),
-        source: vec![SourceLock {
-            url: plan.mirror.clone(),
-            suite: plan.suite.clone(),
-            inrelease_sha256: plan.release_sha256.clone(),
-            date: plan.release_date.clone(),
-        }],
+        source: if plan.sources.is_empty() {
+            vec![SourceLock {
+                url: plan.mirror.clone(),
+                suite: plan.suite.clone(),
+                inrelease_sha256: plan.release_sha256.clone(),
+                date: plan.release_date.clone(),
+            }]
+        } else {
+            plan.sources
+                .iter()
+                .map(|s| SourceLock {
+                    url: s.url.clone(),
+                    suite: s.suite.clone(),
+                    inrelease_sha256: s.sha256.clone(),
+                    date: s.date.clone(),
+                })
+                .collect()
+        },
         package,
     })
 }
@@ -214,12 +225,11 @@ pub fn apply(
         .collect();
     if !gone.is_empty() {
         bail!(
-            "{}: locked version{} gone from {} {}: {} (Debian's mirror keeps only current \
+            "{}: locked version{} gone from {}: {} (Debian's mirror keeps only current \
              versions): refresh the lock with `hull lock --update {}`",
             lock_file.display(),
             if gone.len() > 1 { "s" } else { "" },
-            plan.mirror,
-            plan.suite,
+            plan.sources_text(),
             gone.join(", "),
             manifest.path.display()
         );
@@ -309,7 +319,14 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
     let manifest = Manifest::load(&opts.manifest)?;
     let path = lock_path(&manifest.path);
     let old = read(&path)?;
-    let cache = opts.out.join("cache");
+    // Absolute, as the build's: mmdebstrap's hooks get these paths.
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("creating {}", opts.out.display()))?;
+    let out = opts
+        .out
+        .canonicalize()
+        .with_context(|| format!("resolving {}", opts.out.display()))?;
+    let cache = out.join("cache");
     if let (Some(old), false) = (&old, opts.update) {
         // Kept as it is while it still locks what the manifest names.
         for &arch in &manifest.arches {
@@ -336,7 +353,7 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
     for &arch in &manifest.arches {
         crate::binfmt::ensure(arch)?;
         let (plan, index) = crate::packages::resolve_with_index(&manifest, arch, &cache)?;
-        let work = opts.out.join(".work").join(format!("lock-{arch}"));
+        let work = out.join(".work").join(format!("lock-{arch}"));
         let list = crate::rootfs::install_or_reuse(&plan, &work, &cache, true);
         let removed = crate::rootfs::remove_tree(&work);
         let list = list.with_context(|| format!("installing {arch} to lock it"))?;

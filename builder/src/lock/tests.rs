@@ -64,6 +64,7 @@ fn plan() -> PackagePlan {
             ("oci-runtime".to_string(), "virtual".to_string()),
         ]
         .into(),
+        sources: vec![],
         locked: BTreeMap::new(),
     }
 }
@@ -114,7 +115,7 @@ fn lock_of_an_install() {
         .to_string();
     assert_eq!(
         e,
-        "installed packages not in the signed index of http://deb.debian.org/debian trixie: \
+        "installed packages not in the signed indexes of http://deb.debian.org/debian trixie: \
          podman 5.4.2+ds1-2 amd64"
     );
 }

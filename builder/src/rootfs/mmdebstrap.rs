@@ -141,10 +141,12 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     }
     args.push(plan.suite.clone());
     args.push(spec.target.display().to_string());
-    args.push(format!(
-        "deb [signed-by={DEBIAN_KEYRING}] {} {} main",
-        plan.mirror, plan.suite
-    ));
+    // Every source: apt installs the highest version any of them has.
+    for (mirror, suite) in plan.source_list() {
+        args.push(format!(
+            "deb [signed-by={DEBIAN_KEYRING}] {mirror} {suite} main"
+        ));
+    }
     // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
     // postinst and dracut's trigger call: no initramfs until the hook above.
     Cmd::new("mmdebstrap").env("INITRD", "No").args(args)
@@ -167,6 +169,7 @@ pub(super) mod tests {
             release_date: "d".into(),
             release_sha256: "s".into(),
             versions: BTreeMap::new(),
+            sources: vec![],
             locked: BTreeMap::new(),
         }
     }
@@ -195,6 +198,32 @@ pub(super) mod tests {
         ] {
             assert!(line.contains(want), "missing {want} in {line}");
         }
+        let mut plan = plan.clone();
+        plan.sources = ["trixie", "trixie-security"]
+            .iter()
+            .map(|s| crate::packages::SignedSource {
+                url: if s.ends_with("security") {
+                    "http://deb.debian.org/debian-security".into()
+                } else {
+                    "http://deb.debian.org/debian".into()
+                },
+                suite: s.to_string(),
+                date: "d".into(),
+                sha256: "s".into(),
+            })
+            .collect();
+        let spec = MmdebstrapSpec {
+            plan: &plan,
+            ..spec
+        };
+        let line = command(&spec).display();
+        assert!(
+            line.ends_with(
+                "'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
+                 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main'"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -462,7 +462,14 @@ pub fn document(input: &SbomInput) -> Result<Document> {
                     .unwrap_or_else(|| NOASSERTION.into()),
             ),
             download_location: deb
-                .map(|d| format!("{}/{}", input.mirror.trim_end_matches('/'), d.filename))
+                .map(|d| {
+                    let mirror = if d.mirror.is_empty() {
+                        input.mirror
+                    } else {
+                        &d.mirror
+                    };
+                    format!("{}/{}", mirror.trim_end_matches('/'), d.filename)
+                })
                 .unwrap_or_else(|| NOASSERTION.into()),
             files_analyzed: false,
             checksums: deb

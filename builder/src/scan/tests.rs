@@ -305,6 +305,7 @@ fn scans_an_out_dir_and_a_commit() {
         package_count: 5,
         stage_seconds: vec![],
         up_to_date: false,
+        sources: vec![],
     };
     std::fs::write(
         out.join("build-x86_64.json"),
