@@ -137,7 +137,8 @@ pub struct DebPackage {
     pub source_version: String,
 }
 
-/// The Debian packages of a document: those with a `pkg:deb/debian/` purl.
+/// The Debian packages of a document: those with a `pkg:deb/debian/` purl,
+/// each with the source package the tracker lists it under.
 pub fn deb_packages(doc: &Document) -> Vec<DebPackage> {
     let mut out = Vec::new();
     for p in &doc.packages {
@@ -156,6 +157,15 @@ pub fn deb_packages(doc: &Document) -> Vec<DebPackage> {
             .and_then(|s| s.split_once(' '))
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .unwrap_or_else(|| (name.clone(), version.clone()));
+        // The signed kernel images are built from linux-signed-<arch>
+        // (version 6.12.117+1) around the `linux` source's binaries, which
+        // carry its version (6.12.117-1): the tracker lists the kernel's CVEs
+        // under `linux`.
+        let (source, source_version) = if source.starts_with("linux-signed-") {
+            ("linux".to_string(), version.clone())
+        } else {
+            (source, source_version)
+        };
         out.push(DebPackage {
             name,
             version,

@@ -98,6 +98,24 @@ fn packages_come_with_their_source() {
         )
     );
     assert_eq!(p.len(), 5, "the OS and hull are no Debian packages");
+
+    // The signed kernel is the tracker's `linux`, at the binary's version.
+    let mut doc = fixture_document();
+    let k = &mut doc.packages[2];
+    k.name = "linux-image-6.12.117+deb13-cloud-amd64".into();
+    k.version_info = Some("6.12.117-1".into());
+    k.source_info = Some("Debian source package: linux-signed-amd64 6.12.117+1".into());
+    k.external_refs[0].reference_locator = sbom::purl(
+        "linux-image-6.12.117+deb13-cloud-amd64",
+        "6.12.117-1",
+        "amd64",
+        "debian-13",
+    );
+    let p = deb_packages(&doc);
+    assert_eq!(
+        (p[0].source.as_str(), p[0].source_version.as_str()),
+        ("linux", "6.12.117-1")
+    );
 }
 
 #[test]
