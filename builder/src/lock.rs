@@ -341,7 +341,7 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
             apply(a, &mut plan, &index, &path, &manifest)?;
         }
         return Ok(vec![format!(
-            "{} holds every package of {} and every locked version is on the mirror:              nothing to do (`--update` moves it forward)",
+            "{} holds every package of {} and every locked version is on the mirror: nothing to do (`--update` moves it forward)",
             path.display(),
             manifest.path.display()
         )]);
