@@ -61,6 +61,8 @@ print_logs() {
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "unit tests" cargo test --workspace
+# The SBOM checked by the SPDX project's validator (pyspdxtools, .ci/install-deps).
+step "SPDX validation" cargo test -p hull --lib sbom::tests::outside_validator -- --ignored
 if [ "$(id -u)" -ne 0 ]; then
   echo "not root: skipping the build and QEMU boot tests (they need root)" >&2
   exit 1

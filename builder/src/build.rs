@@ -22,11 +22,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{Arch, Manifest};
-use crate::{binfmt, boot, bootloader, commit, deploy, hardening, image, packages, rootfs, sign};
+use crate::{
+    binfmt, boot, bootloader, commit, deploy, hardening, image, lock, packages, rootfs, sbom, sign,
+};
 
 /// Bumped whenever hull changes what it puts into a tree, so that cached
 /// commits from an older hull are not reused.
-const TREE_FORMAT: u32 = 4;
+const TREE_FORMAT: u32 = 5;
 
 /// What `hull build` was asked to do.
 #[derive(Debug, Clone)]
@@ -65,6 +67,10 @@ pub struct BuildReport {
     pub stage_seconds: Vec<(String, f64)>,
     /// True when nothing had to be rebuilt.
     pub up_to_date: bool,
+    /// The signed sources the packages came from, each with its InRelease
+    /// `Date:` and sha256.
+    #[serde(default)]
+    pub sources: Vec<packages::SignedSource>,
 }
 
 /// Times stages in order.
@@ -98,7 +104,8 @@ pub fn read_report(out: &Path) -> Result<BuildReport> {
     read_report_at(&report_path(out))
 }
 
-fn read_report_at(path: &Path) -> Result<BuildReport> {
+/// Reads one build report (`build.json`, `build-<arch>.json`).
+pub fn read_report_at(path: &Path) -> Result<BuildReport> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
@@ -263,7 +270,22 @@ fn build_arch(
         None => {
             // Before anything is downloaded: can this machine run the tree's programs?
             binfmt::ensure(arch)?;
-            let plan = stages.run("packages", || packages::resolve(manifest, arch, &cache))?;
+            let lock_file = lock::lock_path(&manifest.path);
+            let locked = lock::read(&lock_file)?;
+            let (plan, index) = stages.run("packages", || {
+                let (mut plan, index) = packages::resolve_with_index(manifest, arch, &cache)?;
+                if let Some(l) = &locked {
+                    let a = l.arch(arch).ok_or_else(|| {
+                        anyhow!(
+                            "{}: no lock for {arch}: run `hull lock --update {}`",
+                            lock_file.display(),
+                            manifest.path.display()
+                        )
+                    })?;
+                    lock::apply(a, &mut plan, &index, &lock_file, manifest)?;
+                }
+                Ok((plan, index))
+            })?;
             let tree = stages.run("rootfs", || {
                 rootfs::build(
                     manifest,
@@ -275,6 +297,11 @@ fn build_arch(
                     &accounts,
                 )
             })?;
+            if let Some(a) = locked.as_ref().and_then(|l| l.arch(arch)) {
+                lock::verify_installed(a, &tree.packages, &lock_file)?;
+            }
+            write_tree_sbom(manifest, arch, &plan, &index, &input, agent, &tree)?;
+            drop(index);
             let meta = commit::CommitMeta {
                 version: manifest.version.clone(),
                 manifest_sha256: manifest.sha256.clone(),
@@ -285,10 +312,12 @@ fn build_arch(
                 kargs: kernel_args(manifest, arch),
                 ref_binding: ref_binding(manifest, arch),
                 arch: arch.to_string(),
-                release: format!(
-                    "{} {} {}",
-                    plan.suite, plan.release_date, plan.release_sha256
-                ),
+                release: plan
+                    .sources
+                    .iter()
+                    .map(packages::SignedSource::to_line)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             };
             let info = stages.run("commit", || {
                 commit::commit_tree(&repo, &tree.dir, &ostree_ref, &meta)
@@ -356,6 +385,11 @@ fn build_arch(
         opts.summary_lifetime,
     )?;
 
+    let sources = commit::metadata_string(&repo, &checksum, commit::META_RELEASE)?
+        .unwrap_or_default()
+        .lines()
+        .filter_map(packages::SignedSource::from_line)
+        .collect();
     let report = BuildReport {
         name: manifest.name.clone(),
         // A reused commit was built from the same manifest, so the same version.
@@ -369,10 +403,59 @@ fn build_arch(
         package_count: packages.len(),
         stage_seconds: stages.0.clone(),
         up_to_date: image_current,
+        sources,
     };
+    write_out_sbom(&repo, &report, &out)?;
     write_json_atomically(&arch_report_path(&out, arch), &report)?;
     write_json_atomically(&report_path(&out), &report)?;
     Ok(report)
+}
+
+/// Ships the SBOM in the tree (/usr/share/hull/sbom.spdx.json).
+fn write_tree_sbom(
+    manifest: &Manifest,
+    arch: Arch,
+    plan: &packages::PackagePlan,
+    index: &packages::PackageIndex,
+    input: &str,
+    agent: &Path,
+    tree: &rootfs::Rootfs,
+) -> Result<()> {
+    let doc = sbom::document(&sbom::SbomInput {
+        name: &manifest.name,
+        version: &manifest.version,
+        arch,
+        suite: &plan.suite,
+        mirror: &plan.mirror,
+        ostree_ref: &manifest.ostree_ref(arch),
+        input_sha256: input,
+        agent_sha256: &packages::sha256_file(agent)?,
+        installed: &tree.installed,
+        index: Some(index),
+        created: sbom::creation_time(),
+    })?;
+    let root = Dir::open_ambient_dir(&tree.dir, ambient_authority())
+        .with_context(|| format!("opening {}", tree.dir.display()))?;
+    sbom::write_into_tree(&root, &doc)
+}
+
+/// Writes out/<name>-<arch>.spdx.json: the commit's own SBOM, with the
+/// commit's checksum added.
+fn write_out_sbom(repo: &ostree::Repo, report: &BuildReport, out: &Path) -> Result<()> {
+    let path = sbom::out_path(out, &report.name, &report.arch);
+    match sbom::read_commit(repo, &report.commit)? {
+        Some(doc) => {
+            sbom::write_file(&path, &sbom::with_commit(doc, &report.commit))?;
+            log::info!("wrote the SBOM {}", path.display());
+        }
+        None => log::warn!(
+            "commit {} carries no SBOM (/{}): {} not written; rebuild with --refresh",
+            report.commit,
+            sbom::TREE_PATH,
+            path.display()
+        ),
+    }
+    Ok(())
 }
 
 fn write_image(
@@ -498,6 +581,13 @@ pub fn input_digest(
     ));
     for key in manifest.update.iter().flat_map(|u| &u.keys) {
         h.update(format!("trusted {}\n", key.public));
+    }
+    // A renewed lock is a new tree.
+    let lock_file = lock::lock_path(&manifest.path);
+    if lock_file.is_file() {
+        let bytes =
+            fs::read(&lock_file).with_context(|| format!("reading {}", lock_file.display()))?;
+        h.update(format!("lock {}\n", hex::encode(Sha256::digest(&bytes))));
     }
     for a in accounts {
         h.update(format!("account {} {} {}\n", a.name, a.uid, a.gid));

@@ -50,6 +50,51 @@ pub enum Command {
     /// Renew a repository's signed summary: the publisher's statement of every
     /// ref's head, which hosts refuse once it expires.
     Publish(PublishArgs),
+    /// List the open CVEs of an image's packages, from its SBOM and the
+    /// Debian Security Tracker's JSON (docs/supply-chain.md).
+    Scan(ScanArgs),
+    /// Write MANIFEST's lock (MANIFEST with the extension .lock): the exact
+    /// packages, versions and hashes `hull build` then installs.
+    Lock(LockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LockArgs {
+    /// The manifest to lock (e.g. manifests/minimal.toml → manifests/minimal.lock).
+    pub manifest: PathBuf,
+    /// Output directory whose cache the lock shares with `hull build`.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Resolve every package against the mirror again and print what moved
+    /// (package: old → new).
+    #[arg(long)]
+    pub update: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// A build's output directory (every build-<arch>.json in it), an SBOM
+    /// file (.spdx.json) or, with --repo, a ref or commit checksum.
+    pub target: String,
+    /// The OSTree repository TARGET is a ref or commit of (e.g. out/repo):
+    /// the SBOM the commit ships is scanned.
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// The Debian Security Tracker's JSON file, as published at
+    /// https://security-tracker.debian.org/tracker/data/json.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The Debian release to look CVEs up for (default: the one the SBOM's
+    /// purls name, e.g. trixie).
+    #[arg(long)]
+    pub release: Option<String>,
+    /// Exit non-zero when an open CVE has this urgency or a higher one
+    /// (an unassigned urgency counts as high).
+    #[arg(long, value_enum)]
+    pub fail_on: Option<crate::scan::Urgency>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -311,6 +356,33 @@ where
             Ok(())
         }
         Command::Run(a) => crate::qemu::run_cli(&a),
+        Command::Lock(a) => {
+            let lines = crate::lock::run(&crate::lock::LockOptions {
+                manifest: a.manifest,
+                out: a.out,
+                update: a.update,
+            })?;
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(())
+        }
+        Command::Scan(a) => {
+            use crate::scan;
+            let target = scan::Target::from_args(&a.target, a.repo.as_deref());
+            let loaded = scan::load(&target)?;
+            let db = scan::read_db(&a.db)?;
+            let reports = scan::run(&loaded, &db, a.release.as_deref())?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                print!("{}", scan::render(&reports));
+            }
+            match a.fail_on {
+                Some(level) => scan::gate(&reports, level),
+                None => Ok(()),
+            }
+        }
     }
 }
 
@@ -368,6 +440,52 @@ mod tests {
         };
         assert_eq!(b.agent, [PathBuf::from("a"), PathBuf::from("b")]);
         assert!(Cli::try_parse_from(["hull", "build"]).is_err());
+    }
+
+    #[test]
+    fn parses_scan() {
+        let cli = Cli::try_parse_from([
+            "hull",
+            "scan",
+            "out",
+            "--db",
+            "db.json",
+            "--fail-on",
+            "high",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Scan(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.target, "out");
+        assert_eq!(s.db, PathBuf::from("db.json"));
+        assert_eq!(s.fail_on, Some(crate::scan::Urgency::High));
+        assert!(s.json && s.repo.is_none() && s.release.is_none());
+        assert!(
+            Cli::try_parse_from(["hull", "scan", "out"]).is_err(),
+            "--db is needed"
+        );
+        assert!(
+            Cli::try_parse_from(["hull", "scan", "o", "--db", "d", "--fail-on", "urgent"]).is_err()
+        );
+        let cli = Cli::try_parse_from([
+            "hull",
+            "scan",
+            "hull/m/x86_64/stable",
+            "--repo",
+            "out/repo",
+            "--db",
+            "d",
+            "--release",
+            "trixie",
+        ])
+        .unwrap();
+        let Command::Scan(s) = cli.command else {
+            panic!()
+        };
+        assert_eq!(s.repo, Some(PathBuf::from("out/repo")));
+        assert_eq!(s.release.as_deref(), Some("trixie"));
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub const META_MANIFEST_SHA256: &str = "hull.manifest-sha256";
 pub const META_INPUT_SHA256: &str = "hull.input-sha256";
 /// Metadata key: the installed packages, `name version arch`.
 pub const META_PACKAGES: &str = "hull.packages";
-/// Metadata key: the signed InRelease the packages came from.
+/// Metadata key: the signed InRelease files the packages came from, one
+/// `URL SUITE SHA256 DATE` line each ([`crate::packages::SignedSource`]).
 pub const META_RELEASE: &str = "hull.debian-release";
 /// Metadata key: bytes of the kernel and initramfs, which an update copies to
 /// the ESP (checked against its free space before anything is downloaded).

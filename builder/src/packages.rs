@@ -42,6 +42,69 @@ pub struct PackagePlan {
     pub release_sha256: String,
     /// Candidate version of each requested package (virtual ones map to "virtual").
     pub versions: BTreeMap<String, String>,
+    /// Every source the packages come from, the suite first (see
+    /// [`Manifest::sources`]), as checked.
+    #[serde(default)]
+    pub sources: Vec<SignedSource>,
+    /// With a lock (see [`crate::lock`]): the version apt is pinned to, by
+    /// package name. Empty without one (and then not serialized, so the
+    /// installed-tree cache keys of unlocked builds stay as they were).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locked: BTreeMap<String, String>,
+}
+
+/// One source at the time its signed InRelease was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SignedSource {
+    /// Mirror root URL.
+    pub url: String,
+    pub suite: String,
+    /// `Date:` of the InRelease file.
+    pub date: String,
+    /// sha256 of the InRelease file, lowercase hex.
+    pub sha256: String,
+}
+
+impl SignedSource {
+    /// `URL SUITE SHA256 DATE`: how commit metadata stores it (the date,
+    /// which holds spaces, last).
+    pub fn to_line(&self) -> String {
+        format!("{} {} {} {}", self.url, self.suite, self.sha256, self.date)
+    }
+
+    /// Parses [`SignedSource::to_line`].
+    pub fn from_line(line: &str) -> Option<SignedSource> {
+        let mut it = line.splitn(4, ' ');
+        Some(SignedSource {
+            url: it.next()?.into(),
+            suite: it.next()?.into(),
+            sha256: it.next()?.into(),
+            date: it.next()?.into(),
+        })
+    }
+}
+
+impl PackagePlan {
+    /// The sources as (mirror, suite): [`PackagePlan::sources`], or the
+    /// plan's own mirror and suite when it lists none.
+    pub fn source_list(&self) -> Vec<(String, String)> {
+        if self.sources.is_empty() {
+            return vec![(self.mirror.clone(), self.suite.clone())];
+        }
+        self.sources
+            .iter()
+            .map(|s| (s.url.clone(), s.suite.clone()))
+            .collect()
+    }
+
+    /// `MIRROR SUITE, ...`, for messages.
+    pub fn sources_text(&self) -> String {
+        self.source_list()
+            .iter()
+            .map(|(m, s)| format!("{m} {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Where a suite's files live on the mirror.
@@ -70,13 +133,44 @@ impl Archive {
 
 /// Checks the manifest's packages against the archive and returns the plan.
 pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackagePlan> {
+    resolve_with_index(manifest, arch, cache).map(|(plan, _)| plan)
+}
+
+/// [`resolve`], also returning the signed index the plan was checked
+/// against: it knows each `.deb`'s sha256, size and pool path (the SBOM
+/// names them).
+pub fn resolve_with_index(
+    manifest: &Manifest,
+    arch: Arch,
+    cache: &Path,
+) -> Result<(PackagePlan, PackageIndex)> {
+    // The suite, then -updates and -security: each signed, each index
+    // hash-checked; a package's candidate is the highest version of all.
+    let mut index = PackageIndex::default();
+    let mut sources = Vec::new();
+    for (mirror, suite) in manifest.sources() {
+        let archive = Archive {
+            mirror: mirror.clone(),
+            suite: suite.clone(),
+            arch,
+        };
+        let release = fetch_release(&archive, cache, Path::new(DEBIAN_KEYRING))?;
+        let mut one = fetch_index(&archive, &release, cache)?;
+        one.set_mirror(&mirror);
+        index.merge(one);
+        sources.push(SignedSource {
+            url: mirror,
+            suite,
+            date: release.date,
+            sha256: release.sha256,
+        });
+    }
+    let main = sources[0].clone();
     let archive = Archive {
-        mirror: manifest.mirror.clone(),
-        suite: manifest.suite.clone(),
+        mirror: main.url.clone(),
+        suite: main.suite.clone(),
         arch,
     };
-    let release = fetch_release(&archive, cache, Path::new(DEBIAN_KEYRING))?;
-    let index = fetch_index(&archive, &release, cache)?;
 
     let target = manifest.target(arch);
     let mut include = vec![target.kernel.package.clone()];
@@ -85,16 +179,19 @@ pub fn resolve(manifest: &Manifest, arch: Arch, cache: &Path) -> Result<PackageP
     include.retain(|p| seen.insert(p.clone()));
 
     let versions = index.check(&include, &manifest.path, &archive)?;
-    Ok(PackagePlan {
+    let plan = PackagePlan {
         mirror: archive.mirror,
         suite: archive.suite,
         arch,
         include,
         exclude: target.packages.exclude.clone(),
-        release_date: release.date,
-        release_sha256: release.sha256,
+        release_date: main.date,
+        release_sha256: main.sha256,
         versions,
-    })
+        sources,
+        locked: BTreeMap::new(),
+    };
+    Ok((plan, index))
 }
 
 /// A verified InRelease file.
@@ -191,22 +288,55 @@ fn signed_body(text: &str) -> Result<&str> {
 pub struct PackageIndex {
     versions: BTreeMap<String, String>,
     provided: HashSet<String>,
+    /// (name, version, architecture) → the `.deb` the signed index names.
+    debs: BTreeMap<(String, String, String), Deb>,
+}
+
+/// One `.deb` as a signed `Packages` index describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deb {
+    /// sha256 of the `.deb` file, lowercase hex.
+    pub sha256: String,
+    /// Size of the `.deb` file, bytes.
+    pub size: u64,
+    /// Path on the mirror, relative to its root (`pool/main/...`).
+    pub filename: String,
+    /// Root URL of the mirror whose index lists it (empty until set).
+    pub mirror: String,
+}
+
+/// The fields of one stanza of a `Packages` file that hull keeps.
+#[derive(Debug, Default)]
+struct Stanza {
+    name: Option<String>,
+    version: Option<String>,
+    arch: Option<String>,
+    sha256: Option<String>,
+    size: Option<u64>,
+    filename: Option<String>,
 }
 
 impl PackageIndex {
     /// Parses a Debian `Packages` file.
     pub fn parse(reader: impl BufRead) -> Result<PackageIndex> {
         let mut index = PackageIndex::default();
-        let mut name: Option<String> = None;
-        let mut version: Option<String> = None;
+        let mut st = Stanza::default();
         for line in reader.lines() {
             let line = line.context("reading Packages index")?;
             if line.is_empty() {
-                index.finish(name.take(), version.take());
+                index.finish(std::mem::take(&mut st));
             } else if let Some(v) = line.strip_prefix("Package: ") {
-                name = Some(v.trim().to_string());
+                st.name = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Version: ") {
-                version = Some(v.trim().to_string());
+                st.version = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Architecture: ") {
+                st.arch = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("SHA256: ") {
+                st.sha256 = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("Size: ") {
+                st.size = v.trim().parse().ok();
+            } else if let Some(v) = line.strip_prefix("Filename: ") {
+                st.filename = Some(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Provides: ") {
                 for p in v.split(',') {
                     if let Some(n) = p.split_whitespace().next() {
@@ -215,14 +345,64 @@ impl PackageIndex {
                 }
             }
         }
-        index.finish(name, version);
+        index.finish(st);
         Ok(index)
     }
 
-    fn finish(&mut self, name: Option<String>, version: Option<String>) {
-        if let (Some(n), Some(v)) = (name, version) {
-            self.versions.insert(n, v);
+    fn finish(&mut self, st: Stanza) {
+        let (Some(n), Some(v)) = (st.name, st.version) else {
+            return;
+        };
+        if let (Some(arch), Some(sha256), Some(size), Some(filename)) =
+            (st.arch, st.sha256, st.size, st.filename)
+        {
+            self.debs.insert(
+                (n.clone(), v.clone(), arch),
+                Deb {
+                    sha256,
+                    size,
+                    filename,
+                    mirror: String::new(),
+                },
+            );
         }
+        self.versions.insert(n, v);
+    }
+
+    /// Records the mirror every `.deb` of this index is downloaded from.
+    pub fn set_mirror(&mut self, mirror: &str) {
+        for d in self.debs.values_mut() {
+            d.mirror = mirror.to_string();
+        }
+    }
+
+    /// Adds another source's index: each name's candidate is the higher
+    /// version in dpkg's order (as apt picks), every `.deb` is kept.
+    pub fn merge(&mut self, other: PackageIndex) {
+        for (name, v) in other.versions {
+            match self.versions.get(&name) {
+                Some(old) if !newer(&v, old) => {}
+                _ => {
+                    self.versions.insert(name, v);
+                }
+            }
+        }
+        self.provided.extend(other.provided);
+        for (k, d) in other.debs {
+            self.debs.entry(k).or_insert(d);
+        }
+    }
+
+    /// The candidate version of `name`, when the index has the package.
+    pub fn version(&self, name: &str) -> Option<&str> {
+        self.versions.get(name).map(String::as_str)
+    }
+
+    /// The `.deb` of `name` at `version` for `arch` (a Debian architecture
+    /// name, or `all`), when the index lists it.
+    pub fn deb(&self, name: &str, version: &str, arch: &str) -> Option<&Deb> {
+        self.debs
+            .get(&(name.to_string(), version.to_string(), arch.to_string()))
     }
 
     pub fn len(&self) -> usize {
@@ -266,6 +446,18 @@ impl PackageIndex {
             );
         }
         Ok(out)
+    }
+}
+
+/// Whether `a` is a higher Debian version than `b` (dpkg's order); an
+/// unparsable version is never higher.
+fn newer(a: &str, b: &str) -> bool {
+    match (
+        a.parse::<debversion::Version>(),
+        b.parse::<debversion::Version>(),
+    ) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => false,
     }
 }
 
@@ -355,7 +547,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
-    const PACKAGES: &str = "Package: podman\nVersion: 5.4.2+ds1-2\nArchitecture: amd64\n\n\
+    const PACKAGES: &str = "Package: podman\nVersion: 5.4.2+ds1-2\nArchitecture: amd64\n\
+Filename: pool/main/libp/libpod/podman_5.4.2+ds1-2_amd64.deb\nSize: 17000000\nSHA256: ab12\n\n\
 Package: systemd-sysv\nVersion: 257.8-1\nProvides: sysvinit-core\n\n\
 Package: crun\nVersion: 1.21-1\nProvides: oci-runtime (= 1.21)\n";
 
@@ -380,6 +573,60 @@ Package: crun\nVersion: 1.21-1\nProvides: oci-runtime (= 1.21)\n";
             .unwrap();
         assert_eq!(got["podman"], "5.4.2+ds1-2");
         assert_eq!(got["oci-runtime"], "virtual");
+        assert_eq!(
+            idx.deb("podman", "5.4.2+ds1-2", "amd64"),
+            Some(&Deb {
+                sha256: "ab12".into(),
+                size: 17000000,
+                filename: "pool/main/libp/libpod/podman_5.4.2+ds1-2_amd64.deb".into(),
+                mirror: String::new(),
+            })
+        );
+        assert_eq!(idx.deb("podman", "5.4.2+ds1-1", "amd64"), None);
+        assert_eq!(
+            idx.deb("crun", "1.21-1", "amd64"),
+            None,
+            "no hash, no entry"
+        );
+    }
+
+    /// The security archive's newer kernel wins over the suite's; an older
+    /// version elsewhere does not replace a newer one.
+    #[test]
+    fn merged_indexes_take_the_highest_version() {
+        let suite = "Package: linux-image-6.12.57+deb13-cloud-amd64\nVersion: 6.12.57-1\n\
+Architecture: amd64\nFilename: pool/main/l/a.deb\nSize: 1\nSHA256: aa\n\n\
+Package: zstd\nVersion: 1.5.7+dfsg-1\nArchitecture: amd64\nFilename: pool/main/z/z.deb\nSize: 2\nSHA256: bb\n";
+        let security = "Package: linux-image-6.12.57+deb13-cloud-amd64\nVersion: 6.12.57-1+deb13u1\n\
+Architecture: amd64\nFilename: pool/updates/main/l/a.deb\nSize: 3\nSHA256: cc\n\n\
+Package: zstd\nVersion: 1.5.7~rc1-1\nArchitecture: amd64\nFilename: pool/updates/main/z/z.deb\nSize: 4\nSHA256: dd\n";
+        let mut idx = PackageIndex::parse(suite.as_bytes()).unwrap();
+        idx.set_mirror("http://deb.debian.org/debian");
+        let mut sec = PackageIndex::parse(security.as_bytes()).unwrap();
+        sec.set_mirror("http://deb.debian.org/debian-security");
+        idx.merge(sec);
+        let k = "linux-image-6.12.57+deb13-cloud-amd64";
+        assert_eq!(idx.version(k), Some("6.12.57-1+deb13u1"));
+        assert_eq!(idx.version("zstd"), Some("1.5.7+dfsg-1"));
+        let d = idx.deb(k, "6.12.57-1+deb13u1", "amd64").unwrap();
+        assert_eq!(d.mirror, "http://deb.debian.org/debian-security");
+        assert_eq!(d.filename, "pool/updates/main/l/a.deb");
+        assert_eq!(
+            idx.deb(k, "6.12.57-1", "amd64").unwrap().mirror,
+            "http://deb.debian.org/debian"
+        );
+    }
+
+    #[test]
+    fn source_lines_round_trip() {
+        let s = SignedSource {
+            url: "http://deb.debian.org/debian-security".into(),
+            suite: "trixie-security".into(),
+            date: "Sun, 29 Nov 2026 18:03:11 UTC".into(),
+            sha256: "ab".repeat(32),
+        };
+        assert_eq!(SignedSource::from_line(&s.to_line()), Some(s));
+        assert_eq!(SignedSource::from_line("x y"), None);
     }
 
     #[test]

@@ -137,3 +137,89 @@ fn tree_larger_than_image_size_is_measured_before_mkfs() -> Result<()> {
     assert!(!repo.join("summary").exists(), "no summary");
     Ok(())
 }
+
+#[test]
+fn unreachable_security_archive_is_named() -> Result<()> {
+    if !enabled("unreachable_security_archive_is_named") {
+        return Ok(());
+    }
+    let t = tempfile::tempdir()?;
+    let err = build_err(
+        t.path(),
+        "security-mirror = \"http://127.0.0.1:9/debian-security\"",
+    );
+    assert!(
+        err.contains("http://127.0.0.1:9/debian-security/dists/trixie-security/InRelease"),
+        "{err}"
+    );
+    assert!(err.contains("unreachable"), "{err}");
+    Ok(())
+}
+
+/// A lock beside the manifest that does not hold: a package the manifest
+/// names is not locked, then a locked version the mirror no longer has.
+/// Each is one line naming the package, before anything is installed.
+#[test]
+fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
+    if !enabled("a_lock_that_does_not_hold_is_refused_before_installing") {
+        return Ok(());
+    }
+    use hull::lock::{ArchLock, LockFile, LockedPackage};
+    let t = tempfile::tempdir()?;
+    let path = manifest(t.path(), "");
+    let m = hull::manifest::Manifest::load(&path)?;
+    let arch = hull::manifest::Arch::X86_64;
+    let (plan, index) = hull::packages::resolve_with_index(&m, arch, &t.path().join("out/cache"))?;
+    // Every package the manifest names, locked at the mirror's version.
+    let mut package: Vec<LockedPackage> = plan
+        .include
+        .iter()
+        .filter(|n| plan.versions[*n] != "virtual")
+        .map(|n| {
+            let version = index.version(n).unwrap().to_string();
+            let (arch, deb) = ["amd64", "all"]
+                .iter()
+                .find_map(|a| index.deb(n, &version, a).map(|d| (*a, d)))
+                .unwrap_or_else(|| panic!("{n} {version} in the index"));
+            LockedPackage {
+                name: n.clone(),
+                version,
+                arch: arch.into(),
+                sha256: deb.sha256.clone(),
+                size: deb.size,
+                path: deb.filename.clone(),
+            }
+        })
+        .collect();
+    let dropped = package.pop().unwrap();
+    let lock = |package: Vec<LockedPackage>| LockFile {
+        format: hull::lock::FORMAT,
+        arches: vec![ArchLock {
+            name: "x86_64".into(),
+            source: vec![],
+            package,
+        }],
+    };
+    let lock_file = hull::lock::lock_path(&path);
+    hull::lock::write(&lock_file, &lock(package.clone()))?;
+    let err = build_err(t.path(), "");
+    assert!(
+        err.contains(&format!("{} in ", dropped.name)) && err.contains("but not locked"),
+        "{err}"
+    );
+
+    package.push(LockedPackage {
+        version: "0.0-0".into(),
+        ..dropped.clone()
+    });
+    hull::lock::write(&lock_file, &lock(package))?;
+    let err = build_err(t.path(), "");
+    assert!(
+        err.contains("locked version gone from http://deb.debian.org/debian trixie"),
+        "{err}"
+    );
+    assert!(err.contains(&format!("{} 0.0-0", dropped.name)), "{err}");
+    assert!(err.contains("hull lock --update"), "{err}");
+    assert!(!t.path().join("out/repo/refs/heads/hull").exists());
+    Ok(())
+}

@@ -156,6 +156,9 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         stream,
         suite,
         mirror,
+        updates,
+        security,
+        security_mirror,
         arch,
         hostname,
         overlays,
@@ -174,6 +177,9 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
     replace(&mut acc.stream, stream);
     replace(&mut acc.suite, suite);
     replace(&mut acc.mirror, mirror);
+    replace(&mut acc.updates, updates);
+    replace(&mut acc.security, security);
+    replace(&mut acc.security_mirror, security_mirror);
     replace(&mut acc.arch, arch);
     replace(&mut acc.hostname, hostname);
     accumulate(&mut acc.overlays, overlays);

@@ -97,6 +97,11 @@ pub struct Manifest {
     pub suite: String,
     /// Debian mirror URL (http or https); default `http://deb.debian.org/debian`.
     pub mirror: String,
+    /// Whether `<suite>-updates` (from `mirror`) is a source; default true.
+    pub updates: bool,
+    /// The security archive `<suite>-security` comes from; `None` when
+    /// `security = false`. Default: derived from `mirror`.
+    pub security_mirror: Option<String>,
     /// Architectures to build; default `[x86_64]`.
     pub arches: Vec<Arch>,
     /// Packages and kernel per architecture (every one hull knows, listed in
@@ -219,6 +224,19 @@ impl Manifest {
     /// can override the profile's. Without OSTree's `ostree=`.
     pub fn kernel_args(&self, arch: Arch) -> Vec<String> {
         kernel_args_of(&self.hardening, self.target(arch), arch)
+    }
+
+    /// The Debian sources packages come from, as (mirror URL, suite): the
+    /// suite, then `<suite>-updates` and `<suite>-security` when on.
+    pub fn sources(&self) -> Vec<(String, String)> {
+        let mut out = vec![(self.mirror.clone(), self.suite.clone())];
+        if self.updates {
+            out.push((self.mirror.clone(), format!("{}-updates", self.suite)));
+        }
+        if let Some(s) = &self.security_mirror {
+            out.push((s.clone(), format!("{}-security", self.suite)));
+        }
+        out
     }
 
     /// The OSTree ref this manifest commits to for `arch`.

@@ -101,6 +101,9 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         stream,
         suite,
         mirror,
+        updates,
+        security,
+        security_mirror,
         arch,
         hostname,
         overlays,
@@ -125,6 +128,23 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
     check_ident(&suite).map_err(|m| cx.err("suite", m))?;
     let mirror = mirror.unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
     check_mirror(&mirror).map_err(|m| cx.err("mirror", m))?;
+    let updates = updates.unwrap_or(true);
+    let security_mirror = match (security.unwrap_or(true), security_mirror) {
+        (false, Some(_)) => {
+            return Err(cx.err(
+                "security-mirror",
+                "set, but security = false turns the security archive off: remove one of them",
+            ))
+        }
+        (false, None) => None,
+        (true, Some(m)) => {
+            check_mirror(&m).map_err(|e| cx.err("security-mirror", e))?;
+            Some(m)
+        }
+        (true, None) => {
+            Some(security_mirror_of(&mirror).map_err(|e| cx.err("security-mirror", e))?)
+        }
+    };
     let arches = arches(&cx, arch)?;
     let hostname = match hostname {
         Some(h) => {
@@ -188,6 +208,8 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         stream,
         suite,
         mirror,
+        updates,
+        security_mirror,
         arches,
         targets,
         overlays,
@@ -864,6 +886,18 @@ fn check_ident(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The security archive of a mirror: its `/debian` made `/debian-security`
+/// (`http://deb.debian.org/debian` → `http://deb.debian.org/debian-security`).
+pub fn security_mirror_of(mirror: &str) -> Result<String, String> {
+    match mirror.trim_end_matches('/').strip_suffix("/debian") {
+        Some(base) => Ok(format!("{base}/debian-security")),
+        None => Err(format!(
+            "not set, and mirror {mirror:?} does not end in /debian to derive it from: set \
+             security-mirror, or security = false"
+        )),
+    }
+}
+
 fn check_mirror(m: &str) -> Result<(), String> {
     let rest = m
         .strip_prefix("http://")
@@ -1521,6 +1555,72 @@ required-units = ["podman.socket", "efi.mount"]
             "mirror",
         );
         fails(&with("mirror = \"https://\"\n"), "mirror");
+    }
+
+    #[test]
+    fn sources_rules() {
+        let m = load(MINIMAL).unwrap();
+        assert!(m.updates);
+        assert_eq!(
+            m.security_mirror.as_deref(),
+            Some("http://deb.debian.org/debian-security")
+        );
+        assert_eq!(
+            m.sources(),
+            [
+                (
+                    "http://deb.debian.org/debian".to_string(),
+                    "trixie".to_string()
+                ),
+                (
+                    "http://deb.debian.org/debian".into(),
+                    "trixie-updates".into()
+                ),
+                (
+                    "http://deb.debian.org/debian-security".into(),
+                    "trixie-security".into()
+                ),
+            ]
+        );
+        let m = load(&with(
+            "mirror = \"https://ftp.de.debian.org/debian/\"\nupdates = false\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            m.sources(),
+            [
+                (
+                    "https://ftp.de.debian.org/debian/".to_string(),
+                    "trixie".to_string()
+                ),
+                (
+                    "https://ftp.de.debian.org/debian-security".into(),
+                    "trixie-security".into()
+                ),
+            ]
+        );
+        let m = load(&with("security = false\nupdates = false\n")).unwrap();
+        assert_eq!(m.sources().len(), 1);
+        let m = load(&with("security-mirror = \"http://security.example/ds\"\n")).unwrap();
+        assert_eq!(m.sources()[2].0, "http://security.example/ds");
+        fails(
+            &with("security = false\nsecurity-mirror = \"http://s.example/ds\"\n"),
+            "security-mirror",
+        );
+        fails(
+            &with("security-mirror = \"s.example\"\n"),
+            "security-mirror",
+        );
+        let e = fails(
+            &with("mirror = \"http://mirror.example/archive\"\n"),
+            "security-mirror",
+        );
+        assert!(e.contains("does not end in /debian"), "{e}");
+        let e = load(&with("updates = \"yes\"\n")).unwrap_err().to_string();
+        assert!(
+            e.contains("demo.toml:") && e.contains(": updates: invalid type"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -68,6 +68,18 @@ pub fn exclude_preferences(exclude: &[String]) -> String {
         .join("\n")
 }
 
+/// apt preferences of a plan: the excluded packages made uninstallable,
+/// and with a lock, every locked package pinned to its version (priority
+/// 1001 installs it even over a newer candidate).
+pub fn preferences(plan: &PackagePlan) -> String {
+    let mut parts = vec![exclude_preferences(&plan.exclude)];
+    parts.extend(plan.locked.iter().map(|(name, version)| {
+        format!("Package: {name}\nPin: version {version}\nPin-Priority: 1001\n")
+    }));
+    parts.retain(|p| !p.is_empty());
+    parts.join("\n")
+}
+
 /// The shell run inside the tree once packages are in: build the initramfs
 /// of every kernel, once, now that every dracut module (ostree's among them)
 /// is installed. During the install Debian's kernel hook is told not to
@@ -129,10 +141,12 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     }
     args.push(plan.suite.clone());
     args.push(spec.target.display().to_string());
-    args.push(format!(
-        "deb [signed-by={DEBIAN_KEYRING}] {} {} main",
-        plan.mirror, plan.suite
-    ));
+    // Every source: apt installs the highest version any of them has.
+    for (mirror, suite) in plan.source_list() {
+        args.push(format!(
+            "deb [signed-by={DEBIAN_KEYRING}] {mirror} {suite} main"
+        ));
+    }
     // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
     // postinst and dracut's trigger call: no initramfs until the hook above.
     Cmd::new("mmdebstrap").env("INITRD", "No").args(args)
@@ -155,6 +169,8 @@ pub(super) mod tests {
             release_date: "d".into(),
             release_sha256: "s".into(),
             versions: BTreeMap::new(),
+            sources: vec![],
+            locked: BTreeMap::new(),
         }
     }
 
@@ -182,6 +198,32 @@ pub(super) mod tests {
         ] {
             assert!(line.contains(want), "missing {want} in {line}");
         }
+        let mut plan = plan.clone();
+        plan.sources = ["trixie", "trixie-security"]
+            .iter()
+            .map(|s| crate::packages::SignedSource {
+                url: if s.ends_with("security") {
+                    "http://deb.debian.org/debian-security".into()
+                } else {
+                    "http://deb.debian.org/debian".into()
+                },
+                suite: s.to_string(),
+                date: "d".into(),
+                sha256: "s".into(),
+            })
+            .collect();
+        let spec = MmdebstrapSpec {
+            plan: &plan,
+            ..spec
+        };
+        let line = command(&spec).display();
+        assert!(
+            line.ends_with(
+                "'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
+                 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main'"
+            ),
+            "{line}"
+        );
     }
 
     #[test]
@@ -192,5 +234,14 @@ pub(super) mod tests {
             "Package: a\nPin: release *\nPin-Priority: -1\n\nPackage: b\nPin: release *\nPin-Priority: -1\n"
         );
         assert_eq!(exclude_preferences(&[]), "");
+        let mut plan = plan();
+        assert_eq!(preferences(&plan), exclude_preferences(&plan.exclude));
+        plan.locked
+            .insert("bsdutils".into(), "1:2.41.5-0+deb13u1".into());
+        plan.exclude.clear();
+        assert_eq!(
+            preferences(&plan),
+            "Package: bsdutils\nPin: version 1:2.41.5-0+deb13u1\nPin-Priority: 1001\n"
+        );
     }
 }

@@ -35,6 +35,9 @@ pub struct Rootfs {
     pub packages: Vec<String>,
     /// Bytes of the kernel and initramfs: what a deployment puts on the ESP.
     pub boot_bytes: u64,
+    /// Every installed package as the dpkg database (dropped from the
+    /// tree by the layout stage) listed it, with its licence: the SBOM's.
+    pub installed: Vec<crate::sbom::Installed>,
 }
 
 /// Where installed trees are kept, by [`installed_key`], under the cache.
@@ -68,29 +71,7 @@ pub fn build(
     accounts: &[accounts::Account],
 ) -> Result<Rootfs> {
     let target = work.join("rootfs");
-    remove_tree(&target)?;
-    fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
-    let key = installed_key(plan)?;
-    let saved = cache.join(INSTALLED_DIR).join(&key);
-    let list = if reuse_installed && saved.join(".complete").is_file() {
-        log::info!("starting from the installed tree {}", saved.display());
-        let bar = progress::spinner("copying the cached installed tree");
-        let copied = Cmd::new("cp")
-            .arg("-a")
-            .arg(saved.join("tree"))
-            .arg(&target)
-            .run();
-        bar.finish_and_clear();
-        copied?;
-        fs::read_to_string(saved.join("packages.tsv"))
-            .with_context(|| format!("reading {}/packages.tsv", saved.display()))?
-    } else {
-        let list = install(plan, work, &target, &cache.join("debs"))?;
-        if let Err(e) = save_installed(cache, &key, &target, &list) {
-            log::warn!("keeping the installed tree for the next build: {e:#}");
-        }
-        list
-    };
+    let list = install_or_reuse(plan, work, cache, reuse_installed)?;
     let packages = list
         .lines()
         .filter(|l| !l.is_empty())
@@ -99,6 +80,7 @@ pub fn build(
 
     let root = Dir::open_ambient_dir(&target, ambient_authority())
         .with_context(|| format!("opening {}", target.display()))?;
+    let installed = crate::sbom::read_installed(&root)?;
     let laid = customize::apply(&target, &root, manifest, agent, plan.arch, accounts)?;
     let report = ostree_layout::convert(&root, &list, &laid)?;
     log_layout(&report);
@@ -121,7 +103,44 @@ pub fn build(
         kver: report.kver,
         packages,
         boot_bytes,
+        installed,
     })
+}
+
+/// Puts the installed tree of `plan` in `work/rootfs` (replacing what was
+/// there): a copy of the cached one when `reuse_installed` and the cache
+/// has it, else a fresh install, then cached. Returns the installed package
+/// list (`name\tversion\tarch` lines).
+pub fn install_or_reuse(
+    plan: &PackagePlan,
+    work: &Path,
+    cache: &Path,
+    reuse_installed: bool,
+) -> Result<String> {
+    let target = work.join("rootfs");
+    remove_tree(&target)?;
+    fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let key = installed_key(plan)?;
+    let saved = cache.join(INSTALLED_DIR).join(&key);
+    if reuse_installed && saved.join(".complete").is_file() {
+        log::info!("starting from the installed tree {}", saved.display());
+        let bar = progress::spinner("copying the cached installed tree");
+        let copied = Cmd::new("cp")
+            .arg("-a")
+            .arg(saved.join("tree"))
+            .arg(&target)
+            .run();
+        bar.finish_and_clear();
+        copied?;
+        fs::read_to_string(saved.join("packages.tsv"))
+            .with_context(|| format!("reading {}/packages.tsv", saved.display()))
+    } else {
+        let list = install(plan, work, &target, &cache.join("debs"))?;
+        if let Err(e) = save_installed(cache, &key, &target, &list) {
+            log::warn!("keeping the installed tree for the next build: {e:#}");
+        }
+        Ok(list)
+    }
 }
 
 /// Says what became of content that cannot stay where it was in an OSTree tree.
@@ -165,7 +184,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
     fs::write(&dracut_conf, boot::DRACUT_CONF)
         .with_context(|| format!("writing {}", dracut_conf.display()))?;
     let prefs = work.join("hull-exclude.pref");
-    fs::write(&prefs, mmdebstrap::exclude_preferences(&plan.exclude))
+    fs::write(&prefs, mmdebstrap::preferences(plan))
         .with_context(|| format!("writing {}", prefs.display()))?;
     let package_list = work.join("packages.tsv");
 
@@ -195,7 +214,7 @@ pub fn installed_key(plan: &PackagePlan) -> Result<String> {
     h.update(format!("install-format {INSTALL_FORMAT}\n"));
     h.update(serde_json::to_vec(plan).context("serializing the package plan")?);
     h.update(boot::DRACUT_CONF.as_bytes());
-    h.update(mmdebstrap::exclude_preferences(&plan.exclude).as_bytes());
+    h.update(mmdebstrap::preferences(plan).as_bytes());
     mmdebstrap::digest_path_excludes(&mut h);
     Ok(hex::encode(h.finalize()))
 }
