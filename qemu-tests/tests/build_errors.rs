@@ -139,6 +139,7 @@ fn tree_larger_than_image_size_is_measured_before_mkfs() -> Result<()> {
 }
 
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn unreachable_security_archive_is_named() -> Result<()> {
     if !enabled("unreachable_security_archive_is_named") {
         return Ok(());
@@ -160,6 +161,7 @@ fn unreachable_security_archive_is_named() -> Result<()> {
 /// names is not locked, then a locked version the mirror no longer has.
 /// Each is one line naming the package, before anything is installed.
 #[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
 fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
     if !enabled("a_lock_that_does_not_hold_is_refused_before_installing") {
         return Ok(());
