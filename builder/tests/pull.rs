@@ -132,7 +132,12 @@ fn a_pull_is_cut_off_past_its_signed_sizes() {
             checksum: &c,
         };
         let start = std::time::Instant::now();
-        let result = pull::pull_bounded(hull, &dst_dir, &spec, pull::budget(missing.archived));
+        let result = pull::pull_bounded(
+            hull,
+            &dst_dir,
+            &spec,
+            pull::budget(missing.archived, missing.unpacked),
+        );
         eprintln!("{name}: {:?} {result:?}", start.elapsed());
         match name {
             "good" => {

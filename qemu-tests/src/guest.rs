@@ -111,18 +111,19 @@ pub const UPDATE_AB_CHECKS: &[&str] = &[
 ];
 
 /// What a run of [`UPDATE_AB`] must show: every check ok, three boots, and
-/// the guest fetched `ostree_ref` from the repository nginx served.
-pub fn require_update_ab(
-    o: &crate::Outcome,
-    nginx: &crate::nginx::Nginx,
-    ostree_ref: &str,
-) -> anyhow::Result<()> {
+/// the guest took the ref's head from the signed summary nginx served (the
+/// summary and its signature fetched; the unsigned `refs/heads/` file never).
+pub fn require_update_ab(o: &crate::Outcome, nginx: &crate::nginx::Nginx) -> anyhow::Result<()> {
     o.require(UPDATE_AB_CHECKS)?;
     anyhow::ensure!(o.done_boots == [1, 2, 3], "boots {:?}", o.done_boots);
     let log = nginx.access_log();
     anyhow::ensure!(
-        log.contains(&format!("GET /repo/refs/heads/{ostree_ref} ")),
-        "the guest never asked nginx for the ref: {log}"
+        log.contains("GET /repo/summary ") && log.contains("GET /repo/summary.sig "),
+        "the guest never fetched the signed summary: {log}"
+    );
+    anyhow::ensure!(
+        !log.contains("/refs/heads/"),
+        "the guest read an unsigned ref file: {log}"
     );
     Ok(())
 }

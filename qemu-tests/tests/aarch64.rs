@@ -73,5 +73,5 @@ fn aarch64_update_a_to_b_and_roll_back() -> Result<()> {
     b.spec_mut().update_port = Some(nginx.port);
     let o = b.run()?;
     eprintln!("{}", o.summary());
-    guest::require_update_ab(&o, &nginx, &f.b.ostree_ref)
+    guest::require_update_ab(&o, &nginx)
 }

@@ -1,4 +1,4 @@
-//! The pull of an update's objects, bounded in the disk it may take.
+//! The pull of an update's objects, bounded in what it may write.
 //!
 //! libostree bounds metadata objects and checks every object's checksum
 //! once it has it, but a content object has no size bound while it streams
@@ -6,10 +6,11 @@
 //! server that sends one object without end would fill the disk (TUF's
 //! "endless data"), and cancelling the pull's `GCancellable` does not stop a
 //! transfer in progress. So the pull runs in a child process (`hull
-//! pull-commit`, hidden from the help) that the agent watches: once the file
-//! systems it writes to have lost more than the signed `ostree.sizes` allow,
-//! the child is killed and the update refused. A killed pull leaves only
-//! libostree's staging directory, which its next transaction cleans up.
+//! pull-commit`, hidden from the help) that the agent watches: once the
+//! child has written more than the signed `ostree.sizes` allow (its own
+//! `wchar` in /proc/PID/io, so other writers on the same disk do not count),
+//! it is killed and the update refused. A killed pull leaves only libostree's
+//! staging directory, which its next transaction cleans up.
 
 use std::io::Read;
 use std::path::Path;
@@ -23,10 +24,7 @@ use ostree::prelude::*;
 
 use crate::cmd::Cmd;
 
-/// Where libostree's fetcher may stream an object before it lands in the
-/// repository: its temp files go to the repository's tmp/ or /var/tmp.
-const SCRATCH: &str = "/var/tmp";
-/// How often the watchdog looks at free space.
+/// How often the watchdog looks at what the child wrote.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What to pull.
@@ -37,14 +35,14 @@ pub struct PullSpec<'a> {
     pub checksum: &'a str,
 }
 
-/// The most bytes a pull of objects whose archived sizes add up to
-/// `archived` may take: those, plus 10 % and 16 MiB for what `ostree.sizes`
-/// does not list (the commit object, detached metadata, directory entries
-/// of the file system).
-pub fn budget(archived: u64) -> u64 {
-    archived
-        .saturating_add(archived / 10)
-        .saturating_add(16 << 20)
+/// The most bytes a pull of objects of `archived` bytes as transferred and
+/// `unpacked` bytes as stored may write: each object is written once as it
+/// arrives (compressed) and once into the repository (unpacked), plus 10 %
+/// and 16 MiB for what `ostree.sizes` does not list (the commit object,
+/// detached metadata, libostree's own bookkeeping).
+pub fn budget(archived: u64, unpacked: u64) -> u64 {
+    let both = archived.saturating_add(unpacked);
+    both.saturating_add(both / 10).saturating_add(16 << 20)
 }
 
 /// Pulls exactly `spec.checksum` into `repo`, in this process (what `hull
@@ -69,8 +67,8 @@ pub fn pull_exact(repo: &ostree::Repo, spec: &PullSpec) -> Result<()> {
 }
 
 /// Pulls `spec` into the repository at `repo_dir` by running `agent
-/// pull-commit` (a hull binary), killed once the pull has taken more than
-/// `budget` bytes of disk.
+/// pull-commit` (a hull binary), killed once it has written more than
+/// `budget` bytes.
 ///
 /// Errors: the pull failed (its error), or took too much (refused).
 pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64) -> Result<()> {
@@ -83,13 +81,13 @@ pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64)
         "pulling {}:{} ({})",
         spec.remote, spec.ostree_ref, spec.checksum
     ));
-    let result = run_bounded(&cmd, &[repo_dir, Path::new(SCRATCH)], budget);
+    let result = run_bounded(&cmd, budget);
     bar.finish_and_clear();
     match result {
         Ok(()) => Ok(()),
         Err(Bounded::Over(used)) => bail!(
             "pulling {}: the server sent more than the {budget} bytes its signed sizes allow \
-             ({used} bytes taken when it was stopped): refusing it; nothing was deployed",
+             ({used} bytes written when it was stopped): refusing it; nothing was deployed",
             spec.checksum
         ),
         Err(Bounded::Failed(e)) => Err(e),
@@ -99,28 +97,27 @@ pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64)
 /// Why a bounded command did not succeed.
 #[derive(Debug)]
 pub enum Bounded {
-    /// It took more than its budget (bytes taken when it was killed).
+    /// It wrote more than its budget (bytes written when it was killed).
     Over(u64),
     /// It failed by itself.
     Failed(anyhow::Error),
 }
 
-/// Free bytes of the file system holding `dir`.
-fn free(dir: &Path) -> Option<u64> {
-    let s = rustix::fs::statvfs(dir).ok()?;
-    Some(s.f_bavail.saturating_mul(s.f_frsize))
+/// Bytes process `pid` has written (`wchar` of /proc/PID/io: every write
+/// and pwrite of all its threads, to files, pipes and sockets alike).
+fn written(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
-/// Runs `cmd`, killing it once any of the file systems holding `watch`
-/// has lost more than `budget` bytes since it started.
-pub fn run_bounded(cmd: &Cmd, watch: &[&Path], budget: u64) -> Result<(), Bounded> {
-    let start: Vec<(&Path, u64)> = watch
-        .iter()
-        .filter_map(|p| free(p).map(|f| (*p, f)))
-        .collect();
+/// Runs `cmd`, killing it once it has written more than `budget` bytes.
+pub fn run_bounded(cmd: &Cmd, budget: u64) -> Result<(), Bounded> {
     let mut child = cmd
         .spawn(Stdio::null(), Stdio::piped())
         .map_err(Bounded::Failed)?;
+    let pid = child.id();
     let mut stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -128,18 +125,15 @@ pub fn run_bounded(cmd: &Cmd, watch: &[&Path], budget: u64) -> Result<(), Bounde
         text
     });
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| Bounded::Failed(e.into()))? {
-            break status;
-        }
-        let used = start
-            .iter()
-            .map(|(p, f)| f.saturating_sub(free(p).unwrap_or(*f)))
-            .max()
-            .unwrap_or(0);
+        // Read before reaping, while /proc/PID still exists.
+        let used = written(pid).unwrap_or(0);
         if used > budget {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Bounded::Over(used));
+        }
+        if let Some(status) = child.try_wait().map_err(|e| Bounded::Failed(e.into()))? {
+            break status;
         }
         std::thread::sleep(TICK);
     };
@@ -165,16 +159,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_command_that_takes_more_disk_than_its_budget_is_stopped() {
+    fn a_command_that_writes_more_than_its_budget_is_stopped() {
         let t = tempfile::tempdir().unwrap();
         let fill = t.path().join("fill");
-        // 400 MiB, then a long wait: only the watchdog ends it early.
-        let cmd = Cmd::new("sh").arg("-c").arg(format!(
-            "head -c 419430400 /dev/urandom > {}; sync; sleep 60",
-            fill.display()
-        ));
+        // Without end, a MiB at a time: only the watchdog ends it.
+        let cmd = Cmd::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", fill.display()))
+            .arg("bs=1M");
         let start = std::time::Instant::now();
-        match run_bounded(&cmd, &[t.path()], 32 << 20) {
+        match run_bounded(&cmd, 32 << 20) {
             Err(Bounded::Over(used)) => assert!(used > 32 << 20, "{used}"),
             other => panic!("{other:?}"),
         }
@@ -192,11 +186,11 @@ mod tests {
             "head -c 1000 /dev/zero > {}/small",
             t.path().display()
         ));
-        run_bounded(&cmd, &[t.path()], 32 << 20).unwrap();
+        run_bounded(&cmd, 32 << 20).unwrap();
         let cmd = Cmd::new("sh")
             .arg("-c")
             .arg("echo 'error: no such remote' >&2; exit 3");
-        match run_bounded(&cmd, &[t.path()], 32 << 20) {
+        match run_bounded(&cmd, 32 << 20) {
             Err(Bounded::Failed(e)) => {
                 let e = e.to_string();
                 assert!(
@@ -210,7 +204,7 @@ mod tests {
 
     #[test]
     fn budgets() {
-        assert_eq!(budget(0), 16 << 20);
-        assert_eq!(budget(1000), 1100 + (16 << 20));
+        assert_eq!(budget(0, 0), 16 << 20);
+        assert_eq!(budget(1000, 3000), 4400 + (16 << 20));
     }
 }

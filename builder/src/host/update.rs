@@ -238,7 +238,7 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
             ostree_ref: &ostree_ref,
             checksum: &checksum,
         },
-        super::pull::budget(missing.archived),
+        super::pull::budget(missing.archived, missing.unpacked),
     )
     .with_context(|| format!("updating from {base}"))?;
     if opts.download_only {
