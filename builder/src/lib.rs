@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cmd;
 pub mod commit;
 pub mod deploy;
+pub mod fleetlock;
 pub mod hardening;
 pub mod host;
 pub mod image;
