@@ -23,5 +23,6 @@ pub mod progress;
 pub mod qemu;
 pub mod rootfs;
 pub mod sign;
+pub mod strategy;
 pub mod summary;
 pub mod util;
