@@ -18,6 +18,7 @@ pub mod hardening;
 pub mod host;
 pub mod image;
 pub mod manifest;
+pub mod metrics;
 pub mod packages;
 pub mod progress;
 pub mod qemu;
