@@ -56,6 +56,40 @@ pub enum Command {
     /// Write MANIFEST's lock (MANIFEST with the extension .lock): the exact
     /// packages, versions and hashes `hull build` then installs.
     Lock(LockArgs),
+    /// FleetLock: reboot coordination for a fleet (docs/updates.md).
+    FleetLock(FleetLockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FleetLockArgs {
+    #[command(subcommand)]
+    pub command: FleetLockCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetLockCommand {
+    /// Serve the FleetLock protocol (POST /v1/pre-reboot, /v1/steady-state)
+    /// with every group's semaphore in etcd, in airlock's layout; stateless,
+    /// so several can run side by side.
+    Serve(FleetLockServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FleetLockServeArgs {
+    /// An etcd v3 endpoint, e.g. http://127.0.0.1:2379; repeat it for each
+    /// member of the cluster.
+    #[arg(long = "etcd", value_name = "URL", required = true)]
+    pub etcd: Vec<String>,
+    /// The address to listen on, e.g. 0.0.0.0:3333 (port 0: a free one, printed).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// How many nodes of a group may reboot at once, for a group whose
+    /// semaphore does not exist yet in etcd (an existing one keeps its count).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub slots: u64,
+    /// Time limit of each etcd request, e.g. 5s.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub etcd_timeout: std::time::Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -383,6 +417,16 @@ where
                 None => Ok(()),
             }
         }
+        Command::FleetLock(a) => match a.command {
+            FleetLockCommand::Serve(s) => {
+                crate::fleetlock::server::serve(&crate::fleetlock::server::ServeOptions {
+                    etcd: s.etcd,
+                    listen: s.listen,
+                    slots: s.slots,
+                    etcd_timeout: s.etcd_timeout,
+                })
+            }
+        },
     }
 }
 
@@ -486,6 +530,44 @@ mod tests {
         };
         assert_eq!(s.repo, Some(PathBuf::from("out/repo")));
         assert_eq!(s.release.as_deref(), Some("trixie"));
+    }
+
+    #[test]
+    fn parses_fleet_lock_serve() {
+        let cli = Cli::try_parse_from([
+            "hull",
+            "fleet-lock",
+            "serve",
+            "--etcd",
+            "http://a:2379",
+            "--etcd",
+            "http://b:2379",
+            "--listen",
+            "127.0.0.1:0",
+            "--slots",
+            "3",
+        ])
+        .unwrap();
+        let Command::FleetLock(FleetLockArgs {
+            command: FleetLockCommand::Serve(s),
+        }) = cli.command
+        else {
+            panic!()
+        };
+        assert_eq!(s.etcd, ["http://a:2379", "http://b:2379"]);
+        assert_eq!(s.listen, "127.0.0.1:0");
+        assert_eq!(s.slots, 3);
+        assert_eq!(s.etcd_timeout, std::time::Duration::from_secs(5));
+        let base = ["hull", "fleet-lock", "serve", "--listen", "127.0.0.1:0"];
+        // no etcd, zero slots, a timeout that is no duration: refused
+        assert!(Cli::try_parse_from(base).is_err());
+        for extra in [["--slots", "0"], ["--etcd-timeout", "soon"]] {
+            let args = base
+                .iter()
+                .chain(&["--etcd", "http://a:2379"])
+                .chain(&extra);
+            assert!(Cli::try_parse_from(args).is_err(), "{extra:?}");
+        }
     }
 
     #[test]

@@ -220,6 +220,13 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         replace(&mut a.ostree_ref, u.ostree_ref);
         accumulate(&mut a.keys, u.keys);
         replace(&mut a.boot_tries, u.boot_tries);
+        replace(&mut a.auto, u.auto);
+        replace(&mut a.interval, u.interval);
+        replace(&mut a.strategy, u.strategy);
+        // The window is one value: a later file's replaces it whole.
+        replace(&mut a.window, u.window);
+        replace(&mut a.fleet_lock_url, u.fleet_lock_url);
+        replace(&mut a.group, u.group);
     }
     if let Some(h) = health {
         let a = acc.health.get_or_insert_with(Default::default);

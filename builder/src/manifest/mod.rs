@@ -190,6 +190,17 @@ pub struct Update {
     pub keys: Vec<TrustedKey>,
     /// Boots a new deployment gets to pass its health check; default 3.
     pub boot_tries: u32,
+    /// The update agent: `None` unless `auto = true`.
+    pub agent: Option<UpdateAgent>,
+}
+
+/// `[update] auto = true` and its settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpdateAgent {
+    /// Seconds between two checks; default one hour.
+    pub interval: u64,
+    /// When a staged update may reboot the host; default immediate.
+    pub strategy: crate::strategy::Strategy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -128,6 +128,27 @@ pub struct RawUpdate {
     /// [`super::compose`]).
     pub keys: Option<Vec<String>>,
     pub boot_tries: Option<i64>,
+    /// Whether hosts update by themselves (the update agent).
+    pub auto: Option<bool>,
+    /// How often the agent checks, e.g. `"1h"`.
+    pub interval: Option<String>,
+    /// `immediate`, `window`, `fleet-lock` or `kured`.
+    pub strategy: Option<String>,
+    /// The maintenance window of `strategy = "window"`.
+    pub window: Option<RawWindow>,
+    /// The FleetLock server of `strategy = "fleet-lock"`.
+    pub fleet_lock_url: Option<String>,
+    /// The FleetLock reboot group.
+    pub group: Option<String>,
+}
+
+/// `[update.window]`: when `strategy = "window"` lets hosts reboot (UTC).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawWindow {
+    pub days: Option<Vec<String>>,
+    pub start: Option<String>,
+    pub length: Option<String>,
 }
 
 /// `[health]`: what must work before a new deployment is marked good.

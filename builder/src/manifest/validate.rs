@@ -15,11 +15,11 @@ use sha2::{Digest, Sha256};
 use super::compose::Composed;
 use super::raw::{
     RawHealth, RawImage, RawKernel, RawManifest, RawPackages, RawPerArch, RawSize, RawUnits,
-    RawUpdate, RawUser,
+    RawUpdate, RawUser, RawWindow,
 };
 use super::{
     Arch, Health, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, Target, TrustedKey,
-    Units, Update, User,
+    Units, Update, UpdateAgent, User,
 };
 
 pub const DEFAULT_STREAM: &str = "stable";
@@ -560,6 +560,7 @@ fn image_of(cx: &Cx, i: RawImage) -> Result<ImageSize> {
 }
 
 fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
+    let agent = agent_of(cx, &u)?;
     let url = u.url.ok_or_else(|| cx.err("update.url", "required"))?;
     check_update_url(&url).map_err(|m| cx.err("update.url", m))?;
     if let Some(r) = &u.ostree_ref {
@@ -611,7 +612,175 @@ fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
         ostree_ref: u.ostree_ref,
         keys,
         boot_tries,
+        agent,
     })
+}
+
+/// The agent's default interval between checks.
+const DEFAULT_INTERVAL: u64 = 3600;
+
+/// `auto`, `interval`, `strategy`, `[update.window]`, `fleet-lock-url`,
+/// `group`: the agent's keys. Each setting is refused where it would do
+/// nothing (without `auto = true`, or with another strategy).
+fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
+    use crate::strategy::Strategy;
+    if u.auto != Some(true) {
+        let set = [
+            ("update.interval", u.interval.is_some()),
+            ("update.strategy", u.strategy.is_some()),
+            ("update.window", u.window.is_some()),
+            ("update.fleet-lock-url", u.fleet_lock_url.is_some()),
+            ("update.group", u.group.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, is)| *is) {
+            return Err(cx.err(
+                key,
+                "only with auto = true: a host that does not update by itself does not reboot by itself",
+            ));
+        }
+        return Ok(None);
+    }
+    let interval = match &u.interval {
+        None => DEFAULT_INTERVAL,
+        Some(i) => duration_in(i, 60, 7 * 86_400).map_err(|m| cx.err("update.interval", m))?,
+    };
+    let name = u.strategy.as_deref().unwrap_or("immediate");
+    let only_with = |key: &str, strategy: &str| {
+        cx.err(
+            key,
+            format!("only with strategy = \"{strategy}\" (this one is \"{name}\")"),
+        )
+    };
+    if u.window.is_some() && name != "window" {
+        return Err(only_with("update.window", "window"));
+    }
+    for (key, is) in [
+        ("update.fleet-lock-url", u.fleet_lock_url.is_some()),
+        ("update.group", u.group.is_some()),
+    ] {
+        if is && name != "fleet-lock" {
+            return Err(only_with(key, "fleet-lock"));
+        }
+    }
+    let strategy = match name {
+        "immediate" => Strategy::Immediate,
+        "kured" => Strategy::Kured,
+        "window" => {
+            let w = u
+                .window
+                .as_ref()
+                .ok_or_else(|| cx.err("update.window", "required with strategy = \"window\""))?;
+            Strategy::Window(window_of(cx, w)?)
+        }
+        "fleet-lock" => {
+            let url = u.fleet_lock_url.clone().ok_or_else(|| {
+                cx.err(
+                    "update.fleet-lock-url",
+                    "required with strategy = \"fleet-lock\"",
+                )
+            })?;
+            check_update_url(&url).map_err(|m| cx.err("update.fleet-lock-url", m))?;
+            let group = u.group.clone().unwrap_or_else(|| "default".to_string());
+            if group.is_empty()
+                || group.len() > 64
+                || !group
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(cx.err(
+                    "update.group",
+                    format!("{group:?} is not 1 to 64 of A-Z a-z 0-9 . _ -"),
+                ));
+            }
+            Strategy::FleetLock { url, group }
+        }
+        other => {
+            return Err(cx.err(
+                "update.strategy",
+                format!("unknown strategy {other:?} (immediate, window, fleet-lock or kured)"),
+            ))
+        }
+    };
+    log::warn!(
+        "{}: update.auto: the update agent is not in images yet: hosts update only when \
+         `hull update` is run on them",
+        cx.file
+    );
+    Ok(Some(UpdateAgent { interval, strategy }))
+}
+
+/// `[update.window]`: `days` (`mon` … `sun`, each once), `start` (`HH:MM`,
+/// UTC) and `length` (1 minute to 7 days).
+fn window_of(cx: &Cx, w: &RawWindow) -> Result<crate::strategy::Window> {
+    use crate::strategy::Weekday;
+    let names = w
+        .days
+        .as_ref()
+        .ok_or_else(|| cx.err("update.window.days", "required"))?;
+    if names.is_empty() {
+        return Err(cx.err("update.window.days", "at least one day is required"));
+    }
+    let mut days = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let at = format!("update.window.days[{i}]");
+        let d = Weekday::parse(n).ok_or_else(|| {
+            cx.err(
+                &at,
+                format!("{n:?} is not a day: mon, tue, wed, thu, fri, sat or sun"),
+            )
+        })?;
+        if days.contains(&d) {
+            return Err(cx.err(&at, format!("{n:?} is listed twice")));
+        }
+        days.push(d);
+    }
+    days.sort();
+    let start = w
+        .start
+        .as_ref()
+        .ok_or_else(|| cx.err("update.window.start", "required"))?;
+    let start_minute = parse_hh_mm(start).ok_or_else(|| {
+        cx.err(
+            "update.window.start",
+            format!("{start:?} is not a time HH:MM from 00:00 to 23:59 (UTC)"),
+        )
+    })?;
+    let length = w
+        .length
+        .as_ref()
+        .ok_or_else(|| cx.err("update.window.length", "required"))?;
+    let length =
+        duration_in(length, 60, 7 * 86_400).map_err(|m| cx.err("update.window.length", m))?;
+    Ok(crate::strategy::Window {
+        days,
+        start_minute,
+        length,
+    })
+}
+
+/// `HH:MM` as minutes after midnight.
+fn parse_hh_mm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// A duration such as `90m` or `1h 30m`, in whole seconds from `min` to `max`.
+fn duration_in(s: &str, min: u64, max: u64) -> Result<u64, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration such as \"90m\" or \"2h\": {e}"))?;
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs < min || secs > max {
+        return Err(format!(
+            "{s:?} is not between {} and {}",
+            humantime::format_duration(std::time::Duration::from_secs(min)),
+            humantime::format_duration(std::time::Duration::from_secs(max))
+        ));
+    }
+    Ok(secs)
 }
 
 fn health_of(cx: &Cx, h: RawHealth) -> Result<Health> {
@@ -1296,6 +1465,90 @@ mod tests {
         assert!(err.contains("unknown field `timeout`"), "{err}");
     }
 
+    #[test]
+    fn update_agent_rules() {
+        use crate::strategy::{Strategy, Weekday, Window};
+        let t = tempfile::tempdir().unwrap();
+        write_key(&t.path().join("m/k.pub"));
+        let head =
+            "name = \"n\"\nversion = \"1\"\n[update]\nurl = \"http://x/r\"\nkeys = [\"k.pub\"]\n";
+        let agent = |extra: &str| {
+            load_in(t.path(), &format!("{head}{extra}\n"))
+                .map(|m| m.update.unwrap().agent)
+                .map_err(|e| e.to_string())
+        };
+        let fl = |url: &str, group: &str| Strategy::FleetLock {
+            url: url.into(),
+            group: group.into(),
+        };
+        let ok = [
+            ("", None),
+            ("auto = false", None),
+            ("auto = true", Some((3600, Strategy::Immediate))),
+            ("auto = true\ninterval = \"15m\"\nstrategy = \"kured\"", Some((900, Strategy::Kured))),
+            (
+                "auto = true\nstrategy = \"fleet-lock\"\nfleet-lock-url = \"http://lock:3333\"",
+                Some((3600, fl("http://lock:3333", "default"))),
+            ),
+            (
+                "auto = true\nstrategy = \"fleet-lock\"\nfleet-lock-url = \"https://lock/\"\ngroup = \"web-eu.1\"",
+                Some((3600, fl("https://lock/", "web-eu.1"))),
+            ),
+            (
+                "auto = true\nstrategy = \"window\"\n[update.window]\ndays = [\"sun\", \"sat\"]\nstart = \"23:30\"\nlength = \"1h 30m\"",
+                Some((
+                    3600,
+                    Strategy::Window(Window {
+                        days: vec![Weekday::Sat, Weekday::Sun],
+                        start_minute: 23 * 60 + 30,
+                        length: 5400,
+                    }),
+                )),
+            ),
+        ];
+        for (extra, want) in ok {
+            let got = agent(extra).unwrap_or_else(|e| panic!("{extra}: {e}"));
+            assert_eq!(got.map(|a| (a.interval, a.strategy)), want, "{extra}");
+        }
+        let window = "auto = true\nstrategy = \"window\"\n[update.window]\n";
+        let bad = [
+            ("interval = \"1h\"", "update.interval: only with auto = true"),
+            ("auto = false\nstrategy = \"kured\"", "update.strategy: only with auto = true"),
+            ("group = \"g\"", "update.group: only with auto = true"),
+            ("fleet-lock-url = \"http://l\"", "update.fleet-lock-url: only with auto = true"),
+            ("[update.window]\nstart = \"01:00\"", "update.window: only with auto = true"),
+            ("auto = true\ninterval = \"30s\"", "update.interval: \"30s\" is not between 1m and 7days"),
+            ("auto = true\ninterval = \"8d\"", "update.interval: \"8d\" is not between"),
+            ("auto = true\ninterval = \"soon\"", "update.interval: \"soon\" is not a duration"),
+            ("auto = true\nstrategy = \"later\"", "update.strategy: unknown strategy \"later\" (immediate, window, fleet-lock or kured)"),
+            ("auto = true\nstrategy = \"window\"", "update.window: required with strategy = \"window\""),
+            ("auto = true\nstrategy = \"fleet-lock\"", "update.fleet-lock-url: required with strategy = \"fleet-lock\""),
+            ("auto = true\nstrategy = \"fleet-lock\"\nfleet-lock-url = \"lock:3333\"", "update.fleet-lock-url: \"lock:3333\" is not an http"),
+            ("auto = true\nstrategy = \"fleet-lock\"\nfleet-lock-url = \"http://l\"\ngroup = \"a b\"", "update.group: \"a b\" is not 1 to 64"),
+            ("auto = true\nstrategy = \"fleet-lock\"\nfleet-lock-url = \"http://l\"\ngroup = \"\"", "update.group: \"\" is not 1 to 64"),
+            ("auto = true\ngroup = \"g\"", "update.group: only with strategy = \"fleet-lock\" (this one is \"immediate\")"),
+            ("auto = true\nstrategy = \"kured\"\nfleet-lock-url = \"http://l\"", "update.fleet-lock-url: only with strategy = \"fleet-lock\" (this one is \"kured\")"),
+            ("auto = true\n[update.window]\ndays = [\"sat\"]", "update.window: only with strategy = \"window\""),
+            (&format!("{window}start = \"01:00\"\nlength = \"1h\""), "update.window.days: required"),
+            (&format!("{window}days = []\nstart = \"01:00\"\nlength = \"1h\""), "update.window.days: at least one day"),
+            (&format!("{window}days = [\"sat\", \"Sun\"]\nstart = \"01:00\"\nlength = \"1h\""), "update.window.days[1]: \"Sun\" is not a day"),
+            (&format!("{window}days = [\"sat\", \"sat\"]\nstart = \"01:00\"\nlength = \"1h\""), "update.window.days[1]: \"sat\" is listed twice"),
+            (&format!("{window}days = [\"sat\"]\nlength = \"1h\""), "update.window.start: required"),
+            (&format!("{window}days = [\"sat\"]\nstart = \"24:00\"\nlength = \"1h\""), "update.window.start: \"24:00\" is not a time HH:MM"),
+            (&format!("{window}days = [\"sat\"]\nstart = \"1:00\"\nlength = \"1h\""), "update.window.start: \"1:00\" is not a time"),
+            (&format!("{window}days = [\"sat\"]\nstart = \"01:00\""), "update.window.length: required"),
+            (&format!("{window}days = [\"sat\"]\nstart = \"01:00\"\nlength = \"8d\""), "update.window.length: \"8d\" is not between"),
+            (&format!("{window}days = [\"sat\"]\nstart = \"01:00\"\nlength = \"1h\"\ntimezone = \"CET\""), "unknown field `timezone`"),
+        ];
+        for (extra, want) in bad {
+            let e = agent(extra)
+                .err()
+                .unwrap_or_else(|| panic!("{extra}: accepted"));
+            assert!(e.contains(want), "{extra}:\n{e}\nwants {want}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+    }
+
     /// Key paths are relative to the file naming them; keys accumulate and
     /// scalars are replaced across includes.
     #[test]
@@ -1325,6 +1578,42 @@ mod tests {
             ]
         );
         assert_eq!(m.health.required_units, ["a.service", "b.service"]);
+    }
+
+    /// The agent's keys are scalars across includes; the window is replaced
+    /// whole, not merged key by key.
+    #[test]
+    fn update_agent_keys_compose() {
+        use crate::strategy::Strategy;
+        let t = tempfile::tempdir().unwrap();
+        write_key(&t.path().join("m/k.pub"));
+        fs::write(
+            t.path().join("m/base.toml"),
+            "[update]\nurl = \"http://a/r\"\nkeys = [\"k.pub\"]\nauto = true\ninterval = \"5m\"\nstrategy = \"window\"\n[update.window]\ndays = [\"sat\"]\nstart = \"01:00\"\nlength = \"1h\"\n",
+        )
+        .unwrap();
+        let top = "include = [\"base.toml\"]\nname = \"n\"\nversion = \"1\"\n";
+        let m = load_in(t.path(), &format!("{top}[update]\ninterval = \"10m\"\n")).unwrap();
+        let a = m.update.unwrap().agent.unwrap();
+        assert_eq!(a.interval, 600);
+        assert!(matches!(a.strategy, Strategy::Window(ref w) if w.start_minute == 60));
+        let e = load_in(
+            t.path(),
+            &format!("{top}[update.window]\ndays = [\"sun\"]\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("update.window.start: required"), "{e}");
+        let m = load_in(
+            t.path(),
+            &format!("{top}[update]\nstrategy = \"fleet-lock\"\nfleet-lock-url = \"http://l\"\ngroup = \"g\"\n"),
+        );
+        // the base's window stays and is refused under fleet-lock: said, not dropped
+        let e = m.unwrap_err().to_string();
+        assert!(
+            e.contains("update.window: only with strategy = \"window\""),
+            "{e}"
+        );
     }
 
     #[test]
