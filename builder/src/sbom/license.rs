@@ -139,8 +139,13 @@ fn gnu_id(lower: &str) -> Option<String> {
 /// `LicenseRef-` plus the name with every character SPDX does not allow
 /// in an id (letters, digits, `.` and `-`) made a `-`.
 pub fn license_ref(short: &str) -> String {
-    let body: String = short
-        .chars()
+    format!("LicenseRef-{}", id_chars(short))
+}
+
+/// `text` with every character an SPDX id does not allow (letters, digits,
+/// `.` and `-`) made a `-`.
+pub fn id_chars(text: &str) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -148,8 +153,7 @@ pub fn license_ref(short: &str) -> String {
                 '-'
             }
         })
-        .collect();
-    format!("LicenseRef-{body}")
+        .collect()
 }
 
 /// One paragraph of a DEP-5 file: its fields, continuation lines joined.

@@ -359,18 +359,7 @@ pub fn supplier(maintainer: &str) -> String {
 
 /// An SPDX id from free text: letters, digits, `.` and `-` only.
 fn spdx_ref(parts: &[&str]) -> String {
-    let body: String = parts
-        .join("-")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("SPDXRef-{body}")
+    format!("SPDXRef-{}", license::id_chars(&parts.join("-")))
 }
 
 fn rfc3339(secs: i64) -> Result<String> {
