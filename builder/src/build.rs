@@ -518,8 +518,7 @@ fn publish(
     // it is what hosts take a ref's head from, until it expires.
     match key {
         Some(key) => {
-            let p =
-                crate::summary::publish(repo, key, crate::host::state::now() + summary_lifetime)?;
+            let p = crate::summary::publish(repo, key, crate::util::now() + summary_lifetime)?;
             log::info!(
                 "signed the summary of {} until {}",
                 repo_path.display(),

@@ -160,10 +160,7 @@ pub fn commit_tree(
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
         let metadata = dict.end();
 
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::util::now();
         let subject = format!("{ostree_ref} {}", meta.version);
         let checksum = repo
             .write_commit_with_time(

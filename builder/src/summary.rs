@@ -226,7 +226,7 @@ pub fn publish_at(path: &Path, key: &SecretKey, lifetime: u64) -> Result<Publish
         );
     }
     let repo = crate::commit::open_or_create(path)?;
-    publish(&repo, key, crate::host::state::now() + lifetime)
+    publish(&repo, key, crate::util::now() + lifetime)
 }
 
 #[cfg(test)]

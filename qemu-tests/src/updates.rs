@@ -300,8 +300,7 @@ fn recommit(repo: &ostree::Repo, f: &Fixture, spoil: &Spoil) -> Result<String> {
     let root = root
         .downcast::<ostree::RepoFile>()
         .map_err(|_| anyhow::anyhow!("not a RepoFile"))?;
-    let time =
-        (ostree::commit_get_timestamp(&b_commit) as i64 + spoil.age.max(-1_000_000_000) + 1) as u64;
+    let time = (ostree::commit_get_timestamp(&b_commit) as i64 + spoil.age + 1) as u64;
     let c = repo.write_commit_with_time(
         Some(b),
         Some(spoil.version),

@@ -53,12 +53,7 @@ pub fn write<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     crate::util::write_atomic(path, text.as_bytes())
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use crate::util::now;
 
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
