@@ -210,11 +210,12 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
     let root_fs = rustix::fs::fstatvfs(&sysroot_dir)
         .with_context(|| format!("statvfs {}", host.paths.sysroot.display()))?;
     let root_total = root_fs.f_blocks.saturating_mul(root_fs.f_frsize);
+    let root_free = root_fs.f_bavail.saturating_mul(root_fs.f_frsize);
     let esp_dir = host.esp_dir()?;
     verdict::check_space(
         &Space {
             needed: missing.unpacked,
-            free: esp::free_bytes(&sysroot_dir)?,
+            free: root_free,
             reserve: ostree_reserve(&repo, root_total) + ROOT_MARGIN,
         },
         &Space {
