@@ -1,32 +1,21 @@
-//! hull: build minimal, immutable container-host OS images from one manifest.
+//! hull: build minimal, immutable container-host OS images from one manifest,
+//! and keep the hosts booted from them up to date.
 //!
-//! The build flows one way through one module per stage:
-//! [`manifest`] → [`packages`] → [`rootfs`] → [`commit`] → [`deploy`] →
-//! [`image`] (with [`bootloader`] planning the ESP); [`build`] runs them in
-//! order; [`qemu`] boots the result; [`cli`] is the command line.
+//! The folders follow the data (docs/architecture.md is the map):
+//! [`manifest`] (pure data: raw → composed → validated) → [`build`] (archive
+//! → rootfs → commit → deploy → image) using [`repo`] (the OSTree repository,
+//! signatures, the summary) and [`boot`] (the kernel command line, BLS
+//! entries, the ESP). [`host`] is the on-host agent (update, rollback,
+//! health, status); [`fleetlock`] coordinates reboots across a fleet;
+//! [`qemu`] boots images; [`util`] holds what everything shares; [`cli`] is
+//! the command line.
 
-pub mod binfmt;
 pub mod boot;
-pub mod bootloader;
 pub mod build;
 pub mod cli;
-pub mod cmd;
-pub mod commit;
-pub mod deploy;
 pub mod fleetlock;
-pub mod hardening;
 pub mod host;
-pub mod image;
-pub mod lock;
 pub mod manifest;
-pub mod metrics;
-pub mod packages;
-pub mod progress;
 pub mod qemu;
-pub mod rootfs;
-pub mod sbom;
-pub mod scan;
-pub mod sign;
-pub mod strategy;
-pub mod summary;
+pub mod repo;
 pub mod util;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use hull::cmd::Cmd;
 use hull::fleetlock::client::{Answer, Client};
+use hull::util::cmd::Cmd;
 use serde_json::Value;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;

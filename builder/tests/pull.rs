@@ -6,8 +6,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use hull::commit::{self, CommitMeta};
 use hull::host::{pull, update};
+use hull::repo::commit::{self, CommitMeta};
 use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;

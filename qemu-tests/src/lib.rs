@@ -42,7 +42,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hull::build::{run_build, BuildOptions, BuildReport};
+use hull::build::pipeline::{run_build, BuildOptions, BuildReport};
 use hull::manifest::Arch;
 use hull::qemu::{Accel, Firmware, RunSpec, Serial};
 
@@ -146,7 +146,7 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
         refresh: false,
         agents: agents()?,
         sign_key: None,
-        summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
+        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
     };
     let start = Instant::now();
     eprintln!(

@@ -19,7 +19,7 @@ impl Nginx {
     /// Serves each `(url prefix, directory)`: `("/repo/", b/repo)` makes
     /// http://127.0.0.1:PORT/repo/config the file b/repo/config.
     pub fn serve(locations: &[(&str, &Path)]) -> Result<Nginx> {
-        hull::cmd::require_program("nginx", "nginx")?;
+        hull::util::cmd::require_program("nginx", "nginx")?;
         let dir = tempfile::Builder::new().prefix("hull-nginx").tempdir()?;
         let port = free_port()?;
         let d = dir.path();

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use hull::build::{run_build, BuildOptions, BuildReport};
+use hull::build::pipeline::{run_build, BuildOptions, BuildReport};
 use hull::manifest::Arch;
-use hull::sign;
+use hull::repo::sign;
 use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
@@ -92,7 +92,7 @@ fn build_fixture(arch: Arch, with_c: bool) -> Result<Fixture> {
     for later in ["b", "c"] {
         let stamp = dir.join(later).join(".parent-commit");
         if std::fs::read_to_string(&stamp).ok().as_deref() != Some(a.commit.as_str()) {
-            hull::rootfs::remove_tree(&dir.join(later))?;
+            hull::build::rootfs::remove_tree(&dir.join(later))?;
         }
     }
     let b = build_into(
@@ -143,7 +143,7 @@ fn build_into(
                 .context("parent out dir")?
                 .join("repo");
             // Hard links: OSTree never rewrites an object or a ref in place.
-            hull::cmd::Cmd::new("cp")
+            hull::util::cmd::Cmd::new("cp")
                 .arg("-al")
                 .arg(&from)
                 .arg(&repo)
@@ -163,7 +163,7 @@ fn build_into(
         refresh: false,
         agents: agents()?,
         sign_key: Some(keys.join("trusted")),
-        summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
+        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
     };
     let start = std::time::Instant::now();
     let r = run_build(&opts).with_context(|| format!("building {}", manifest.display()))?;
@@ -233,15 +233,15 @@ fn write_manifests(dir: &Path) -> Result<()> {
 /// so cheap), for a test to spoil.
 fn tamper_copy(f: &Fixture, kind: &str) -> Result<(PathBuf, ostree::Repo)> {
     let dir = f.dir.join("tamper").join(kind);
-    hull::rootfs::remove_tree(&dir)?;
+    hull::build::rootfs::remove_tree(&dir)?;
     std::fs::create_dir_all(&dir)?;
     let repo_path = dir.join("repo");
-    hull::cmd::Cmd::new("cp")
+    hull::util::cmd::Cmd::new("cp")
         .arg("-al")
         .arg(f.repo("b"))
         .arg(&repo_path)
         .run()?;
-    let repo = hull::commit::open_or_create(&repo_path)?;
+    let repo = hull::repo::commit::open_or_create(&repo_path)?;
     Ok((repo_path, repo))
 }
 
@@ -273,12 +273,12 @@ fn recommit(repo: &ostree::Repo, f: &Fixture, spoil: &Spoil) -> Result<String> {
     dict.insert("version", spoil.version);
     if let Some(r) = spoil.binding {
         dict.insert_value(
-            hull::commit::META_REF_BINDING,
+            hull::repo::commit::META_REF_BINDING,
             &vec![r.to_string()].to_variant(),
         );
     }
     if let Some(a) = spoil.arch {
-        dict.insert(hull::commit::META_ARCH, a);
+        dict.insert(hull::repo::commit::META_ARCH, a);
     }
     let mtree = ostree::MutableTree::from_commit(repo, b)?;
     if spoil.etc_dir {
@@ -323,7 +323,7 @@ fn recommit(repo: &ostree::Repo, f: &Fixture, spoil: &Spoil) -> Result<String> {
 /// from now (in the past when negative).
 fn publish(repo: &ostree::Repo, f: &Fixture, lifetime: i64) -> Result<()> {
     let expires = (hull::host::state::now() as i64 + lifetime) as u64;
-    hull::summary::publish(repo, &sign::load_secret(&f.trusted)?, expires)?;
+    hull::repo::summary::publish(repo, &sign::load_secret(&f.trusted)?, expires)?;
     Ok(())
 }
 
@@ -406,7 +406,7 @@ pub fn tamper_repos(f: &Fixture) -> Result<Vec<(String, PathBuf)>> {
 
     let (path, repo) = tamper_copy(f, "unsigned-summary")?;
     repo.regenerate_summary(None, gio::Cancellable::NONE)?;
-    std::fs::remove_file(path.join(hull::summary::SIGNATURE_FILE)).ok();
+    std::fs::remove_file(path.join(hull::repo::summary::SIGNATURE_FILE)).ok();
     out.push(("unsigned-summary".to_string(), path));
 
     let (path, repo) = tamper_copy(f, "corrupt")?;

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use hull::build::{run_build, BuildOptions};
+use hull::build::pipeline::{run_build, BuildOptions};
 use hull_qemu_tests::{enabled, workspace_root};
 
 /// Writes a manifest that includes the project's base.toml plus `extra`.
@@ -32,7 +32,7 @@ fn build_err(dir: &Path, extra: &str) -> String {
         refresh: false,
         agents: hull_qemu_tests::agents().expect("the hull agents"),
         sign_key: None,
-        summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
+        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
     })
     .expect_err("the build should fail");
     assert!(
@@ -166,12 +166,13 @@ fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
     if !enabled("a_lock_that_does_not_hold_is_refused_before_installing") {
         return Ok(());
     }
-    use hull::lock::{ArchLock, LockFile, LockedPackage};
+    use hull::build::lock::{ArchLock, LockFile, LockedPackage};
     let t = tempfile::tempdir()?;
     let path = manifest(t.path(), "");
     let m = hull::manifest::Manifest::load(&path)?;
     let arch = hull::manifest::Arch::X86_64;
-    let (plan, index) = hull::packages::resolve_with_index(&m, arch, &t.path().join("out/cache"))?;
+    let (plan, index) =
+        hull::build::archive::resolve_with_index(&m, arch, &t.path().join("out/cache"))?;
     // Every package the manifest names, locked at the mirror's version.
     let mut package: Vec<LockedPackage> = plan
         .include
@@ -195,15 +196,15 @@ fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
         .collect();
     let dropped = package.pop().unwrap();
     let lock = |package: Vec<LockedPackage>| LockFile {
-        format: hull::lock::FORMAT,
+        format: hull::build::lock::FORMAT,
         arches: vec![ArchLock {
             name: "x86_64".into(),
             source: vec![],
             package,
         }],
     };
-    let lock_file = hull::lock::lock_path(&path);
-    hull::lock::write(&lock_file, &lock(package.clone()))?;
+    let lock_file = hull::build::lock::lock_path(&path);
+    hull::build::lock::write(&lock_file, &lock(package.clone()))?;
     let err = build_err(t.path(), "");
     assert!(
         err.contains(&format!("{} in ", dropped.name)) && err.contains("but not locked"),
@@ -214,7 +215,7 @@ fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
         version: "0.0-0".into(),
         ..dropped.clone()
     });
-    hull::lock::write(&lock_file, &lock(package))?;
+    hull::build::lock::write(&lock_file, &lock(package))?;
     let err = build_err(t.path(), "");
     assert!(
         err.contains("locked version gone from http://deb.debian.org/debian trixie"),

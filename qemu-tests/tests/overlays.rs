@@ -13,8 +13,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use hull::build::rootfs::accounts::{self, Ids};
 use hull::manifest::Manifest;
-use hull::rootfs::accounts::{self, Ids};
 use hull_qemu_tests::{agents, enabled, test_out, workspace_root};
 use ostree::gio;
 use ostree::prelude::*;
@@ -118,7 +118,7 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
     }
     let dir = test_out().join("overlays");
     // A fresh repository each run: the commit read back is this run's.
-    hull::rootfs::remove_tree(&dir.join("repo"))?;
+    hull::build::rootfs::remove_tree(&dir.join("repo"))?;
     write_overlay(&dir.join("rootfs-overlays/t19"))?;
     let manifest_path = dir.join("t19.toml");
     fs::write(
@@ -136,7 +136,7 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
     // The minimal image's cache: the same packages, so its installed tree.
     let cache = test_out().join("cache");
     let work = dir.join("work");
-    let plan = hull::packages::resolve(&manifest, arch, &cache)?;
+    let plan = hull::build::archive::resolve(&manifest, arch, &cache)?;
     // A previous version had core at 1005 and an account since removed at
     // 1000: core keeps 1005, and rootless, new, does not take 1000.
     let parent = Ids::parse(
@@ -146,9 +146,9 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
     let planned = accounts::plan(&parent, &accounts::names(&manifest));
     let agent = agents()?.remove(0);
     let start = std::time::Instant::now();
-    let tree = hull::rootfs::build(&manifest, &plan, &work, &cache, &agent, true, &planned)?;
-    let repo = hull::commit::open_or_create(&dir.join("repo"))?;
-    let meta = hull::commit::CommitMeta {
+    let tree = hull::build::rootfs::build(&manifest, &plan, &work, &cache, &agent, true, &planned)?;
+    let repo = hull::repo::commit::open_or_create(&dir.join("repo"))?;
+    let meta = hull::repo::commit::CommitMeta {
         version: "1".into(),
         manifest_sha256: manifest.sha256.clone(),
         input_sha256: "test".into(),
@@ -160,14 +160,15 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
         ref_binding: vec!["hull/t19/x86_64/stable".into()],
         arch: "x86_64".into(),
     };
-    let commit = hull::commit::commit_tree(&repo, &tree.dir, "hull/t19/x86_64/stable", &meta)?;
+    let commit =
+        hull::repo::commit::commit_tree(&repo, &tree.dir, "hull/t19/x86_64/stable", &meta)?;
     // The tree's own lsinitrd lists the initramfs.
-    let initramfs = hull::cmd::Cmd::new("chroot")
+    let initramfs = hull::util::cmd::Cmd::new("chroot")
         .arg(&tree.dir)
         .arg("lsinitrd")
         .arg(format!("/usr/lib/modules/{}/initramfs.img", tree.kver))
         .output_string()?;
-    hull::rootfs::remove_tree(&work)?;
+    hull::build::rootfs::remove_tree(&work)?;
     eprintln!("tree and commit in {:.0} s", start.elapsed().as_secs_f64());
     let (root, _) = repo.read_commit(&commit.checksum, gio::Cancellable::NONE)?;
 

@@ -66,7 +66,7 @@ fn power_cut_during_update() -> Result<()> {
     for (i, (pattern, delay)) in plan.iter().enumerate() {
         let dir = tempfile::Builder::new().prefix("hull-cut").tempdir()?;
         let disk = dir.path().join("disk.qcow2");
-        hull::cmd::Cmd::new("qemu-img")
+        hull::util::cmd::Cmd::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
             .arg(&f.a.image)
             .arg(&disk)

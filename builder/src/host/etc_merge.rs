@@ -308,9 +308,9 @@ mod tests {
         let tree = t.path().join("tree");
         std::fs::create_dir_all(tree.join("usr/etc/issue.net")).unwrap();
         std::fs::write(tree.join("usr/etc/issue.net/x"), "").unwrap();
-        let repo = crate::commit::open_or_create(&t.path().join("repo")).unwrap();
-        let meta = crate::commit::test_meta("1");
-        let c = crate::commit::commit_tree(&repo, &tree, "r", &meta)
+        let repo = crate::repo::commit::open_or_create(&t.path().join("repo")).unwrap();
+        let meta = crate::repo::commit::test_meta("1");
+        let c = crate::repo::commit::commit_tree(&repo, &tree, "r", &meta)
             .unwrap()
             .checksum;
         let e = check(&repo, &c, &etc, &usr_etc).unwrap_err().to_string();

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 use super::state::{self, HealthRecord};
 use super::Host;
-use crate::cmd::Cmd;
+use crate::util::cmd::Cmd;
 
 /// systemd-boot's vendor GUID: it sets `LoaderBootCountPath` when the
 /// booted entry has a boot counter.

@@ -7,10 +7,10 @@
 //! deployment a limited number of boot tries that only a passing health
 //! check ([`health`]) turns into a good boot.
 
-pub mod esp;
 pub mod etc_merge;
 pub mod fetch;
 pub mod health;
+pub mod metrics;
 pub mod pull;
 pub mod rollback;
 pub mod state;
@@ -25,9 +25,10 @@ use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use ostree::gio;
 
-use crate::bootloader::DeploymentKey;
+use crate::boot::bls::DeploymentKey;
+use crate::boot::esp;
+use crate::build::rootfs::agent::HostConfig;
 use crate::manifest::Arch;
-use crate::rootfs::agent::HostConfig;
 
 /// Where a booted host keeps things. Tests point these elsewhere.
 #[derive(Debug, Clone)]
@@ -165,7 +166,7 @@ impl Host {
     pub fn sync_esp(&self, new_tries: Option<(&DeploymentKey, u32)>) -> Result<esp::SyncReport> {
         let sysroot = self.sysroot_dir()?;
         let (efi_in_tree, _) = crate::boot::systemd_boot_paths(Self::arch());
-        let plan = crate::bootloader::plan(
+        let plan = crate::boot::bls::plan(
             &sysroot,
             &self.paths.sysroot,
             Self::arch(),
@@ -182,7 +183,7 @@ impl Host {
     /// A commit's `version`, from the local repository (None when the
     /// commit or the key is missing).
     pub fn version_of(&self, checksum: &str) -> Option<String> {
-        crate::commit::metadata_string(&self.sysroot.repo(), checksum, "version")
+        crate::repo::commit::metadata_string(&self.sysroot.repo(), checksum, "version")
             .ok()
             .flatten()
     }

@@ -22,7 +22,7 @@ use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
 
-use crate::cmd::Cmd;
+use crate::util::cmd::Cmd;
 
 /// How often the watchdog looks at what the child wrote.
 const TICK: Duration = Duration::from_millis(100);
@@ -77,7 +77,7 @@ pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64)
         .arg("--repo")
         .arg(repo_dir)
         .args([spec.remote, spec.ostree_ref, spec.checksum]);
-    let bar = crate::progress::spinner(&format!(
+    let bar = crate::util::progress::spinner(&format!(
         "pulling {}:{} ({})",
         spec.remote, spec.ostree_ref, spec.checksum
     ));

@@ -5,8 +5,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::state::{self, HealthRecord, RollbackRecord};
-use super::{esp, key_of, Host};
-use crate::bootloader::{DeploymentKey, EntryName};
+use super::{key_of, Host};
+use crate::boot::bls::{DeploymentKey, EntryName};
+use crate::boot::esp;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {

@@ -13,9 +13,10 @@ use serde::Serialize;
 use super::rollback::{self, Reconcile};
 use super::state::{self, HealthRecord, RollbackRecord};
 use super::update::SourceRecord;
-use super::{esp, key_of, Host};
-use crate::bootloader::EntryName;
-use crate::summary::{self, Freshness};
+use super::{key_of, Host};
+use crate::boot::bls::EntryName;
+use crate::boot::esp;
+use crate::repo::summary::{self, Freshness};
 
 /// systemd-boot's `LoaderEntrySelected` EFI variable: the entry it booted.
 const ENTRY_SELECTED_VAR: &str =

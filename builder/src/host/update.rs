@@ -23,10 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use super::fetch::{Fetcher, Limits};
 use super::verdict::{self, CommitFacts, Space};
-use super::{esp, key_of, state, Host};
-use crate::commit::META_KARGS;
-use crate::sign;
-use crate::summary::{self, Freshness, SignedSummary};
+use super::{key_of, state, Host};
+use crate::boot::esp;
+use crate::repo::commit::META_KARGS;
+use crate::repo::sign;
+use crate::repo::summary::{self, Freshness, SignedSummary};
 
 /// What `hull update` was asked to do.
 #[derive(Debug, Clone)]
@@ -316,23 +317,12 @@ pub fn origin_refspec(booted: &ostree::Deployment) -> Result<(String, String)> {
     }
 }
 
-/// The new commit's kernel arguments, else the booted deployment's.
+/// The new commit's kernel arguments, else the booted deployment's
+/// ([`crate::boot::cmdline::for_update`]).
 fn kernel_args(booted: &ostree::Deployment, meta: &glib::VariantDict) -> Vec<String> {
-    if let Some(k) = meta.lookup::<Vec<String>>(META_KARGS).ok().flatten() {
-        if !k.is_empty() {
-            return k;
-        }
-    }
-    booted
-        .bootconfig()
-        .and_then(|b| b.get("options"))
-        .map(|o| {
-            o.split_whitespace()
-                .filter(|a| !a.starts_with("ostree="))
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default()
+    let commit = meta.lookup::<Vec<String>>(META_KARGS).ok().flatten();
+    let options = booted.bootconfig().and_then(|b| b.get("options"));
+    crate::boot::cmdline::for_update(commit, options.as_deref())
 }
 
 /// The source's summary, its signature checked against `keys`.
@@ -482,13 +472,13 @@ mod tests {
     /// ostree.sizes as libostree writes it into a real commit.
     #[test]
     fn sizes_of_a_real_commit() {
-        let (t, repo, c) = crate::commit::test_repo_with_commit(&[7u8; 5000]);
+        let (t, repo, c) = crate::repo::commit::test_repo_with_commit(&[7u8; 5000]);
         let (commit, _) = repo.load_commit(&c).unwrap();
         let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
         // Everything is present locally: nothing missing.
         assert_eq!(missing_bytes(&repo, &dict).unwrap(), Missing::default());
         // An empty repository lacks the 5000-byte file (and the tree objects).
-        let empty = crate::commit::open_or_create(&t.path().join("empty")).unwrap();
+        let empty = crate::repo::commit::open_or_create(&t.path().join("empty")).unwrap();
         let missing = missing_bytes(&empty, &dict).unwrap();
         assert!(missing.unpacked >= 5000, "{missing:?}");
         assert!(missing.archived > 0, "{missing:?}");

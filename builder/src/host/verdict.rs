@@ -8,7 +8,7 @@
 use anyhow::{bail, Result};
 use ostree::glib;
 
-use crate::commit::{META_ARCH, META_BOOT_BYTES, META_REF_BINDING};
+use crate::repo::commit::{META_ARCH, META_BOOT_BYTES, META_REF_BINDING};
 
 /// What the signed commit object says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,4 +1,4 @@
-//! `[hardening]`: which items of the hardening profile ([`crate::hardening`])
+//! `[hardening]`: which items of the hardening profile ([`crate::manifest::profile`])
 //! an image gets.
 //!
 //! The table absent means no hardening; present, every item defaults to on
@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::raw::RawHardening;
 use super::{Arch, Packages, User};
-use crate::hardening::{self, Item, Port};
+use crate::manifest::profile::{self, Item, Port};
 
 /// The default name of the rootless podman account.
 pub const DEFAULT_ROOTLESS_USER: &str = "rootless";
@@ -93,19 +93,19 @@ impl Hardening {
         let mut args = Vec::new();
         if self.kernel_cmdline {
             args.extend(
-                hardening::cmdline(arch)
+                profile::cmdline(arch)
                     .into_iter()
                     .filter(|a| {
                         !self
                             .cmdline_exclude
                             .iter()
-                            .any(|x| x == hardening::karg_name(a))
+                            .any(|x| x == profile::karg_name(a))
                     })
                     .map(String::from),
             );
         }
         if self.audit {
-            args.extend(hardening::AUDIT_CMDLINE.iter().map(|a| a.to_string()));
+            args.extend(profile::AUDIT_CMDLINE.iter().map(|a| a.to_string()));
         }
         args
     }
@@ -182,11 +182,11 @@ pub fn hardening_of(
     let enable = enable.unwrap_or(true);
     let on = |v: Option<bool>| enable && v.unwrap_or(true);
 
-    let profile = hardening::cmdline_all();
+    let profile = profile::cmdline_all();
     let cmdline_exclude = cmdline_exclude.unwrap_or_default();
     for (i, name) in cmdline_exclude.iter().enumerate() {
-        if !profile.iter().any(|a| hardening::karg_name(a) == name) {
-            let names: Vec<&str> = profile.iter().map(|a| hardening::karg_name(a)).collect();
+        if !profile.iter().any(|a| profile::karg_name(a) == name) {
+            let names: Vec<&str> = profile.iter().map(|a| profile::karg_name(a)).collect();
             return Err((
                 format!("cmdline-exclude[{i}]"),
                 format!(
@@ -211,7 +211,7 @@ pub fn hardening_of(
 
     let mut ports = Vec::new();
     for (i, text) in open_ports.unwrap_or_default().iter().enumerate() {
-        let port = hardening::parse_port(text).map_err(|m| (format!("open-ports[{i}]"), m))?;
+        let port = profile::parse_port(text).map_err(|m| (format!("open-ports[{i}]"), m))?;
         if !ports.contains(&port) {
             ports.push(port);
         }

@@ -12,7 +12,9 @@
 
 pub mod compose;
 pub mod hardening;
+pub mod profile;
 pub mod raw;
+pub mod strategy;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -21,62 +23,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::Serialize;
 
-/// A CPU architecture an image is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Arch {
-    X86_64,
-    Aarch64,
-}
-
-impl Arch {
-    /// Every architecture hull builds.
-    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
-
-    /// The name hull uses in refs and file names (`x86_64`, `aarch64`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        }
-    }
-
-    /// Debian's name for the architecture (`amd64`, `arm64`).
-    pub fn debian(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-        }
-    }
-}
-
-impl std::str::FromStr for Arch {
-    type Err = String;
-
-    /// Parses hull's names (`x86_64`, `aarch64`): the one parser of them,
-    /// for the manifest, the command line and the host.
-    fn from_str(s: &str) -> Result<Arch, String> {
-        Arch::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown architecture {s:?} (expected \"x86_64\" or \"aarch64\")")
-            })
-    }
-}
-
-impl Arch {
-    /// The architecture this hull binary was built for, if hull builds it.
-    pub fn of_this_binary() -> Option<Arch> {
-        std::env::consts::ARCH.parse().ok()
-    }
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::util::arch::Arch;
 
 /// A validated manifest, composed from its includes, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,8 +92,13 @@ pub struct Packages {
 pub struct Kernel {
     /// Debian package of the kernel; default `linux-image-cloud-<amd64|arm64>`.
     pub package: String,
-    /// Extra kernel command-line arguments, after hull's own.
+    /// Extra kernel command-line arguments, after hull's own and the
+    /// hardening profile's ([`crate::boot::cmdline::compose`]).
     pub cmdline: Vec<String>,
+    /// The manifest key `cmdline` came from (`kernel.cmdline` or
+    /// `per-arch.<arch>.kernel.cmdline`), for errors about the whole line.
+    #[serde(skip)]
+    pub cmdline_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -200,7 +152,7 @@ pub struct UpdateAgent {
     /// Seconds between two checks; default one hour.
     pub interval: u64,
     /// When a staged update may reboot the host; default immediate.
-    pub strategy: crate::strategy::Strategy,
+    pub strategy: crate::manifest::strategy::Strategy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -230,13 +182,6 @@ impl Manifest {
         &self.targets[&arch]
     }
 
-    /// The image's kernel command line for `arch`: hull's own arguments,
-    /// then the hardening profile's, then the manifest's, so the manifest's
-    /// can override the profile's. Without OSTree's `ostree=`.
-    pub fn kernel_args(&self, arch: Arch) -> Vec<String> {
-        kernel_args_of(&self.hardening, self.target(arch), arch)
-    }
-
     /// The Debian sources packages come from, as (mirror URL, suite): the
     /// suite, then `<suite>-updates` and `<suite>-security` when on.
     pub fn sources(&self) -> Vec<(String, String)> {
@@ -262,11 +207,4 @@ impl Manifest {
             None => self.ostree_ref(arch),
         }
     }
-}
-
-/// [`Manifest::kernel_args`] from its parts, for [`validate`] to measure
-/// before the manifest is whole.
-fn kernel_args_of(hardening: &Hardening, target: &Target, arch: Arch) -> Vec<String> {
-    let extra = [hardening.kernel_args(arch), target.kernel.cmdline.clone()].concat();
-    crate::boot::kernel_args(arch, &extra)
 }

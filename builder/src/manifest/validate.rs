@@ -50,9 +50,6 @@ pub const MAX_BOOT_TRIES: u32 = 9;
 pub const OVERLAY_ROOT: &str = "rootfs-overlays";
 /// The longest host name Linux keeps (`HOST_NAME_MAX`); systemd refuses longer.
 pub const HOST_NAME_MAX: usize = 64;
-/// The kernel's command-line buffer on x86 and arm64 (`COMMAND_LINE_SIZE`),
-/// the terminating NUL included: the longest command line is one byte less.
-pub const COMMAND_LINE_SIZE: usize = 2048;
 /// systemd's `UNIT_NAME_MAX`, the terminating NUL included.
 pub const UNIT_NAME_MAX: usize = 256;
 /// The accounts every Debian system has (base-passwd's passwd.master): a
@@ -162,13 +159,6 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         }
     };
     let per_arch = per_arch.unwrap_or_default();
-    // Architectures with a cmdline of their own, to name the key that
-    // makes a command line too long.
-    let per_arch_cmdline: HashSet<String> = per_arch
-        .iter()
-        .filter(|(_, t)| t.kernel.as_ref().is_some_and(|k| k.cmdline.is_some()))
-        .map(|(a, _)| a.clone())
-        .collect();
     let targets = targets_of(
         &cx,
         packages.unwrap_or_default(),
@@ -194,7 +184,6 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         checked = Some(h);
     }
     let hardening = checked.expect("targets has an entry per architecture");
-    check_cmdline_length(&cx, &name, &hardening, &targets, &per_arch_cmdline)?;
     let update = update.map(|u| update_of(&cx, u)).transpose()?;
     let health = health_of(&cx, health.unwrap_or_default())?;
     let sha256 = manifest_sha256(&cx, &files)?;
@@ -394,43 +383,16 @@ fn targets_of(
                 kernel: Kernel {
                     package,
                     cmdline: values(&cmdline),
+                    cmdline_key: if arch_cmdline.is_empty() {
+                        "kernel.cmdline".to_owned()
+                    } else {
+                        format!("{at}.kernel.cmdline")
+                    },
                 },
             },
         );
     }
     Ok(out)
-}
-
-/// The whole command line of each architecture, with what OSTree and the
-/// boot loader add ([`cmdline_reserved`]), against the kernel's buffer: the
-/// kernel cuts a longer one short, `ostree=` last.
-fn check_cmdline_length(
-    cx: &Cx,
-    name: &str,
-    hardening: &super::Hardening,
-    targets: &BTreeMap<Arch, Target>,
-    per_arch_cmdline: &HashSet<String>,
-) -> Result<()> {
-    for (arch, target) in targets {
-        let args = super::kernel_args_of(hardening, target, *arch);
-        let len = args.iter().map(|a| a.len()).sum::<usize>() + args.len().saturating_sub(1);
-        let total = len + cmdline_reserved(name);
-        if total >= COMMAND_LINE_SIZE {
-            let key = if per_arch_cmdline.contains(arch.as_str()) {
-                format!("per-arch.{arch}.kernel.cmdline")
-            } else {
-                "kernel.cmdline".to_owned()
-            };
-            return Err(cx.err(
-                &key,
-                format!(
-                    "the {arch} kernel command line would be {total} bytes with hull's arguments,                      the hardening profile's, ostree= and the boot loader's initrd=; the kernel                      keeps {}",
-                    COMMAND_LINE_SIZE - 1
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `common` then the items of `extra` not already in it.
@@ -583,12 +545,12 @@ fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
         let path = PathBuf::from(p);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| cx.err(&at, format!("cannot read {p}: {e}")))?;
-        let parsed = crate::sign::parse_public_keys(&text, p).map_err(|e| cx.err(&at, e))?;
+        let parsed = crate::repo::sign::parse_public_keys(&text, p).map_err(|e| cx.err(&at, e))?;
         if parsed.is_empty() {
             return Err(cx.err(&at, format!("{p} holds no key")));
         }
         for key in parsed {
-            let public = crate::sign::public_text(&key).trim().to_string();
+            let public = crate::repo::sign::public_text(&key).trim().to_string();
             if !keys.iter().any(|k: &TrustedKey| k.public == public) {
                 keys.push(TrustedKey {
                     path: path.clone(),
@@ -623,7 +585,7 @@ const DEFAULT_INTERVAL: u64 = 3600;
 /// `group`: the agent's keys. Each setting is refused where it would do
 /// nothing (without `auto = true`, or with another strategy).
 fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
-    use crate::strategy::Strategy;
+    use crate::manifest::strategy::Strategy;
     if u.auto != Some(true) {
         let set = [
             ("update.interval", u.interval.is_some()),
@@ -711,8 +673,8 @@ fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
 
 /// `[update.window]`: `days` (`mon` … `sun`, each once), `start` (`HH:MM`,
 /// UTC) and `length` (1 minute to 7 days).
-fn window_of(cx: &Cx, w: &RawWindow) -> Result<crate::strategy::Window> {
-    use crate::strategy::Weekday;
+fn window_of(cx: &Cx, w: &RawWindow) -> Result<crate::manifest::strategy::Window> {
+    use crate::manifest::strategy::Weekday;
     let names = w
         .days
         .as_ref()
@@ -751,7 +713,7 @@ fn window_of(cx: &Cx, w: &RawWindow) -> Result<crate::strategy::Window> {
         .ok_or_else(|| cx.err("update.window.length", "required"))?;
     let length =
         duration_in(length, 60, 7 * 86_400).map_err(|m| cx.err("update.window.length", m))?;
-    Ok(crate::strategy::Window {
+    Ok(crate::manifest::strategy::Window {
         days,
         start_minute,
         length,
@@ -1288,16 +1250,6 @@ fn check_karg(a: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Bytes the command line holds besides the arguments hull and the manifest
-/// give: OSTree's ` ostree=/ostree/boot.N/<name>/<sha256>/N` and the
-/// ` initrd=\ostree\<name>-<sha256>\initramfs-<kver>.img` systemd-boot adds
-/// for kernels without the initrd protocol (64 bytes allowed for `<kver>`).
-pub fn cmdline_reserved(name: &str) -> usize {
-    let ostree = " ostree=/ostree/boot.1//".len() + name.len() + 64 + "/0".len();
-    let initrd = " initrd=\\ostree\\-\\initramfs-.img".len() + name.len() + 64 + 64;
-    ostree + initrd
-}
-
 /// A relative path of plain components (no `..`, `.`, or root).
 fn check_overlay_name(o: &str) -> Result<(), String> {
     let p = Path::new(o);
@@ -1353,8 +1305,8 @@ mod tests {
 
     fn write_key(path: &Path) -> String {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let key = crate::sign::generate().unwrap();
-        let text = crate::sign::public_text(&key.verifying_key());
+        let key = crate::repo::sign::generate().unwrap();
+        let text = crate::repo::sign::public_text(&key.verifying_key());
         fs::write(path, &text).unwrap();
         text.trim().to_string()
     }
@@ -1386,7 +1338,7 @@ mod tests {
 
         fs::write(
             t.path().join("m/secret"),
-            crate::sign::secret_text(&crate::sign::generate().unwrap()),
+            crate::repo::sign::secret_text(&crate::repo::sign::generate().unwrap()),
         )
         .unwrap();
         fs::write(t.path().join("m/empty.pub"), "# none yet\n").unwrap();
@@ -1467,7 +1419,7 @@ mod tests {
 
     #[test]
     fn update_agent_rules() {
-        use crate::strategy::{Strategy, Weekday, Window};
+        use crate::manifest::strategy::{Strategy, Weekday, Window};
         let t = tempfile::tempdir().unwrap();
         write_key(&t.path().join("m/k.pub"));
         let head =
@@ -1584,7 +1536,7 @@ mod tests {
     /// whole, not merged key by key.
     #[test]
     fn update_agent_keys_compose() {
-        use crate::strategy::Strategy;
+        use crate::manifest::strategy::Strategy;
         let t = tempfile::tempdir().unwrap();
         write_key(&t.path().join("m/k.pub"));
         fs::write(
@@ -2286,54 +2238,6 @@ cmdline = ["mitigations=auto"]
             &with("[per-arch.aarch64.kernel]\ncmdline = [\"x='y\"]\n"),
             "per-arch.aarch64.kernel.cmdline[0]",
         );
-    }
-
-    /// The whole command line, hull's and the profile's arguments and
-    /// what OSTree and systemd-boot add included, stays within 2047 bytes.
-    #[test]
-    fn command_line_length() {
-        let base = load(&with("[hardening]\nenable = false\n")).unwrap();
-        let used: usize = base
-            .kernel_args(Arch::X86_64)
-            .iter()
-            .map(|a| a.len() + 1)
-            .sum::<usize>()
-            + cmdline_reserved("demo");
-        // `used` counts a space after each argument; the one after the last
-        // stands for the space before the argument added here.
-        let room = COMMAND_LINE_SIZE - 1 - used;
-        let arg = |n: usize| format!("x={}", "a".repeat(n - 2));
-        let fits = with(&format!(
-            "[hardening]\nenable = false\n[kernel]\ncmdline = [{:?}]\n",
-            arg(room)
-        ));
-        load(&fits).unwrap();
-        let over = with(&format!(
-            "[hardening]\nenable = false\n[kernel]\ncmdline = [{:?}]\n",
-            arg(room + 1)
-        ));
-        let e = fails(&over, "kernel.cmdline");
-        assert!(e.contains("2048 bytes") && e.contains("keeps 2047"), "{e}");
-        // Too long on aarch64 only, by its own arguments: that key is named.
-        let arm = with(&format!(
-            "[hardening]\nenable = false\n[per-arch.aarch64.kernel]\ncmdline = [{:?}]\n",
-            arg(room + 40)
-        ));
-        let e = fails(&arm, "per-arch.aarch64.kernel.cmdline");
-        assert!(e.contains("aarch64 kernel command line"), "{e}");
-        // The hardening profile's arguments count too.
-        let profile = "[hardening]\nsysctl = false\nfirewall = false\naudit = false\ntmp = false\n\
-                       ssh = false\ncontainers = false\nrootless = false\nprune-units = false\n\
-                       sandbox = false\n";
-        let hardened = load(&with(profile)).unwrap();
-        assert!(hardened.kernel_args(Arch::X86_64).len() > base.kernel_args(Arch::X86_64).len());
-        fails(
-            &with(&format!("{profile}[kernel]\ncmdline = [{:?}]\n", arg(room))),
-            "kernel.cmdline",
-        );
-        // Reserved: " ostree=/ostree/boot.1/demo/<64>/0" and
-        // " initrd=\ostree\demo-<64>\initramfs-<64>.img".
-        assert_eq!(cmdline_reserved("demo"), 94 + 164);
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! The boot path's fixed files (see `boot/README.md`), compiled in so the
+//! installed `hull` needs no data directory.
+
+pub mod bls;
+pub mod cmdline;
+pub mod esp;
+pub mod fat;
+
+use crate::util::arch::Arch;
+
+/// hull's dracut drop-in, installed as /etc/dracut.conf.d/50-hull.conf.
+pub const DRACUT_CONF: &str = include_str!("../../../boot/dracut-hull.conf");
+/// systemd-boot's loader.conf on the ESP.
+pub const LOADER_CONF: &str = include_str!("../../../boot/loader.conf");
+/// The unit that runs `hull health` before boot-complete.target.
+pub const HEALTH_UNIT: &str = include_str!("../../../boot/hull-health.service");
+/// The unit that runs `hull reconcile` early in boot.
+pub const RECONCILE_UNIT: &str = include_str!("../../../boot/hull-reconcile.service");
+const EFI_MOUNT: &str = include_str!("../../../boot/efi.mount");
+/// Where the ESP is mounted on a host.
+pub const ESP_MOUNT: &str = "/efi";
+
+/// The mount unit for the ESP, with its label filled in.
+pub fn efi_mount() -> String {
+    EFI_MOUNT.replace("@ESP_LABEL@", ESP_LABEL)
+}
+
+/// Label of the root filesystem, named on the kernel command line.
+pub const ROOT_LABEL: &str = "hull-root";
+/// Label of the ESP's FAT filesystem.
+pub const ESP_LABEL: &str = "HULL-ESP";
+
+/// Where systemd-boot's EFI binary is inside a tree, and its name on the ESP.
+pub fn systemd_boot_paths(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        Arch::X86_64 => (
+            "usr/lib/systemd/boot/efi/systemd-bootx64.efi",
+            "EFI/BOOT/BOOTX64.EFI",
+        ),
+        Arch::Aarch64 => (
+            "usr/lib/systemd/boot/efi/systemd-bootaa64.efi",
+            "EFI/BOOT/BOOTAA64.EFI",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dracut_conf_carries_ostree() {
+        assert!(DRACUT_CONF.contains("ostree"));
+        assert!(DRACUT_CONF.contains("hostonly=\"no\""));
+    }
+}

@@ -1,0 +1,247 @@
+//! The mmdebstrap command line: computed as plain data, then run.
+//!
+//! mmdebstrap drives apt and dpkg (signature and hash checks, maintainer
+//! scripts); hull only says what to install and where the caches are.
+
+use std::path::{Path, PathBuf};
+
+use crate::build::archive::{PackagePlan, DEBIAN_KEYRING};
+use crate::util::cmd::Cmd;
+
+/// Files dpkg never unpacks into a hull tree: documentation, manuals and
+/// translations have no reader on an appliance host (licences stay), and the
+/// udev hardware database (22 MB with its compiled form) only names desktop
+/// hardware: keyboards, mice, USB vendors. Of AppArmor's policy only the
+/// parts a container profile is built from stay (abi, abstractions,
+/// tunables: podman writes and loads its own profile at run time): the ~100
+/// application profiles Debian ships (browsers, desktop apps) confine nothing
+/// a container host runs, and apparmor.service compiled them on every first
+/// boot, 30-50 s under TCG.
+pub const DPKG_PATH_EXCLUDES: &[&str] = &[
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/locale/*",
+    "path-include=/usr/share/locale/locale.alias",
+    "path-exclude=/usr/share/lintian/*",
+    "path-exclude=/usr/share/linda/*",
+    "path-exclude=/usr/share/bug/*",
+    "path-exclude=/usr/lib/udev/hwdb.d/*",
+    "path-exclude=/etc/apparmor.d/*",
+    "path-include=/etc/apparmor.d/abi/*",
+    "path-include=/etc/apparmor.d/abstractions/*",
+    "path-include=/etc/apparmor.d/tunables/*",
+];
+
+/// Feeds the path excludes into a cache key: a change to them is a new tree.
+pub fn digest_path_excludes(h: &mut sha2::Sha256) {
+    use sha2::Digest;
+    for e in DPKG_PATH_EXCLUDES {
+        h.update(format!("dpkg {e}\n"));
+    }
+}
+
+/// Everything the mmdebstrap run needs to know.
+#[derive(Debug, Clone)]
+pub struct MmdebstrapSpec<'a> {
+    pub plan: &'a PackagePlan,
+    /// Empty directory the tree is built in.
+    pub target: PathBuf,
+    /// Persistent .deb cache: synced in before and out after the run.
+    pub deb_cache: PathBuf,
+    /// hull's dracut settings, copied into /etc/dracut.conf.d before packages install.
+    pub dracut_conf: PathBuf,
+    /// apt preferences that pin excluded packages to -1.
+    pub apt_preferences: PathBuf,
+    /// Where the installed package list (name, version, arch; tab-separated) is written.
+    pub package_list: PathBuf,
+}
+
+/// apt preferences that make every excluded package uninstallable, so apt
+/// picks another provider or fails naming the package.
+pub fn exclude_preferences(exclude: &[String]) -> String {
+    exclude
+        .iter()
+        .map(|p| format!("Package: {p}\nPin: release *\nPin-Priority: -1\n"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// apt preferences of a plan: the excluded packages made uninstallable,
+/// and with a lock, every locked package pinned to its version (priority
+/// 1001 installs it even over a newer candidate).
+pub fn preferences(plan: &PackagePlan) -> String {
+    let mut parts = vec![exclude_preferences(&plan.exclude)];
+    parts.extend(plan.locked.iter().map(|(name, version)| {
+        format!("Package: {name}\nPin: version {version}\nPin-Priority: 1001\n")
+    }));
+    parts.retain(|p| !p.is_empty());
+    parts.join("\n")
+}
+
+/// The shell run inside the tree once packages are in: build the initramfs
+/// of every kernel, once, now that every dracut module (ostree's among them)
+/// is installed. During the install Debian's kernel hook is told not to
+/// (`INITRD=No`, see [`command`]): it and dracut's own trigger would each
+/// build one, about 15 s apiece, and the first before ostree-boot is in.
+pub(super) const BUILD_INITRAMFS: &str = r#"set -e
+for m in /usr/lib/modules/*; do
+  k=${m##*/}
+  i=/boot/initrd.img-$k
+  dracut --force --kver "$k" "$i"
+  if ! lsinitrd "$i" | grep -q ostree-prepare-root; then
+    echo "the initramfs for $k has no ostree-prepare-root: is ostree-boot installed?" >&2
+    exit 1
+  fi
+done"#;
+
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// The full mmdebstrap invocation.
+pub fn command(spec: &MmdebstrapSpec) -> Cmd {
+    let plan = spec.plan;
+    let mut args: Vec<String> = vec![
+        "--mode=root".into(),
+        "--variant=essential".into(),
+        "--format=directory".into(),
+        format!("--architectures={}", plan.arch.debian()),
+        format!("--keyring={DEBIAN_KEYRING}"),
+        "--aptopt=APT::Install-Recommends \"false\"".into(),
+        "--aptopt=Acquire::Retries \"3\"".into(),
+        format!("--include={}", plan.include.join(",")),
+    ];
+    args.extend(DPKG_PATH_EXCLUDES.iter().map(|e| format!("--dpkgopt={e}")));
+    let hooks = [
+        ("setup", r#"mkdir -p "$1/var/cache/apt/archives" "$1/etc/apt/preferences.d""#.to_string()),
+        ("setup", format!("sync-in {} /var/cache/apt/archives/", quote(&spec.deb_cache))),
+        (
+            "setup",
+            format!("copy-in {} /etc/apt/preferences.d/", quote(&spec.apt_preferences)),
+        ),
+        ("essential", r#"mkdir -p "$1/etc/dracut.conf.d""#.to_string()),
+        ("essential", format!("copy-in {} /etc/dracut.conf.d/", quote(&spec.dracut_conf))),
+        ("customize", format!("sync-out /var/cache/apt/archives {}", quote(&spec.deb_cache))),
+        (
+            "customize",
+            format!("chroot \"$1\" /bin/sh -c {}", quote(Path::new(BUILD_INITRAMFS))),
+        ),
+        (
+            "customize",
+            format!(
+                "chroot \"$1\" dpkg-query -W -f='${{Package}}\\t${{Version}}\\t${{Architecture}}\\n' > {}",
+                quote(&spec.package_list)
+            ),
+        ),
+    ];
+    for (kind, hook) in hooks {
+        args.push(format!("--{kind}-hook={hook}"));
+    }
+    args.push(plan.suite.clone());
+    args.push(spec.target.display().to_string());
+    // Every source: apt installs the highest version any of them has.
+    for (mirror, suite) in plan.source_list() {
+        args.push(format!(
+            "deb [signed-by={DEBIAN_KEYRING}] {mirror} {suite} main"
+        ));
+    }
+    // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
+    // postinst and dracut's trigger call: no initramfs until the hook above.
+    Cmd::new("mmdebstrap").env("INITRD", "No").args(args)
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::manifest::Arch;
+    use std::collections::BTreeMap;
+
+    /// A resolved plan, for the tests of the rootfs stage.
+    pub(crate) fn plan() -> PackagePlan {
+        PackagePlan {
+            mirror: "http://deb.debian.org/debian".into(),
+            suite: "trixie".into(),
+            arch: Arch::X86_64,
+            include: vec!["linux-image-cloud-amd64".into(), "podman".into()],
+            exclude: vec!["containernetworking-plugins".into()],
+            release_date: "d".into(),
+            release_sha256: "s".into(),
+            versions: BTreeMap::new(),
+            sources: vec![],
+            locked: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn command_line() {
+        let plan = plan();
+        let spec = MmdebstrapSpec {
+            plan: &plan,
+            target: "/w/rootfs".into(),
+            deb_cache: "/c/debs".into(),
+            dracut_conf: "/w/10-hull.conf".into(),
+            apt_preferences: "/w/hull-exclude.pref".into(),
+            package_list: "/w/packages.tsv".into(),
+        };
+        let line = command(&spec).display();
+        for want in [
+            "mmdebstrap --mode=root --variant=essential",
+            "--architectures=amd64",
+            "--include=linux-image-cloud-amd64,podman",
+            "'--dpkgopt=path-exclude=/usr/share/doc/*'",
+            "sync-in '\\''/c/debs'\\'' /var/cache/apt/archives/",
+            "copy-in '\\''/w/10-hull.conf'\\'' /etc/dracut.conf.d/",
+            "trixie /w/rootfs",
+            "'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main'",
+        ] {
+            assert!(line.contains(want), "missing {want} in {line}");
+        }
+        let mut plan = plan.clone();
+        plan.sources = ["trixie", "trixie-security"]
+            .iter()
+            .map(|s| crate::build::archive::SignedSource {
+                url: if s.ends_with("security") {
+                    "http://deb.debian.org/debian-security".into()
+                } else {
+                    "http://deb.debian.org/debian".into()
+                },
+                suite: s.to_string(),
+                date: "d".into(),
+                sha256: "s".into(),
+            })
+            .collect();
+        let spec = MmdebstrapSpec {
+            plan: &plan,
+            ..spec
+        };
+        let line = command(&spec).display();
+        assert!(
+            line.ends_with(
+                "'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
+                 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main'"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn preferences_pin_each_excluded_package() {
+        let p = exclude_preferences(&["a".into(), "b".into()]);
+        assert_eq!(
+            p,
+            "Package: a\nPin: release *\nPin-Priority: -1\n\nPackage: b\nPin: release *\nPin-Priority: -1\n"
+        );
+        assert_eq!(exclude_preferences(&[]), "");
+        let mut plan = plan();
+        assert_eq!(preferences(&plan), exclude_preferences(&plan.exclude));
+        plan.locked
+            .insert("bsdutils".into(), "1:2.41.5-0+deb13u1".into());
+        plan.exclude.clear();
+        assert_eq!(
+            preferences(&plan),
+            "Package: bsdutils\nPin: version 1:2.41.5-0+deb13u1\nPin-Priority: 1001\n"
+        );
+    }
+}
