@@ -60,6 +60,7 @@ print_logs() {
 
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo doc (no warnings)" env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p hull
 step "unit tests" cargo test --workspace
 # The SBOM checked by the SPDX project's validator (pyspdxtools, .ci/install-deps).
 step "SPDX validation" cargo test -p hull --lib sbom::tests::outside_validator -- --ignored

@@ -62,7 +62,7 @@ fn best_cluster_size(size: u64) -> Option<u32> {
     })
 }
 
-/// [`best_cluster_size`], or an error naming `image.esp-size`.
+/// The best cluster size (4 KiB down to 512 bytes), or an error naming `image.esp-size`.
 pub fn cluster_size(size: u64) -> Result<u32> {
     if let Some(bytes) = best_cluster_size(size) {
         return Ok(bytes);

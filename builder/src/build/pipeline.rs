@@ -1,5 +1,5 @@
 //! `hull build`: runs the stages in order, for each architecture, and writes
-//! out/build-<arch>.json (and out/build.json, the last one built).
+//! `out/build-<arch>.json` (and out/build.json, the last one built).
 //!
 //! manifest → packages → rootfs → commit → deploy → image, each timed. The
 //! commit is written without moving its ref; only once the image is written

@@ -3,7 +3,7 @@
 //! Three kinds of check, all run whatever the others found: the units the
 //! manifest requires are active, the container runtime starts a container,
 //! and every executable in /etc/hull/health.d exits 0. The result is kept
-//! in /var/lib/hull/health/<commit>.json. A failure on a boot that is being
+//! in `/var/lib/hull/health/<commit>.json`. A failure on a boot that is being
 //! counted (systemd-boot set `LoaderBootCountPath`) reboots, so the next
 //! try, or the previous deployment, comes up without anyone touching it.
 

@@ -107,6 +107,7 @@ impl Cmd {
         let mut command = self.command();
         // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches
         // no memory of the parent.
+        #[allow(unsafe_code)]
         unsafe {
             command.pre_exec(|| {
                 rustix::process::set_parent_process_death_signal(Some(

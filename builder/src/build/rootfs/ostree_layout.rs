@@ -103,8 +103,8 @@ pub struct LayoutReport {
     /// Regular files of /var (with those of /home, /root, /srv, /mnt) copied
     /// to [`FACTORY`] and seeded by a `C` line.
     pub seeded: Vec<String>,
-    /// Files dropped as build state, counted by the [`VAR_BUILD_STATE`] or
-    /// [`VAR_LOGS`] entry.
+    /// Files dropped as build state, counted by the `VAR_BUILD_STATE` or
+    /// `VAR_LOGS` entry.
     pub build_state_dropped: Vec<(&'static str, usize)>,
     /// Files of /var that the tree's own tmpfiles.d lines make at boot: the
     /// installed copy is dropped in favour of the line.

@@ -8,7 +8,7 @@
 //! operating system the document describes, which contains them all.
 //!
 //! The document is shipped in the commit at [`TREE_PATH`]. The copy in
-//! out/<name>-<arch>.spdx.json is the same document with the OSTree commit
+//! `out/<name>-<arch>.spdx.json` is the same document with the OSTree commit
 //! checksum added to the operating-system package (as its SHA256 checksum
 //! and in its comment): a tree cannot name the commit made of it.
 
@@ -47,7 +47,7 @@ pub struct Installed {
     pub source: String,
     /// Source package version (the binary's own when dpkg names none).
     pub source_version: String,
-    /// What /usr/share/doc/<name>/copyright declares, when machine-readable.
+    /// What `/usr/share/doc/<name>/copyright` declares, when machine-readable.
     pub license: Option<license::DeclaredLicense>,
 }
 
@@ -564,7 +564,7 @@ pub fn write_into_tree(root: &Dir, doc: &Document) -> Result<()> {
         .with_context(|| format!("writing /{TREE_PATH}"))
 }
 
-/// out/<name>-<arch>.spdx.json.
+/// `out/<name>-<arch>.spdx.json`.
 pub fn out_path(out: &Path, name: &str, arch: &str) -> PathBuf {
     out.join(format!("{name}-{arch}.spdx.json"))
 }
