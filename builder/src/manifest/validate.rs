@@ -115,6 +115,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         hardening,
         update,
         health,
+        containers,
         per_arch,
     } = raw;
 
@@ -169,12 +170,14 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         .filter(|(_, t)| t.kernel.as_ref().is_some_and(|k| k.cmdline.is_some()))
         .map(|(a, _)| a.clone())
         .collect();
-    let targets = targets_of(
+    let mut targets = targets_of(
         &cx,
         packages.unwrap_or_default(),
         kernel.unwrap_or_default(),
         per_arch,
     )?;
+    let containers = super::containers::validate(containers, &mut targets)
+        .map_err(|(key, m)| cx.err(&key, m))?;
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
     let image = image_of(&cx, image.unwrap_or_default())?;
@@ -220,6 +223,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         hardening,
         update,
         health,
+        containers,
     })
 }
 
