@@ -186,10 +186,12 @@ pub fn containerd_config(existing: Option<&str>) -> Result<String, String> {
     let doc: toml::Table = toml::from_str(base).map_err(|e| format!("not TOML: {e}"))?;
     match doc.get("version").and_then(toml::Value::as_integer) {
         Some(2) => {}
-        v => return Err(format!(
+        v => {
+            return Err(format!(
             "version {}: hull adds the runsc handler to version 2 configurations (containerd 1.7)",
             v.map_or("unset".to_string(), |v| v.to_string())
-        )),
+        ))
+        }
     }
     if runsc_handler(&doc).is_some() {
         return Err(format!(
