@@ -587,6 +587,7 @@ pub fn input_digest(
     rootfs::mmdebstrap::digest_path_excludes(&mut h);
     // The profile's files are compiled in: a change to them is a new tree.
     profile::digest(&mut h);
+    rootfs::containers::digest(&manifest.containers, &mut h);
     h.update(boot::HEALTH_UNIT.as_bytes());
     h.update(boot::RECONCILE_UNIT.as_bytes());
     h.update(kernel_args(manifest, arch)?.join(" ").as_bytes());

@@ -115,6 +115,9 @@ impl State {
                 }
             }
         }
+        if let Some(c) = raw.containers.as_mut() {
+            super::containers::resolve_paths(c, dir);
+        }
         for name in raw.overlays.iter().flatten() {
             self.overlay_origins
                 .entry(name.clone())
@@ -170,6 +173,7 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         hardening,
         update,
         health,
+        containers,
         per_arch,
     } = next;
     replace(&mut acc.name, name);
@@ -231,6 +235,9 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
     if let Some(h) = health {
         let a = acc.health.get_or_insert_with(Default::default);
         accumulate(&mut a.required_units, h.required_units);
+    }
+    if let Some(c) = containers {
+        super::containers::merge(acc.containers.get_or_insert_with(Default::default), c);
     }
 }
 

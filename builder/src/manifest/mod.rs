@@ -11,6 +11,7 @@
 //! Every error is one line naming the file and the key.
 
 pub mod compose;
+pub mod containers;
 pub mod hardening;
 pub mod profile;
 pub mod raw;
@@ -64,6 +65,8 @@ pub struct Manifest {
     /// Where hosts update from; `None`: the image is not updatable.
     pub update: Option<Update>,
     pub health: Health,
+    /// `[containers]`: image trust policy and sandboxed runtime.
+    pub containers: containers::Containers,
 }
 
 pub use hardening::Hardening;

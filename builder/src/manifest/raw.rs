@@ -40,6 +40,8 @@ pub struct RawManifest {
     pub hardening: Option<RawHardening>,
     pub update: Option<RawUpdate>,
     pub health: Option<RawHealth>,
+    /// `[containers]`: image trust and the sandboxed runtime.
+    pub containers: Option<super::containers::RawContainers>,
     /// `[per-arch.<arch>]`: packages and kernel settings for one architecture,
     /// by hull's architecture name (checked in [`super::validate`]).
     pub per_arch: Option<BTreeMap<String, RawPerArch>>,

@@ -88,6 +88,7 @@ pub fn apply(
     }
     // Before [units], so that the manifest has the last word on unit states.
     super::hardening::apply(root_path, root, manifest, accounts)?;
+    super::containers::apply(root, manifest)?;
     for (verb, units) in [
         ("enable", &manifest.units.enable),
         ("disable", &manifest.units.disable),

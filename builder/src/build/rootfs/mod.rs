@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod agent;
+pub mod containers;
 pub mod customize;
 pub mod hardening;
 pub mod mmdebstrap;

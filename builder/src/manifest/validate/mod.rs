@@ -126,6 +126,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         hardening,
         update,
         health,
+        containers,
         per_arch,
     } = raw;
 
@@ -173,12 +174,14 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         }
     };
     let per_arch = per_arch.unwrap_or_default();
-    let targets = targets_of(
+    let mut targets = targets_of(
         &cx,
         packages.unwrap_or_default(),
         kernel.unwrap_or_default(),
         per_arch,
     )?;
+    let containers = super::containers::validate(containers, &mut targets)
+        .map_err(|(key, m)| cx.err(&key, m))?;
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
     let image = image_of(&cx, image.unwrap_or_default())?;
@@ -223,6 +226,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         hardening,
         update,
         health,
+        containers,
     })
 }
 
