@@ -7,6 +7,7 @@
 pub mod disk;
 pub mod esp;
 pub mod fit;
+pub mod formats;
 pub mod layout;
 
 use std::path::{Path, PathBuf};
