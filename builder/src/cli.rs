@@ -58,6 +58,9 @@ pub enum Command {
     Lock(LockArgs),
     /// FleetLock: reboot coordination for a fleet (docs/updates.md).
     FleetLock(FleetLockArgs),
+    /// Make a system extension (NAME.raw, EROFS) for a built image from Debian
+    /// packages it lacks and/or a directory (docs/provisioning-images.md).
+    Sysext(crate::sysext::SysextArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -235,7 +238,7 @@ pub struct CheckArgs {
     pub manifest: PathBuf,
 }
 
-fn parse_arch(s: &str) -> Result<Arch, String> {
+pub(crate) fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse()
 }
 
@@ -390,6 +393,7 @@ where
             Ok(())
         }
         Command::Run(a) => crate::qemu::run_cli(&a),
+        Command::Sysext(a) => crate::sysext::run_cli(&a),
         Command::Lock(a) => {
             let lines = crate::lock::run(&crate::lock::LockOptions {
                 manifest: a.manifest,

@@ -29,4 +29,5 @@ pub mod scan;
 pub mod sign;
 pub mod strategy;
 pub mod summary;
+pub mod sysext;
 pub mod util;
