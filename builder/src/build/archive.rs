@@ -290,6 +290,11 @@ pub struct PackageIndex {
     provided: HashSet<String>,
     /// (name, version, architecture) → the `.deb` the signed index names.
     debs: BTreeMap<(String, String, String), Deb>,
+    /// (name, version) → its `Pre-Depends` and `Depends`, comma-joined as
+    /// written (what `crate::build::sysext` resolves an extension's packages by).
+    depends: BTreeMap<(String, String), String>,
+    /// Virtual name → the packages that provide it.
+    providers: BTreeMap<String, Vec<String>>,
 }
 
 /// One `.deb` as a signed `Packages` index describes it.
@@ -314,6 +319,7 @@ struct Stanza {
     sha256: Option<String>,
     size: Option<u64>,
     filename: Option<String>,
+    depends: Vec<String>,
 }
 
 impl PackageIndex {
@@ -337,9 +343,20 @@ impl PackageIndex {
                 st.size = v.trim().parse().ok();
             } else if let Some(v) = line.strip_prefix("Filename: ") {
                 st.filename = Some(v.trim().to_string());
+            } else if let Some(v) = line
+                .strip_prefix("Depends: ")
+                .or_else(|| line.strip_prefix("Pre-Depends: "))
+            {
+                st.depends.push(v.trim().to_string());
             } else if let Some(v) = line.strip_prefix("Provides: ") {
                 for p in v.split(',') {
                     if let Some(n) = p.split_whitespace().next() {
+                        if let Some(by) = &st.name {
+                            let list = index.providers.entry(n.to_string()).or_default();
+                            if !list.contains(by) {
+                                list.push(by.clone());
+                            }
+                        }
                         index.provided.insert(n.to_string());
                     }
                 }
@@ -353,6 +370,10 @@ impl PackageIndex {
         let (Some(n), Some(v)) = (st.name, st.version) else {
             return;
         };
+        if !st.depends.is_empty() {
+            self.depends
+                .insert((n.clone(), v.clone()), st.depends.join(", "));
+        }
         if let (Some(arch), Some(sha256), Some(size), Some(filename)) =
             (st.arch, st.sha256, st.size, st.filename)
         {
@@ -388,9 +409,31 @@ impl PackageIndex {
             }
         }
         self.provided.extend(other.provided);
+        self.depends.extend(other.depends);
+        for (name, by) in other.providers {
+            let list = self.providers.entry(name).or_default();
+            for p in by {
+                if !list.contains(&p) {
+                    list.push(p);
+                }
+            }
+        }
         for (k, d) in other.debs {
             self.debs.entry(k).or_insert(d);
         }
+    }
+
+    /// `Pre-Depends` and `Depends` of `name` at `version`, comma-joined as
+    /// the index writes them (`libc6 (>= 2.34), libjq1 (= 1.7.1-3)`).
+    pub fn depends(&self, name: &str, version: &str) -> Option<&str> {
+        self.depends
+            .get(&(name.to_string(), version.to_string()))
+            .map(String::as_str)
+    }
+
+    /// The packages that provide the virtual package `name`.
+    pub fn providers(&self, name: &str) -> &[String] {
+        self.providers.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// The candidate version of `name`, when the index has the package.

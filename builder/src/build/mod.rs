@@ -6,7 +6,8 @@
 //! layout) → the commit ([`crate::repo::commit`]) → [`deploy`] (an OSTree
 //! sysroot) → [`image`] (GPT disk with the ESP and the root file system).
 //! Beside them: [`lock`] (the lockfile), [`sbom`] (SPDX), [`scan`] (CVE
-//! report) and [`binfmt`] (qemu-user for foreign architectures).
+//! report), [`sysext`] (system extensions for built images) and [`binfmt`]
+//! (qemu-user for foreign architectures).
 
 pub mod archive;
 pub mod binfmt;
@@ -17,3 +18,4 @@ pub mod pipeline;
 pub mod rootfs;
 pub mod sbom;
 pub mod scan;
+pub mod sysext;

@@ -72,6 +72,9 @@ pub struct BuildReport {
     /// `Date:` and sha256.
     #[serde(default)]
     pub sources: Vec<archive::SignedSource>,
+    /// Every image file written (`[image] formats`), the raw one first.
+    #[serde(default)]
+    pub outputs: Vec<image::formats::OutputFile>,
 }
 
 /// Times stages in order.
@@ -388,6 +391,13 @@ fn build_arch(
         rootfs::remove_tree(&sysroot)?;
         (report.size, rootfs_size)
     };
+    let kept = match previous.as_ref() {
+        Some(r) if image_current => r.outputs.as_slice(),
+        _ => &[],
+    };
+    let outputs = stages.run("formats", || {
+        image::formats::reuse_or_write(&image_path, &manifest.image_formats, kept)
+    })?;
     publish(
         &repo,
         &repo_path,
@@ -416,6 +426,7 @@ fn build_arch(
         stage_seconds: stages.0.clone(),
         up_to_date: image_current,
         sources,
+        outputs,
     };
     write_out_sbom(&repo, &report, &out)?;
     write_json_atomically(&arch_report_path(&out, arch), &report)?;
@@ -490,7 +501,7 @@ fn write_image(
     let esp_files = bls::plan(&sysroot, &deployed.sysroot, arch, &systemd_boot)?.into_files();
     let spec = image::DiskSpec {
         arch,
-        size: manifest.image.size,
+        size: image::formats::disk_size(manifest.image.size, &manifest.image_formats),
         esp_size: manifest.image.esp_size,
         esp_files,
         root_dir: &deployed.sysroot,

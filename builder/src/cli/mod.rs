@@ -66,6 +66,9 @@ pub enum Command {
     Lock(LockArgs),
     /// FleetLock: reboot coordination for a fleet (docs/updates.md).
     FleetLock(FleetLockArgs),
+    /// Make a system extension (NAME.raw, EROFS) for a built image from Debian
+    /// packages it lacks and/or a directory (docs/provisioning-images.md).
+    Sysext(SysextArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -243,7 +246,7 @@ pub struct CheckArgs {
     pub manifest: PathBuf,
 }
 
-fn parse_arch(s: &str) -> Result<Arch, String> {
+pub(crate) fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse()
 }
 
@@ -398,6 +401,18 @@ where
             Ok(())
         }
         Command::Run(a) => crate::qemu::run_cli(&a),
+        Command::Sysext(a) => {
+            let r = crate::build::sysext::build(&crate::build::sysext::SysextSpec {
+                manifest: a.manifest,
+                name: a.name,
+                packages: a.packages,
+                dir: a.dir,
+                out: a.out,
+                arch: a.arch,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
         Command::Lock(a) => {
             let lines = crate::build::lock::run(&crate::build::lock::LockOptions {
                 manifest: a.manifest,
@@ -464,6 +479,31 @@ fn init_logging(verbose: u8) {
         .format_timestamp_secs()
         .format_target(false)
         .try_init();
+}
+
+/// `hull sysext`.
+#[derive(Debug, clap::Args)]
+pub struct SysextArgs {
+    /// The image's manifest (its sources and architecture).
+    pub manifest: PathBuf,
+    /// The extension's name: the file is NAME.raw and carries
+    /// usr/lib/extension-release.d/extension-release.NAME.
+    #[arg(long)]
+    pub name: String,
+    /// A Debian package to add with the dependencies the image lacks (repeat).
+    #[arg(long = "package", value_name = "PACKAGE")]
+    pub packages: Vec<String>,
+    /// A directory laid into the extension as it is (only usr/ and opt/),
+    /// after the packages.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The build's output directory: its build-<arch>.json and repo say what
+    /// the image has; its cache holds the indexes and the .debs.
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// The architecture of the image (default: the manifest's first).
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<Arch>,
 }
 
 #[cfg(test)]

@@ -214,6 +214,7 @@ pub fn merge(acc: &mut RawManifest, next: RawManifest) {
         let a = acc.image.get_or_insert_with(Default::default);
         replace(&mut a.size, i.size);
         replace(&mut a.esp_size, i.esp_size);
+        accumulate(&mut a.formats, i.formats);
     }
     if let Some(h) = hardening {
         super::hardening::merge(acc.hardening.get_or_insert_with(Default::default), h);

@@ -13,6 +13,7 @@
 pub mod compose;
 pub mod containers;
 pub mod hardening;
+pub mod image_formats;
 pub mod profile;
 pub mod raw;
 pub mod strategy;
@@ -61,6 +62,8 @@ pub struct Manifest {
     pub users: Vec<User>,
     pub hostname: String,
     pub image: ImageSize,
+    /// `image.formats`: the raw image first, then each conversion.
+    pub image_formats: Vec<image_formats::ImageFormat>,
     pub hardening: Hardening,
     /// Where hosts update from; `None`: the image is not updatable.
     pub update: Option<Update>,

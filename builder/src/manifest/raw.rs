@@ -117,6 +117,8 @@ pub struct RawUser {
 pub struct RawImage {
     pub size: Option<RawSize>,
     pub esp_size: Option<RawSize>,
+    /// Validated by [`super::image_formats::formats_of`].
+    pub formats: Option<Vec<String>>,
 }
 
 /// `[update]`: where hosts look for updates and whom they trust.

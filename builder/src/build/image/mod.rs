@@ -6,6 +6,7 @@
 
 pub mod disk;
 pub mod fit;
+pub mod formats;
 pub mod layout;
 
 use std::path::{Path, PathBuf};

@@ -324,6 +324,7 @@ fn scans_an_out_dir_and_a_commit() {
         stage_seconds: vec![],
         up_to_date: false,
         sources: vec![],
+        outputs: vec![],
     };
     std::fs::write(
         out.join("build-x86_64.json"),

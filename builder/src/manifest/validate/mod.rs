@@ -184,7 +184,9 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         .map_err(|(key, m)| cx.err(&key, m))?;
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
-    let image = image_of(&cx, image.unwrap_or_default())?;
+    let mut image = image.unwrap_or_default();
+    let image_formats = super::image_formats::formats_of(&cx.file, image.formats.take())?;
+    let image = image_of(&cx, image)?;
     let overlays = overlays_of(&cx, path, &overlay_origins, overlays.unwrap_or_default())?;
     // The profile's items need their packages on every architecture built.
     let mut checked = None;
@@ -223,6 +225,7 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         users,
         hostname,
         image,
+        image_formats,
         hardening,
         update,
         health,
