@@ -147,6 +147,7 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
         agents: agents()?,
         sign_key: None,
         summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
+        rollout: None,
     };
     let start = Instant::now();
     eprintln!(

@@ -164,6 +164,7 @@ fn build_into(
         agents: agents()?,
         sign_key: Some(keys.join("trusted")),
         summary_lifetime: hull::summary::DEFAULT_LIFETIME_SECS,
+        rollout: None,
     };
     let start = std::time::Instant::now();
     let r = run_build(&opts).with_context(|| format!("building {}", manifest.display()))?;

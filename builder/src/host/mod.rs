@@ -7,6 +7,8 @@
 //! deployment a limited number of boot tries that only a passing health
 //! check ([`health`]) turns into a good boot.
 
+pub mod agent;
+pub mod agent_config;
 pub mod esp;
 pub mod etc_merge;
 pub mod fetch;
@@ -17,6 +19,7 @@ pub mod state;
 pub mod status;
 pub mod update;
 pub mod verdict;
+pub mod wave;
 
 use std::path::{Path, PathBuf};
 

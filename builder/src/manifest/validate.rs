@@ -701,11 +701,6 @@ fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
             ))
         }
     };
-    log::warn!(
-        "{}: update.auto: the update agent is not in images yet: hosts update only when \
-         `hull update` is run on them",
-        cx.file
-    );
     Ok(Some(UpdateAgent { interval, strategy }))
 }
 
