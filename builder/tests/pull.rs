@@ -88,6 +88,7 @@ fn source(dir: &Path) -> (ostree::Repo, String, String) {
         kargs: vec![],
         ref_binding: vec!["hull/t/x86_64/stable".into()],
         arch: "x86_64".into(),
+        rollout: None,
     };
     let c = commit::commit_tree(&repo, &tree, "hull/t/x86_64/stable", &meta)
         .unwrap()

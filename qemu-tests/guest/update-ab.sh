@@ -1,5 +1,9 @@
 # A → B → rollback to A, three boots of one QEMU process (guest disk on a
-# snapshot that lives as long as QEMU).
+# snapshot that lives as long as QEMU). The reboot into B is the update
+# agent's (hull-update.service under fleet-lock, its slot taken from the
+# server on the host and given back once B is healthy); the last boot runs
+# the agent once more under a closed maintenance window (the node's
+# /etc/hull/update.toml): it stages B and does not reboot.
 case $(phase) in
 0)
 	settle
@@ -18,8 +22,20 @@ case $(phase) in
 	expect status-pending "$out" contains "$out" "2.0.0 $B.0 [default, next boot] on trial, 2 boot tries left"
 	e=$(entries)
 	expect esp-entries "$e" contains "$e" "-$B-0+2.conf"
+	# The agent's timer is on (every week: it does not fire during the test).
+	t="$(systemctl is-enabled hull-update.timer 2>&1) $(systemctl is-active hull-update.timer 2>&1)"
+	expect agent-timer "$t" test "$t" = "enabled active"
+	out=$(hull status 2>&1)
+	expect agent-status "$out" contains "$out" "update agent: on, strategy fleet-lock (group default at http://10.0.2.101)"
+	expect agent-next-check "$out" contains "$out" "  next check: "
+	expect agent-lock-free "$out" contains "$out" "  fleet lock: not held"
+	check node-id ok "$(printf '%s\n' "$out" | sed -n 's/^  node id: //p')"
 	next_phase 1
 	printf 'HULL-CHECK-DONE boot=1\n'
+	# One agent run: it finds B, stages it, takes a slot and reboots.
+	systemctl start hull-update.service >/dev/null 2>&1
+	sleep 120
+	check agent-reboot fail "the agent did not reboot: $(journalctl -b -o cat -u hull-update.service 2>&1 | tail -n 5)"
 	exec systemctl reboot
 	;;
 1)
@@ -32,6 +48,11 @@ case $(phase) in
 	expect blessed "$out" contains "$out" "* 2.0.0 $B.0 [booted, default, next boot] good"
 	e=$(entries)
 	expect esp-blessed "$e" contains "$e" "-$B-0.conf"
+	expect agent-took-lock "$out" contains "$out" "last run: staged 2.0.0 ($B); took a FleetLock slot of group default from http://10.0.2.101; rebooting into it"
+	expect agent-released "$out" contains "$out" "  fleet lock: not held"
+	m=$(cat /var/lib/prometheus/node-exporter/hull.prom 2>&1)
+	expect metrics-booted "$m" contains "$m" "hull_booted_info{version=\"2.0.0\",commit=\"$B\"} 1"
+	expect metrics-lock "$m" contains "$m" "hull_fleet_lock_held 0"
 	out=$(hull rollback 2>&1)
 	rc=$?
 	[ $rc -eq 0 ] && contains "$out" "the next boot is 1.0.0 ($A)" && check rollback ok "$out" || check rollback fail "exit $rc: $out"
@@ -48,6 +69,21 @@ case $(phase) in
 	out=$(hull status 2>&1)
 	expect no-auto-rollback "$out" contains "$out" "last boot was not a rollback"
 	expect etc-kept "$(grep hull-probe /etc/motd 2>&1)" grep -qF "$(cat "$STATE/probe")" /etc/motd
+	# The node's override: a window every day, opening in twelve hours.
+	start=$(date -u -d '+12 hours' +%H:%M)
+	mkdir -p /etc/hull
+	printf 'strategy = "window"\n\n[window]\ndays = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\nstart = "%s"\nlength = "1h"\n' "$start" >/etc/hull/update.toml
+	systemctl start hull-update.service >/dev/null 2>&1
+	r=$(journalctl -b -o cat -u hull-update.service 2>&1 | grep -F 'staged 2.0.0' | tail -n 1)
+	expect window-staged "$r" contains "$r" "staged 2.0.0 ($B); not rebooting: outside the maintenance window, which opens at "
+	out=$(hull status 2>&1)
+	expect window-strategy "$out" contains "$out" "update agent: on, strategy window (mon,tue,wed,thu,fri,sat,sun at $start UTC for 1h)"
+	expect window-waiting "$out" contains "$out" "  waiting for: the maintenance window, which opens at "
+	expect window-next-boot "$out" contains "$out" "2.0.0 $B.0 [default, next boot] on trial"
+	sleep 5
+	b=$(booted)
+	[ "$b" = "$A" ] && check window-no-reboot ok "up on A after the agent ran" || check window-no-reboot fail "booted $b"
+	rm -f /etc/hull/update.toml
 	printf 'HULL-CHECK-DONE boot=3\n'
 	exec systemctl poweroff
 	;;

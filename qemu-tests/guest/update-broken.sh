@@ -1,15 +1,19 @@
 # A → C, whose health check always fails: C gets its boot tries, fails each,
-# and the host comes back to A by itself.
+# and the host comes back to A by itself. The update agent (fleet-lock)
+# staged C and took a slot: the host keeps it, and does not stage C again.
 case $(phase) in
 0)
 	settle
 	b=$(booted)
 	[ "$b" = "$A" ] && check booted-a ok "$b" || check booted-a fail "booted $b, expected A $A"
-	out=$(hull update 2>&1)
-	rc=$?
-	[ $rc -eq 0 ] && contains "$out" "deployed 3.0.0 ($C)" && check update ok "$out" || check update fail "exit $rc: $out"
+	out=$(hull status 2>&1)
+	check node-id ok "$(printf '%s\n' "$out" | sed -n 's/^  node id: //p')"
 	next_phase 1
 	printf 'HULL-CHECK-DONE boot=1\n'
+	# One agent run: it finds C, stages it, takes a slot and reboots.
+	systemctl start hull-update.service >/dev/null 2>&1
+	sleep 120
+	check update fail "the agent did not reboot: $(journalctl -b -o cat -u hull-update.service 2>&1 | tail -n 5)"
 	exec systemctl reboot
 	;;
 *)
@@ -40,6 +44,14 @@ case $(phase) in
 	expect a-default "$out" contains "$out" "* 1.0.0 $A.0 [booted, default, next boot] good"
 	e=$(entries)
 	expect esp-exhausted "$e" contains "$e" "-$C-0+0-2.conf"
+	expect update "$out" contains "$out" "last run: staged 3.0.0 ($C); took a FleetLock slot of group default from http://10.0.2.101; rebooting into it"
+	expect lock-kept "$out" contains "$out" "  fleet lock: held (group default)"
+	m=$(cat /var/lib/prometheus/node-exporter/hull.prom 2>&1)
+	expect metrics-rollbacks "$m" contains "$m" "hull_rollbacks_total 1"
+	expect metrics-lock-held "$m" contains "$m" "hull_fleet_lock_held 1"
+	systemctl start hull-update.service >/dev/null 2>&1
+	r=$(journalctl -b -o cat -u hull-update.service 2>&1 | grep -F 'not staging' | tail -n 1)
+	expect c-not-again "$r" contains "$r" "not staging 3.0.0 ($C): it failed its health check on this host"
 	# A fails its health check too: it is not on trial, so no reboot; the
 	# host stays up and says that both failed.
 	mkdir -p /etc/hull/health.d

@@ -108,13 +108,39 @@ pub const UPDATE_AB_CHECKS: &[&str] = &[
     "rolled-back",
     "no-auto-rollback",
     "etc-kept",
+    "agent-timer",
+    "agent-status",
+    "agent-next-check",
+    "agent-lock-free",
+    "node-id",
+    "agent-took-lock",
+    "agent-released",
+    "metrics-booted",
+    "metrics-lock",
+    "window-staged",
+    "window-strategy",
+    "window-waiting",
+    "window-next-boot",
+    "window-no-reboot",
 ];
 
-/// What a run of [`UPDATE_AB`] must show: every check ok, three boots, and
-/// the guest took the ref's head from the signed summary nginx served (the
-/// summary and its signature fetched; the unsigned `refs/heads/` file never).
-pub fn require_update_ab(o: &crate::Outcome, nginx: &crate::nginx::Nginx) -> anyhow::Result<()> {
+/// What a run of [`UPDATE_AB`] must show: every check ok, three boots, the
+/// guest took the ref's head from the signed summary nginx served (the
+/// summary and its signature fetched; the unsigned `refs/heads/` file
+/// never), and the agent's FleetLock slot is back: etcd has the group's
+/// semaphore (so a slot was taken) with no holder.
+pub fn require_update_ab(
+    o: &crate::Outcome,
+    nginx: &crate::nginx::Nginx,
+    fleet: &crate::fleet::Fleet,
+) -> anyhow::Result<()> {
     o.require(UPDATE_AB_CHECKS)?;
+    crate::fleet::node_id_of(o)?;
+    let holders = fleet.holders("default")?;
+    anyhow::ensure!(
+        holders == Some(vec![]),
+        "etcd's semaphore of group default: holders {holders:?}, expected a semaphore with none"
+    );
     anyhow::ensure!(o.done_boots == [1, 2, 3], "boots {:?}", o.done_boots);
     let log = nginx.access_log();
     anyhow::ensure!(

@@ -29,6 +29,7 @@
 //! opts into KVM (it hangs stock kernels on some hosts).
 
 pub mod console;
+pub mod fleet;
 pub mod guest;
 pub mod nginx;
 pub mod updates;
@@ -147,6 +148,7 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
         agents: agents()?,
         sign_key: None,
         summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
+        rollout: None,
     };
     let start = Instant::now();
     eprintln!(

@@ -3,6 +3,10 @@
 //! `hull build` into repositories that share A's history, and repositories
 //! a test can tamper with.
 //!
+//! A's update agent is on (`auto = true`, fleet-lock at
+//! [`crate::fleet::GUEST_URL`], a week between checks, so only the tests
+//! start it); B and C include A's manifest.
+//!
 //! Layout under `$HULL_TEST_OUT/update/` (`update-aarch64/` for aarch64's A and B): `keys/` (trusted, other),
 //! `manifests/` (a.toml, b.toml, c.toml and their overlays), `a/`, `b/`, `c/`
 //! (build outputs; b and c start from a copy of a's repository, so their
@@ -164,6 +168,7 @@ fn build_into(
         agents: agents()?,
         sign_key: Some(keys.join("trusted")),
         summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
+        rollout: None,
     };
     let start = std::time::Instant::now();
     let r = run_build(&opts).with_context(|| format!("building {}", manifest.display()))?;
@@ -186,7 +191,11 @@ fn write_manifests(dir: &Path) -> Result<()> {
                 "# Image A of the update tests: the minimal image, updatable.\n\
                  include = [{minimal:?}]\nversion = \"1.0.0\"\n\n[update]\n\
                  url = \"http://10.0.2.100/repo\"\nkeys = [\"../keys/trusted.pub\"]\n\
-                 boot-tries = {BOOT_TRIES}\n",
+                 boot-tries = {BOOT_TRIES}\n\
+                 # The agent: run by the tests by hand (the timer's week never passes).\n\
+                 auto = true\ninterval = \"7d\"\nstrategy = \"fleet-lock\"\n\
+                 fleet-lock-url = \"{lock}\"\n",
+                lock = crate::fleet::GUEST_URL,
                 minimal = minimal.display().to_string()
             ),
         ),

@@ -66,12 +66,14 @@ fn aarch64_update_a_to_b_and_roll_back() -> Result<()> {
         f.b.ostree_ref
     );
     let nginx = Nginx::serve(&[("/repo/", &f.repo("b"))])?;
+    let fleet = hull_qemu_tests::fleet::Fleet::start()?;
     let script = guest::update_script(&[("A", &f.a.commit), ("B", &f.b.commit)], guest::UPDATE_AB);
     let mut b = Boot::new("aarch64_update_a_to_b", &f.a.image, Arch::Aarch64)?
         .check_script(&script)
         .expect_boots(3);
     b.spec_mut().update_port = Some(nginx.port);
+    b.spec_mut().lock_port = Some(fleet.port);
     let o = b.run()?;
     eprintln!("{}", o.summary());
-    guest::require_update_ab(&o, &nginx)
+    guest::require_update_ab(&o, &nginx, &fleet)
 }

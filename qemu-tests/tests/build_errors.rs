@@ -33,6 +33,7 @@ fn build_err(dir: &Path, extra: &str) -> String {
         agents: hull_qemu_tests::agents().expect("the hull agents"),
         sign_key: None,
         summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
+        rollout: None,
     })
     .expect_err("the build should fail");
     assert!(

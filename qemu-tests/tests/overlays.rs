@@ -159,6 +159,7 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
         release: "test".into(),
         ref_binding: vec!["hull/t19/x86_64/stable".into()],
         arch: "x86_64".into(),
+        rollout: None,
     };
     let commit =
         hull::repo::commit::commit_tree(&repo, &tree.dir, "hull/t19/x86_64/stable", &meta)?;

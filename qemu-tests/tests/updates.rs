@@ -4,12 +4,15 @@
 //! script in the guest proves each step from the inside.
 //!
 //! The fixture ([`hull_qemu_tests::updates`]) builds A, B (A's next version)
-//! and C (a version whose health check fails) with `hull build`, signed.
-//! Needs HULL_QEMU_TESTS=1, root, QEMU with OVMF, nginx and socat.
+//! and C (a version whose health check fails) with `hull build`, signed;
+//! A's update agent runs under fleet-lock against `hull fleet-lock serve` on
+//! etcd ([`hull_qemu_tests::fleet`]), reached as http://10.0.2.101/.
+//! Needs HULL_QEMU_TESTS=1, root, QEMU with OVMF, nginx, socat and etcd.
 
 use std::sync::OnceLock;
 
 use anyhow::{ensure, Result};
+use hull_qemu_tests::fleet::{node_id_of, Fleet};
 use hull_qemu_tests::nginx::Nginx;
 use hull_qemu_tests::updates::{fixture, tamper_repos, Fixture};
 use hull_qemu_tests::{enabled, guest, report_arch, Boot};
@@ -27,6 +30,7 @@ fn boot(
     name: &str,
     f: &Fixture,
     nginx: &Nginx,
+    fleet: Option<&Fleet>,
     script: String,
     boots: u32,
     guest_boots_per_marker: u32,
@@ -39,6 +43,7 @@ fn boot(
     let per_boot = b.current_timeout();
     let mut b = b.timeout(per_boot * guest_boots_per_marker);
     b.spec_mut().update_port = Some(nginx.port);
+    b.spec_mut().lock_port = fleet.map(|f| f.port);
     let outcome = b.run()?;
     eprintln!("{}", outcome.summary());
     Ok(outcome)
@@ -52,9 +57,10 @@ fn update_a_to_b_and_roll_back() -> Result<()> {
     }
     let f = shared()?;
     let nginx = Nginx::serve(&[("/repo/", &f.repo("b"))])?;
+    let fleet = Fleet::start()?;
     let script = guest::update_script(&[("A", &f.a.commit), ("B", &f.b.commit)], guest::UPDATE_AB);
-    let o = boot("update_a_to_b", f, &nginx, script, 3, 1)?;
-    guest::require_update_ab(&o, &nginx)?;
+    let o = boot("update_a_to_b", f, &nginx, Some(&fleet), script, 3, 1)?;
+    guest::require_update_ab(&o, &nginx, &fleet)?;
     // A measurement for docs/benchmarks.md, not a check.
     let (requests, bytes) = nginx.served();
     eprintln!(
@@ -86,7 +92,7 @@ fn update_refuses_spoiled_commits() -> Result<()> {
         &[("A", &f.a.commit), ("B", &f.b.commit)],
         guest::UPDATE_TAMPER,
     );
-    let o = boot("update_tamper", f, &nginx, script, 1, 1)?;
+    let o = boot("update_tamper", f, &nginx, None, script, 1, 1)?;
     o.require(&[
         "refused-non-root",
         "refused-unsigned",
@@ -153,12 +159,13 @@ fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
     }
     let f = shared()?;
     let nginx = Nginx::serve(&[("/repo/", &f.repo("c"))])?;
+    let fleet = Fleet::start()?;
     let script = guest::update_script(
         &[("A", &f.a.commit), ("C", &f.c()?.commit)],
         guest::UPDATE_BROKEN,
     );
     // Between its two markers the guest boots three times: C, C again, then A.
-    let o = boot("update_broken", f, &nginx, script, 2, 3)?;
+    let o = boot("update_broken", f, &nginx, Some(&fleet), script, 2, 3)?;
     o.require(&[
         "booted-a",
         "update",
@@ -172,7 +179,20 @@ fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
         "esp-exhausted",
         "both-failed",
         "no-reboot-loop",
+        "node-id",
+        "lock-kept",
+        "metrics-rollbacks",
+        "metrics-lock-held",
+        "c-not-again",
     ])?;
+    // The bad update stopped the rollout: etcd still has this node as the
+    // group's one holder.
+    let node = node_id_of(&o)?;
+    let holders = fleet.holders("default")?;
+    ensure!(
+        holders == Some(vec![node.clone()]),
+        "etcd's semaphore of group default: holders {holders:?}, expected [{node}]"
+    );
     let trials = o.checks.iter().filter(|c| c.name == "trial-boot-c").count();
     ensure!(
         trials == hull_qemu_tests::updates::BOOT_TRIES as usize,

@@ -49,6 +49,8 @@ pub struct BuildOptions {
     pub sign_key: Option<PathBuf>,
     /// Seconds the signed summary holds (see [`crate::repo::summary`]).
     pub summary_lifetime: u64,
+    /// `--rollout`: the commit's rollout period in seconds (`host::wave`).
+    pub rollout: Option<u64>,
 }
 
 /// out/build.json.
@@ -269,7 +271,10 @@ fn build_arch(
         Some(c)
             if !opts.refresh
                 && commit::metadata_string(&repo, &c, commit::META_INPUT_SHA256)?.as_deref()
-                    == Some(&input) =>
+                    == Some(&input)
+                // A new rollout is a new commit: its timestamp starts the wave.
+                && opts.rollout.is_none()
+                && commit::metadata_u64(&repo, &c, commit::META_ROLLOUT)?.is_none() =>
         {
             Some(c)
         }
@@ -327,6 +332,7 @@ fn build_arch(
                 kargs: kernel_args(manifest, arch)?,
                 ref_binding: ref_binding(manifest, arch),
                 arch: arch.to_string(),
+                rollout: opts.rollout,
                 release: plan
                     .sources
                     .iter()
@@ -603,6 +609,7 @@ pub fn input_digest(
     h.update(boot::RECONCILE_UNIT.as_bytes());
     h.update(kernel_args(manifest, arch)?.join(" ").as_bytes());
     h.update(boot::efi_mount().as_bytes());
+    h.update(rootfs::update_agent::digest_text(manifest).as_bytes());
     // The agent is part of the tree; so are the keys it trusts.
     let agent_bytes =
         fs::read(agent).with_context(|| format!("reading the hull agent {}", agent.display()))?;
@@ -753,6 +760,7 @@ mod tests {
             agents,
             sign_key: None,
             summary_lifetime: crate::repo::summary::DEFAULT_LIFETIME_SECS,
+            rollout: None,
         }
     }
 

@@ -193,6 +193,13 @@ pub struct UpdateArgs {
     /// Accept a commit older than the booted one.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Take the update now, before this host's turn in its rollout wave.
+    #[arg(long)]
+    pub now: bool,
+    /// Run as the update agent (hull-update.service): check, stage, then
+    /// reboot as the image's strategy allows (docs/updates.md).
+    #[arg(long, conflicts_with_all = ["check", "download_only", "allow_downgrade", "json"])]
+    pub auto: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -238,6 +245,11 @@ pub struct BuildArgs {
     /// 7d; renew it with `hull publish` before then.
     #[arg(long, default_value = "7d", value_parser = crate::repo::summary::parse_lifetime)]
     pub summary_expires: u64,
+    /// Roll the commit out over this period, e.g. 24h: each host takes it
+    /// at its own place in [commit time, commit time + PERIOD), signed with
+    /// the commit (docs/updates.md, waves).
+    #[arg(long, value_name = "PERIOD", value_parser = crate::host::wave::parse_period)]
+    pub rollout: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -272,6 +284,7 @@ where
                 agents,
                 sign_key: a.sign_key,
                 summary_lifetime: a.summary_expires,
+                rollout: a.rollout,
             })?;
             for report in reports {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -304,12 +317,18 @@ where
         Command::Update(a) => {
             host::require_root("update")?;
             let mut host = Host::load(HostPaths::default())?;
+            if a.auto {
+                let line = host::agent::run(&mut host, &host::agent::AgentOptions { now: a.now })?;
+                println!("{line}");
+                return Ok(());
+            }
             let r = host::update::run(
                 &mut host,
                 &host::update::UpdateOptions {
                     check: a.check,
                     download_only: a.download_only,
                     allow_downgrade: a.allow_downgrade,
+                    now: a.now,
                     ..Default::default()
                 },
             )?;
@@ -460,7 +479,21 @@ fn update_line(r: &host::update::UpdateReport) -> String {
     let c = r.available.as_deref().unwrap_or("?");
     match r.result {
         Outcome::UpToDate => format!("up to date: {v} ({c}) from {}", r.url),
-        Outcome::Available => format!("update available: {v} ({c}), signed by a trusted key"),
+        Outcome::Available => match r.not_before {
+            Some(t) if t > crate::util::now() => format!(
+                "update available: {v} ({c}), signed by a trusted key; this host's turn in its rollout wave comes at {} (`hull update --now` takes it before)",
+                crate::repo::summary::utc(t)
+            ),
+            Some(t) => format!(
+                "update available: {v} ({c}), signed by a trusted key; this host's turn in its rollout wave came at {}",
+                crate::repo::summary::utc(t)
+            ),
+            None => format!("update available: {v} ({c}), signed by a trusted key"),
+        },
+        Outcome::NotYet => format!(
+            "update {v} ({c}) available, but this host's turn in its rollout wave comes at {}: nothing staged (`hull update --now` takes it now)",
+            crate::repo::summary::utc(r.not_before.unwrap_or(0))
+        ),
         Outcome::Downloaded => format!("downloaded and verified {v} ({c}); `hull update` deploys it"),
         Outcome::Deployed => format!(
             "deployed {v} ({c}) as the default for the next boot, with {} boot tries; reboot to use it",

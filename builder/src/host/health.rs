@@ -56,6 +56,8 @@ pub fn run(host: &mut Host, opts: &HealthOptions) -> Result<HealthRecord> {
     if let Err(e) = super::rollback::reconcile(host) {
         log::warn!("recording the rollback: {e:#}");
     }
+    // The update agent gives its FleetLock slot back from a healthy boot.
+    super::agent::after_health(host, record.ok);
     if !record.ok {
         for f in &record.failures {
             log::error!("health: {f}");

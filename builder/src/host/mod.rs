@@ -7,6 +7,7 @@
 //! deployment a limited number of boot tries that only a passing health
 //! check ([`health`]) turns into a good boot.
 
+pub mod agent;
 pub mod etc_merge;
 pub mod fetch;
 pub mod health;
@@ -17,6 +18,7 @@ pub mod state;
 pub mod status;
 pub mod update;
 pub mod verdict;
+pub mod wave;
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +29,7 @@ use ostree::gio;
 
 use crate::boot::bls::DeploymentKey;
 use crate::boot::esp;
-use crate::build::rootfs::agent::HostConfig;
+use crate::manifest::host_config::HostConfig;
 use crate::manifest::Arch;
 
 /// Where a booted host keeps things. Tests point these elsewhere.

@@ -41,6 +41,9 @@ pub struct Status {
     pub origin: Option<String>,
     /// What the last look at the update source found.
     pub source: Option<SourceStatus>,
+    /// The update agent's strategy, next check, lock and wait (images
+    /// built with `[update] auto = true`).
+    pub agent: Option<super::agent::AgentStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -188,6 +191,7 @@ pub fn status(host: &Host) -> Result<Status> {
         both_failed,
         origin,
         source,
+        agent: super::agent::status(host),
     })
 }
 
@@ -272,6 +276,9 @@ pub fn render(s: &Status) -> String {
             src.freshness.describe(&src.url),
             summary::utc(src.checked_at)
         ));
+    }
+    if let Some(a) = &s.agent {
+        out.push_str(&super::agent::render(a));
     }
     out
 }

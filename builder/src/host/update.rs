@@ -40,6 +40,8 @@ pub struct UpdateOptions {
     pub allow_downgrade: bool,
     /// Bounds of hull's own downloads.
     pub limits: Limits,
+    /// Take the update now, before this host's turn in its rollout wave.
+    pub now: bool,
 }
 
 impl Default for UpdateOptions {
@@ -49,6 +51,7 @@ impl Default for UpdateOptions {
             download_only: false,
             allow_downgrade: false,
             limits: Limits::DEFAULT,
+            now: false,
         }
     }
 }
@@ -65,6 +68,9 @@ pub enum Outcome {
     Downloaded,
     /// Deployed as the default for the next boot, on trial.
     Deployed,
+    /// A newer commit is there, but this host's turn in its rollout wave
+    /// (`not_before`) has not come (`--now` overrides).
+    NotYet,
 }
 
 /// What `hull update` did, and with what.
@@ -82,6 +88,9 @@ pub struct UpdateReport {
     pub source: Freshness,
     pub boot_tries: Option<u32>,
     pub esp: Option<esp::SyncReport>,
+    /// When this host's turn in the commit's rollout wave comes (Unix
+    /// seconds); `None`: the commit has no rollout period.
+    pub not_before: Option<u64>,
 }
 
 /// What the last look at the update source found, kept in
@@ -177,6 +186,7 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
         source: freshness,
         boot_tries: None,
         esp: None,
+        not_before: None,
     };
     if checksum == booted {
         return Ok(report);
@@ -198,14 +208,19 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
         .map(|(c, _)| ostree::commit_get_timestamp(&c));
     verdict::check_downgrade(&facts, &booted, booted_timestamp, opts.allow_downgrade)
         .with_context(|| base.clone())?;
+    let meta = glib::VariantDict::new(Some(&commit.child_value(0)));
+    report.not_before = super::wave::host_not_before(&checksum, &commit, &meta)?;
     if opts.check {
         report.result = Outcome::Available;
+        return Ok(report);
+    }
+    if report.not_before.is_some_and(|t| t > now) && !opts.now {
+        report.result = Outcome::NotYet;
         return Ok(report);
     }
 
     // Space, before anything is downloaded.
     let boot_bytes = verdict::check_size_facts(&facts).with_context(|| base.clone())?;
-    let meta = glib::VariantDict::new(Some(&commit.child_value(0)));
     let missing = missing_bytes(&repo, &meta)?;
     let sysroot_dir = host.sysroot_dir()?;
     let root_fs = rustix::fs::fstatvfs(&sysroot_dir)

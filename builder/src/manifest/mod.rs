@@ -10,9 +10,11 @@
 //!
 //! Every error is one line naming the file and the key.
 
+pub mod agent_config;
 pub mod compose;
 pub mod containers;
 pub mod hardening;
+pub mod host_config;
 pub mod image_formats;
 pub mod profile;
 pub mod raw;

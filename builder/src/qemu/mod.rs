@@ -144,6 +144,9 @@ pub struct RunSpec {
     /// http://10.0.2.100/ (an update server), and nothing else. Without it
     /// and `ssh_port` the guest has no NIC.
     pub update_port: Option<u16>,
+    /// Let the guest reach 127.0.0.1:PORT as http://10.0.2.101/ (a
+    /// FleetLock server), like `update_port`.
+    pub lock_port: Option<u16>,
     pub serial: Serial,
     /// systemd credentials (name, contents), passed as SMBIOS type 11 strings.
     pub credentials: Vec<(String, Vec<u8>)>,
@@ -163,6 +166,7 @@ impl RunSpec {
             snapshot: true,
             ssh_port: None,
             update_port: None,
+            lock_port: None,
             serial: Serial::Stdio,
             credentials: Vec::new(),
             firmware,
@@ -331,13 +335,15 @@ fn cpu(arch: Arch, accel: Accel) -> &'static str {
 
 /// The address a guest reaches the update server at.
 pub const UPDATE_ADDR: &str = "10.0.2.100";
+/// The address a guest reaches a FleetLock server at (`lock_port`).
+pub const LOCK_ADDR: &str = "10.0.2.101";
 
 /// A user-mode network with `restrict=on` (the guest reaches nothing
 /// outside), opened only by the forwards asked for: 127.0.0.1:PORT to the
 /// guest's sshd, and the guest's 10.0.2.100:80 to 127.0.0.1:PORT, through
 /// socat started by QEMU for each connection.
 fn netdev(spec: &RunSpec) -> Option<String> {
-    if spec.ssh_port.is_none() && spec.update_port.is_none() {
+    if spec.ssh_port.is_none() && spec.update_port.is_none() && spec.lock_port.is_none() {
         return None;
     }
     let mut n = "user,id=n0,restrict=on".to_string();
@@ -347,6 +353,11 @@ fn netdev(spec: &RunSpec) -> Option<String> {
     if let Some(port) = spec.update_port {
         n.push_str(&format!(
             ",guestfwd=tcp:{UPDATE_ADDR}:80-cmd:socat STDIO TCP:127.0.0.1:{port}"
+        ));
+    }
+    if let Some(port) = spec.lock_port {
+        n.push_str(&format!(
+            ",guestfwd=tcp:{LOCK_ADDR}:80-cmd:socat STDIO TCP:127.0.0.1:{port}"
         ));
     }
     Some(n)
@@ -675,6 +686,14 @@ mod tests {
         );
         spec.update_port = Some(0);
         assert!(spec.validate().is_err());
+        // The FleetLock server: a second forward, to loopback only.
+        spec.update_port = None;
+        spec.ssh_port = None;
+        spec.lock_port = Some(3333);
+        assert_eq!(
+            netdev(&spec).unwrap(),
+            "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.101:80-cmd:socat STDIO TCP:127.0.0.1:3333"
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub const META_ARCH: &str = "hull.arch";
 /// Metadata key: the kernel arguments of a deployment of this commit (without
 /// `ostree=`); an update deploys with the new commit's arguments.
 pub const META_KARGS: &str = "hull.kargs";
+/// The rollout period of `hull build --rollout`, seconds (u64, big-endian);
+/// the rollout starts at the commit's timestamp (see `host::wave`).
+pub const META_ROLLOUT: &str = "hull.rollout-seconds";
 
 /// What goes into a commit's metadata.
 #[derive(Debug, Clone)]
@@ -53,6 +56,8 @@ pub struct CommitMeta {
     pub ref_binding: Vec<String>,
     /// `x86_64` or `aarch64`.
     pub arch: String,
+    /// `hull build --rollout`: the rollout period in seconds.
+    pub rollout: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,15 @@ pub fn metadata_string(repo: &ostree::Repo, checksum: &str, key: &str) -> Result
         .lookup::<String>(key)
         .ok()
         .flatten())
+}
+
+/// Reads one big-endian u64 entry of a commit's metadata.
+pub fn metadata_u64(repo: &ostree::Repo, checksum: &str, key: &str) -> Result<Option<u64>> {
+    Ok(metadata(repo, checksum)?
+        .lookup::<u64>(key)
+        .ok()
+        .flatten()
+        .map(u64::from_be))
 }
 
 /// Reads the package list of a commit.
@@ -158,6 +172,9 @@ pub fn commit_tree(
         dict.insert(META_ARCH, &meta.arch);
         dict.insert_value(META_KARGS, &meta.kargs.to_variant());
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
+        if let Some(r) = meta.rollout {
+            dict.insert(META_ROLLOUT, r.to_be());
+        }
         let metadata = dict.end();
 
         let now = crate::util::now();
@@ -207,6 +224,7 @@ pub(crate) fn test_meta(version: &str) -> CommitMeta {
         kargs: vec![],
         ref_binding: vec!["hull/t/x86_64/stable".into()],
         arch: "x86_64".into(),
+        rollout: None,
     }
 }
 
@@ -242,6 +260,7 @@ mod tests {
             kargs: vec!["rw".into()],
             ref_binding: vec!["hull/test/x86_64/stable".into()],
             arch: "x86_64".into(),
+            rollout: None,
         }
     }
 
@@ -289,6 +308,26 @@ mod tests {
             Some("in-2")
         );
         assert_eq!(metadata_packages(&repo, &a.checksum).unwrap().len(), 2);
+        // A rollout period only where given, read back as written.
+        assert_eq!(
+            metadata_u64(&repo, &b.checksum, META_ROLLOUT).unwrap(),
+            None
+        );
+        std::fs::write(tree.join("usr/bin/hello"), "wave").unwrap();
+        let c = commit_tree(
+            &repo,
+            &tree,
+            r,
+            &CommitMeta {
+                rollout: Some(86_400),
+                ..meta("3")
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            metadata_u64(&repo, &c.checksum, META_ROLLOUT).unwrap(),
+            Some(86_400)
+        );
         // reopening finds the same repository
         let again = open_or_create(&t.path().join("repo")).unwrap();
         assert_eq!(head(&again, r).unwrap(), Some(b.checksum));

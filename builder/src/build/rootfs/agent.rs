@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use cap_std::fs::Dir;
-use serde::{Deserialize, Serialize};
 
 use super::ostree_layout::write_file;
 use crate::boot;
@@ -28,33 +27,7 @@ const EFI_MOUNT: &str = "usr/lib/systemd/system/efi.mount";
 /// Units to enable once installed.
 pub const UNITS: &[&str] = &["hull-health.service", "hull-reconcile.service", "efi.mount"];
 
-/// `/usr/lib/hull/host.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct HostConfig {
-    /// Boots a new deployment gets to pass its health check.
-    pub boot_tries: u32,
-    /// Units `hull health` requires to be active.
-    pub required_units: Vec<String>,
-}
-
-impl HostConfig {
-    pub fn from_manifest(manifest: &Manifest) -> HostConfig {
-        HostConfig {
-            boot_tries: manifest
-                .update
-                .as_ref()
-                .map_or(crate::manifest::validate::DEFAULT_BOOT_TRIES, |u| {
-                    u.boot_tries
-                }),
-            required_units: manifest.health.required_units.clone(),
-        }
-    }
-
-    pub fn parse(text: &str, origin: &str) -> Result<HostConfig> {
-        toml::from_str(text).with_context(|| format!("parsing {origin}"))
-    }
-}
+pub use crate::manifest::host_config::HostConfig;
 
 /// The remote's config: libostree reads it from /etc/ostree/remotes.d.
 /// `sign-verify=true` makes a bare `ostree admin upgrade` fail closed on a

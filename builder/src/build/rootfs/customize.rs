@@ -48,8 +48,10 @@ pub fn apply(
     overlay::rerun_consumers(root_path, root, &laid)?;
     super::accounts::check_free(&Ids::read_tree(root, "etc")?, accounts)?;
     super::agent::install(root, manifest, agent, arch)?;
+    let agent_units = super::update_agent::install(root, manifest)?;
     let mut args = vec!["systemctl", "enable"];
     args.extend(super::agent::UNITS);
+    args.extend(agent_units);
     chroot(root_path, &args)?;
     write_file(
         root,

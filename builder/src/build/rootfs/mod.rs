@@ -12,6 +12,7 @@ pub mod hardening;
 pub mod mmdebstrap;
 pub mod ostree_layout;
 pub mod overlay;
+pub mod update_agent;
 
 use std::fs;
 use std::path::{Path, PathBuf};

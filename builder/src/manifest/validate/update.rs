@@ -146,11 +146,6 @@ pub(super) fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
             ))
         }
     };
-    log::warn!(
-        "{}: update.auto: the update agent is not in images yet: hosts update only when \
-         `hull update` is run on them",
-        cx.file
-    );
     Ok(Some(UpdateAgent { interval, strategy }))
 }
 
