@@ -11,6 +11,7 @@ pub mod esp;
 pub mod etc_merge;
 pub mod fetch;
 pub mod health;
+pub mod provision;
 pub mod pull;
 pub mod rollback;
 pub mod state;

@@ -40,6 +40,8 @@ pub struct Status {
     pub origin: Option<String>,
     /// What the last look at the update source found.
     pub source: Option<SourceStatus>,
+    /// What the last `hull provision` did (docs/provisioning.md).
+    pub provision: Option<super::provision::ProvisionRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +189,7 @@ pub fn status(host: &Host) -> Result<Status> {
         both_failed,
         origin,
         source,
+        provision: state::read(&super::provision::ProvisionRecord::path(&host.paths.state)),
     })
 }
 
@@ -271,6 +274,9 @@ pub fn render(s: &Status) -> String {
             src.freshness.describe(&src.url),
             summary::utc(src.checked_at)
         ));
+    }
+    if let Some(p) = &s.provision {
+        out.push_str(&p.render());
     }
     out
 }
