@@ -20,6 +20,7 @@ pub mod image;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod node_run;
 pub mod packages;
 pub mod progress;
 pub mod qemu;
