@@ -36,7 +36,7 @@ fi
 
 home=$(getent passwd "$NODE_USER" | cut -d: -f6)
 keys=$home/.ssh/authorized_keys
-fp=$(ssh-keygen -lf "$keys" 2>&1 | awk '{print $2}')
+fp=$(ssh-keygen -lf "$keys" 2>&1 | cut -d' ' -f2)
 perms=$(stat -c '%a %U' "$keys" 2>&1)
 if [ -n "$home" ] && [ "$fp" = "$NODE_KEY_FP" ] && [ "$perms" = "600 $NODE_USER" ]; then
 	check user-key ok "$NODE_USER $(id -u "$NODE_USER") $home $fp $perms"
@@ -54,8 +54,13 @@ fi
 
 if [ -n "${NODE_STATIC:-}" ]; then
 	# networkctl names the .network file that configured the link and its
-	# addresses; a DHCP lease would show "(DHCPv4 via ...)".
-	link=$(networkctl status --no-pager -n 0 2>&1)
+	# addresses; a DHCP lease would show "(DHCPv4 via ...)". The link is the
+	# one NIC (without a name, networkctl prints the system's summary).
+	iface=
+	for n in /sys/class/net/*; do
+		[ "${n##*/}" = lo ] || iface=${n##*/}
+	done
+	link=$(networkctl status --no-pager -n 0 "$iface" 2>&1)
 	if printf '%s\n' "$link" | grep -q "Network File: /etc/systemd/network/10-hull-provision-0.network" &&
 		printf '%s\n' "$link" | grep -q "${NODE_STATIC%/*}" &&
 		! printf '%s\n' "$link" | grep -q DHCPv4; then

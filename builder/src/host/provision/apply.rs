@@ -304,7 +304,7 @@ mod tests {
              [[network]]\nmatch-name = \"en*\"\ndhcp = true\n\
              [[files]]\npath = \"/var/lib/app/conf\"\ncontent = \"x=1\"\nmode = \"0640\"\nowner = \"{owner}\"\n"
         );
-        let p = plan(&load(&text, "t").unwrap(), "test");
+        let p = plan(&load(&text, "t").unwrap(), "test", false);
         apply(&root, &p, Live::FilesOnly).unwrap();
         assert_eq!(root.read_to_string("etc/hostname").unwrap(), "n1\n");
         let conf = t.path().join("var/lib/app/conf");
@@ -348,6 +348,7 @@ mod tests {
             )
             .unwrap(),
             "test",
+            false,
         );
         let e = format!("{:#}", apply(&root, &p, Live::FilesOnly).unwrap_err());
         assert!(
@@ -356,7 +357,7 @@ mod tests {
         );
         assert!(!root.exists("etc/a"));
         let text = format!("[[users]]\nname = \"carol\"\nssh-authorized-keys = [\"{KEY}\"]\n");
-        let p = plan(&load(&text, "t").unwrap(), "test");
+        let p = plan(&load(&text, "t").unwrap(), "test", false);
         let e = format!("{:#}", apply(&root, &p, Live::FilesOnly).unwrap_err());
         assert!(e.contains("user carol: no such account"), "{e}");
     }

@@ -187,9 +187,9 @@ pub fn provision(
         for key in &record.unsupported {
             println!("hull provision: {name}: {key} is not supported: not applied");
         }
-        let plan = plan::plan(&config, &name);
         let root = Dir::open_ambient_dir(&paths.root, ambient_authority())
             .with_context(|| format!("opening {}", paths.root.display()))?;
+        let plan = plan::plan(&config, &name, root.exists(plan::HULL_FIREWALL));
         apply::apply(&root, &plan, live)?;
         record.applied = plan.describe();
         for line in &record.applied {

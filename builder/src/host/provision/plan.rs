@@ -17,6 +17,11 @@ pub const NETWORK_PREFIX: &str = "10-hull-provision-";
 pub const SSHD_DROPIN: &str = "etc/ssh/sshd_config.d/45-hull-provision.conf";
 /// The unit that serves SSH on Debian.
 pub const SSH_UNIT: &str = "ssh.service";
+/// hull's firewall (hardening.firewall) reads rules from here; this one
+/// opens sshd's port when keys switch sshd on.
+pub const FIREWALL_RULES: &str = "etc/nftables.d/45-hull-provision-ssh.nft";
+/// The file that marks an image with hull's firewall (its open-ports chain).
+pub const HULL_FIREWALL: &str = "etc/nftables.d/50-hull-open-ports.nft";
 /// The node's update settings, read by the update agent (docs/provisioning.md).
 pub const UPDATE_SETTINGS: &str = "etc/hull/update.toml";
 /// Provisioned accounts take uids and gids from here up, away from the ids
@@ -101,8 +106,10 @@ fn root_file(path: &str, content: impl Into<Vec<u8>>, mode: u32) -> Write {
     }
 }
 
-/// The plan for `config`, read from `source` (named in the files' headers).
-pub fn plan(config: &NodeConfig, source: &str) -> Plan {
+/// The plan for `config`, read from `source` (named in the files' headers),
+/// for an image with hull's firewall (`hull_firewall`, whose input chain
+/// drops what no rule opens) or without.
+pub fn plan(config: &NodeConfig, source: &str, hull_firewall: bool) -> Plan {
     let header = format!("# written by hull provision from {source}\n");
     let mut p = Plan {
         hostname: config.hostname.clone(),
@@ -146,6 +153,13 @@ pub fn plan(config: &NodeConfig, source: &str) -> Plan {
             0o644,
         ));
         p.enable.push(SSH_UNIT.into());
+        if hull_firewall {
+            p.writes.push(root_file(
+                FIREWALL_RULES,
+                format!("{header}add rule inet hull open-ports tcp dport 22 accept\n"),
+                0o644,
+            ));
+        }
     }
     if let Some(u) = &config.update {
         let text = toml::to_string(u).expect("update settings serialize");
@@ -213,7 +227,8 @@ mod tests {
              [[files]]\npath = \"/etc/motd\"\ncontent = \"hi\"\nmode = \"0600\"\nowner = \"alice\"\n\
              [units]\nenable = [\"ssh.service\", \"x.timer\"]\n[update]\ngroup = \"g1\"\n"
         );
-        let p = plan(&load(&text, "t").unwrap(), "credential hull.node");
+        let config = load(&text, "t").unwrap();
+        let p = plan(&config, "credential hull.node", true);
         assert_eq!(
             p.describe(),
             [
@@ -223,6 +238,7 @@ mod tests {
                 "file /etc/hostname (0644 root:root)",
                 "file /etc/systemd/network/10-hull-provision-0.network (0644 root:root)",
                 "file /etc/ssh/sshd_config.d/45-hull-provision.conf (0644 root:root)",
+                "file /etc/nftables.d/45-hull-provision-ssh.nft (0644 root:root)",
                 "file /etc/hull/update.toml (0644 root:root)",
                 "file /etc/motd (0600 alice:alice)",
                 "enable ssh.service",
@@ -257,7 +273,13 @@ mod tests {
             "{}",
             text(UPDATE_SETTINGS)
         );
+        assert!(
+            text(FIREWALL_RULES).ends_with("\nadd rule inet hull open-ports tcp dport 22 accept\n")
+        );
         assert_eq!(p.network_files(), ["10-hull-provision-0.network"]);
+        // Without hull's firewall, no rule: nftables would fail on a table it lacks.
+        let p = plan(&config, "s", false);
+        assert!(!p.writes.iter().any(|w| w.path == FIREWALL_RULES));
     }
 
     #[test]
@@ -269,6 +291,7 @@ mod tests {
             )
             .unwrap(),
             "s",
+            true,
         );
         assert!(p.enable.is_empty());
         assert!(!p.writes.iter().any(|w| w.path == SSHD_DROPIN));
@@ -276,6 +299,6 @@ mod tests {
             network_file(&Match::Name("en*".into()), &Addressing::Dhcp),
             "[Match]\nName=en*\n\n[Network]\nDHCP=yes\n"
         );
-        assert_eq!(plan(&NodeConfig::default(), "s"), Plan::default());
+        assert_eq!(plan(&NodeConfig::default(), "s", true), Plan::default());
     }
 }
