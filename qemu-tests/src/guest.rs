@@ -64,6 +64,20 @@ pub const POWER_CUT_UPDATE: &str = include_str!("../guest/power-cut-update.sh");
 /// Power cut, second run: bootable on A or B, and the update completes.
 pub const POWER_CUT_AFTER: &str = include_str!("../guest/power-cut-after.sh");
 
+/// A provisioned node's checks (qemu-tests/tests/provision.rs), one boot;
+/// the expectations go in front as shell variables ([`provision_script`]).
+pub const PROVISION_CHECK: &str = include_str!("../guest/provision-check.sh");
+
+/// [`PROVISION_CHECK`] with `vars` (name, value) set in front of it.
+pub fn provision_script(vars: &[(&str, &str)]) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    for (name, value) in vars {
+        s.push_str(&format!("{name}='{}'\n", value.replace('\'', r"'\''")));
+    }
+    s.push_str(PROVISION_CHECK.trim_start_matches("#!/bin/sh\n"));
+    s
+}
+
 /// What a run of [`BOOT_CHECK`] (two boots) must show, whatever else the
 /// script ran before it: every check in `names` ok, both boots done, the
 /// built `commit` deployed, and /var's token kept across the reboot.
@@ -255,6 +269,7 @@ mod tests {
             ("boot-check", BOOT_CHECK),
             ("update-lib", UPDATE_LIB),
             ("aarch64-check", AARCH64_CHECK),
+            ("provision-check", PROVISION_CHECK),
         ] {
             assert!(text.contains("check "), "{name}");
             assert!(!text.contains("check() {"), "{name} defines check");
@@ -270,6 +285,25 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             "HULL-CHECK one ok a b\nHULL-CHECK two fail bad\nkept\n"
         );
+    }
+
+    #[test]
+    fn provision_script_sets_quoted_variables_first() {
+        let s = provision_script(&[("NODE_HOST", "node-a"), ("NODE_FILE_TEXT", "it's")]);
+        assert!(
+            s.starts_with("#!/bin/sh\nNODE_HOST='node-a'\nNODE_FILE_TEXT='it'\\''s'\n"),
+            "{s}"
+        );
+        assert_eq!(s.matches("#!").count(), 1);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{}\nprintf '%s' \"$NODE_FILE_TEXT\"",
+                s.lines().take(3).collect::<Vec<_>>().join("\n")
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's");
     }
 
     fn stub(dir: &Path, name: &str, body: &str) {

@@ -16,6 +16,8 @@ pub const LOADER_CONF: &str = include_str!("../../../boot/loader.conf");
 pub const HEALTH_UNIT: &str = include_str!("../../../boot/hull-health.service");
 /// The unit that runs `hull reconcile` early in boot.
 pub const RECONCILE_UNIT: &str = include_str!("../../../boot/hull-reconcile.service");
+/// The unit that runs `hull provision` early in boot (docs/provisioning.md).
+pub const PROVISION_UNIT: &str = include_str!("../../../boot/hull-provision.service");
 const EFI_MOUNT: &str = include_str!("../../../boot/efi.mount");
 /// Where the ESP is mounted on a host.
 pub const ESP_MOUNT: &str = "/efi";

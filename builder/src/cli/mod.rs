@@ -51,6 +51,9 @@ pub enum Command {
     /// On a host: make a rollback the boot loader did permanent (run early in
     /// boot by hull-reconcile.service).
     Reconcile,
+    /// On a host: apply this node's settings from the credential hull.node
+    /// or a NoCloud seed (run early in boot by hull-provision.service).
+    Provision,
     /// On a host: pull one commit's objects (run by `hull update`, which
     /// bounds the disk it takes).
     #[command(hide = true)]
@@ -354,6 +357,10 @@ where
                 }
             }
             Ok(())
+        }
+        Command::Provision => {
+            host::require_root("provision")?;
+            host::provision::run_cli()
         }
         Command::PullCommit(a) => {
             let repo = ostree::Repo::new_for_path(&a.repo);

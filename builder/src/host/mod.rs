@@ -12,6 +12,7 @@ pub mod etc_merge;
 pub mod fetch;
 pub mod health;
 pub mod metrics;
+pub mod provision;
 pub mod pull;
 pub mod rollback;
 pub mod state;

@@ -44,6 +44,8 @@ pub struct Status {
     /// The update agent's strategy, next check, lock and wait (images
     /// built with `[update] auto = true`).
     pub agent: Option<super::agent::AgentStatus>,
+    /// What the last `hull provision` did (docs/provisioning.md).
+    pub provision: Option<super::provision::ProvisionRecord>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,6 +194,7 @@ pub fn status(host: &Host) -> Result<Status> {
         origin,
         source,
         agent: super::agent::status(host),
+        provision: state::read(&super::provision::ProvisionRecord::path(&host.paths.state)),
     })
 }
 
@@ -279,6 +282,9 @@ pub fn render(s: &Status) -> String {
     }
     if let Some(a) = &s.agent {
         out.push_str(&super::agent::render(a));
+    }
+    if let Some(p) = &s.provision {
+        out.push_str(&p.render());
     }
     out
 }

@@ -16,6 +16,7 @@ pub mod containers;
 pub mod hardening;
 pub mod host_config;
 pub mod image_formats;
+pub mod node;
 pub mod profile;
 pub mod raw;
 pub mod strategy;

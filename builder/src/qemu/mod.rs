@@ -16,6 +16,8 @@
 //! [`spawn`] check the prerequisites, copy the firmware's variable store to a
 //! temporary directory, and start QEMU.
 
+pub mod node_run;
+
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -150,6 +152,8 @@ pub struct RunSpec {
     pub serial: Serial,
     /// systemd credentials (name, contents), passed as SMBIOS type 11 strings.
     pub credentials: Vec<(String, Vec<u8>)>,
+    /// More raw disks after the image, read-only (a NoCloud seed).
+    pub extra_drives: Vec<PathBuf>,
     pub firmware: Firmware,
 }
 
@@ -169,6 +173,7 @@ impl RunSpec {
             lock_port: None,
             serial: Serial::Stdio,
             credentials: Vec::new(),
+            extra_drives: Vec::new(),
             firmware,
         }
     }
@@ -298,6 +303,11 @@ pub fn command(spec: &RunSpec, vars_copy: &Path) -> Cmd {
         .arg(opt_path("if=pflash,format=raw,unit=1,file", vars_copy))
         .arg("-drive")
         .arg(disk);
+    for d in &spec.extra_drives {
+        let mut drive = opt_path("file", d);
+        drive.push(",format=raw,if=virtio,readonly=on");
+        cmd = cmd.arg("-drive").arg(drive);
+    }
     if spec.snapshot {
         cmd = cmd.arg("-snapshot");
     }
@@ -491,6 +501,22 @@ pub struct RunArgs {
     /// type 11); repeatable.
     #[arg(long = "credential", value_name = "NAME=PATH", value_parser = parse_credential_arg)]
     pub credentials: Vec<CredentialArg>,
+    /// Boot as the node a node config describes (docs/provisioning.md),
+    /// passed as the credential hull.node.
+    #[arg(long, value_name = "NODE.TOML")]
+    pub config: Option<PathBuf>,
+    /// Boot with a NoCloud seed holding this #cloud-config user-data (a
+    /// vfat disk labelled CIDATA).
+    #[arg(long, value_name = "USER-DATA")]
+    pub cloud_init: Option<PathBuf>,
+    /// Boot on a disk of this size, e.g. 20G: a temporary overlay over the
+    /// image, which stays unchanged.
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_size, conflicts_with = "persist")]
+    pub disk_size: Option<u64>,
+}
+
+fn parse_disk_size(s: &str) -> Result<u64, String> {
+    crate::manifest::validate::parse_size(s)
 }
 
 /// `--credential NAME=PATH`.
@@ -544,7 +570,14 @@ impl RunArgs {
 
 /// `hull run`.
 pub fn run_cli(args: &RunArgs) -> Result<()> {
-    run(&args.to_spec()?)
+    let mut spec = args.to_spec()?;
+    let node = crate::qemu::node_run::NodeOptions {
+        config: args.config.clone(),
+        cloud_init: args.cloud_init.clone(),
+        disk_size: args.disk_size,
+    };
+    let _files = crate::qemu::node_run::prepare(&mut spec, &node)?;
+    run(&spec)
 }
 
 #[cfg(test)]
@@ -694,6 +727,44 @@ mod tests {
             netdev(&spec).unwrap(),
             "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.101:80-cmd:socat STDIO TCP:127.0.0.1:3333"
         );
+    }
+
+    #[test]
+    fn extra_drives_are_read_only_raw_disks() {
+        let mut spec = RunSpec::new("/i.raw", Arch::X86_64, fw(Arch::X86_64));
+        spec.extra_drives = vec!["/t/seed.img".into()];
+        let a = argv(&spec);
+        let drives: Vec<&String> = a
+            .windows(2)
+            .filter(|w| w[0] == "-drive")
+            .map(|w| &w[1])
+            .collect();
+        assert_eq!(
+            drives[2..],
+            [
+                "file=/i.raw,format=raw,if=virtio",
+                "file=/t/seed.img,format=raw,if=virtio,readonly=on"
+            ]
+        );
+    }
+
+    #[test]
+    fn node_options() {
+        let a = parse(&[
+            "i.raw",
+            "--config",
+            "n.toml",
+            "--cloud-init",
+            "ud",
+            "--disk-size",
+            "10G",
+        ])
+        .unwrap();
+        assert_eq!(a.config, Some(PathBuf::from("n.toml")));
+        assert_eq!(a.cloud_init, Some(PathBuf::from("ud")));
+        assert_eq!(a.disk_size, Some(10 << 30));
+        assert!(parse(&["i.raw", "--disk-size", "big"]).is_err());
+        assert!(parse(&["i.raw", "--disk-size", "10G", "--persist"]).is_err());
     }
 
     #[test]

@@ -24,8 +24,14 @@ pub const REMOTE: &str = "hull";
 const HEALTH_UNIT: &str = "usr/lib/systemd/system/hull-health.service";
 const RECONCILE_UNIT: &str = "usr/lib/systemd/system/hull-reconcile.service";
 const EFI_MOUNT: &str = "usr/lib/systemd/system/efi.mount";
+const PROVISION_UNIT: &str = "usr/lib/systemd/system/hull-provision.service";
 /// Units to enable once installed.
-pub const UNITS: &[&str] = &["hull-health.service", "hull-reconcile.service", "efi.mount"];
+pub const UNITS: &[&str] = &[
+    "hull-health.service",
+    "hull-reconcile.service",
+    "efi.mount",
+    "hull-provision.service",
+];
 
 pub use crate::manifest::host_config::HostConfig;
 
@@ -58,6 +64,7 @@ pub fn install(root: &Dir, manifest: &Manifest, agent: &Path, arch: Arch) -> Res
     write_file(root, HEALTH_UNIT, boot::HEALTH_UNIT.as_bytes(), 0o644)?;
     write_file(root, RECONCILE_UNIT, boot::RECONCILE_UNIT.as_bytes(), 0o644)?;
     write_file(root, EFI_MOUNT, boot::efi_mount().as_bytes(), 0o644)?;
+    write_file(root, PROVISION_UNIT, boot::PROVISION_UNIT.as_bytes(), 0o644)?;
     if let Some(update) = &manifest.update {
         let keys: String = update
             .keys

@@ -1,0 +1,116 @@
+#!/bin/sh
+# A provisioned node's checks (qemu-tests/tests/provision.rs), run by
+# hull-check.service on the console. The harness puts the expectations in
+# front of this script as variables:
+#   NODE_HOST       the host name the node config gave
+#   NODE_USER       the account made, with NODE_KEY_FP the fingerprint of its key
+#   NODE_FILE       a file the config wrote, NODE_FILE_TEXT its contents and
+#                   NODE_FILE_STAT its `stat -c '%a %U'`
+#   NODE_SOURCE     what hull status names as the source (credential hull.node,
+#                   NoCloud seed)
+#   NODE_STATIC     the static address with prefix, when the config gave one
+#   NODE_UNKNOWN    a cloud-config key that is not supported, when there is one
+#   NODE_UPDATE     a line /etc/hull/update.toml must hold, when given
+# Then it waits (bounded) for the harness to log in over SSH, which leaves
+# ~/.harness-ssh-ok behind, and powers off.
+
+export LC_ALL=C
+
+state=$(timeout 300 systemctl is-system-running --wait 2>&1)
+
+result=$(systemctl show -P Result hull-provision.service 2>&1)
+active=$(systemctl show -P ActiveState hull-provision.service 2>&1)
+if [ "$result" = success ] && [ "$active" = active ]; then
+	check provision-unit ok "hull-provision.service $active ($result); system $state"
+else
+	check provision-unit fail "hull-provision.service $active ($result): $(journalctl -b -u hull-provision.service --no-pager -q 2>&1 | tail -n 5)"
+fi
+
+host=$(cat /proc/sys/kernel/hostname)
+etc_host=$(cat /etc/hostname 2>&1)
+if [ "$host" = "$NODE_HOST" ] && [ "$etc_host" = "$NODE_HOST" ]; then
+	check hostname ok "$host"
+else
+	check hostname fail "kernel: $host, /etc/hostname: $etc_host, expected $NODE_HOST"
+fi
+
+home=$(getent passwd "$NODE_USER" | cut -d: -f6)
+keys=$home/.ssh/authorized_keys
+fp=$(ssh-keygen -lf "$keys" 2>&1 | cut -d' ' -f2)
+perms=$(stat -c '%a %U' "$keys" 2>&1)
+if [ -n "$home" ] && [ "$fp" = "$NODE_KEY_FP" ] && [ "$perms" = "600 $NODE_USER" ]; then
+	check user-key ok "$NODE_USER $(id -u "$NODE_USER") $home $fp $perms"
+else
+	check user-key fail "user $NODE_USER home '$home' key '$fp' ($perms), expected $NODE_KEY_FP"
+fi
+
+text=$(cat "$NODE_FILE" 2>&1)
+fstat=$(stat -c '%a %U' "$NODE_FILE" 2>&1)
+if [ "$text" = "$NODE_FILE_TEXT" ] && [ "$fstat" = "$NODE_FILE_STAT" ]; then
+	check file ok "$NODE_FILE ($fstat): $text"
+else
+	check file fail "$NODE_FILE ($fstat): '$text', expected '$NODE_FILE_TEXT' ($NODE_FILE_STAT)"
+fi
+
+if [ -n "${NODE_STATIC:-}" ]; then
+	# networkctl names the .network file that configured the link and its
+	# addresses; a DHCP lease would show "(DHCPv4 via ...)". The link is the
+	# one NIC (without a name, networkctl prints the system's summary).
+	iface=
+	for n in /sys/class/net/*; do
+		[ "${n##*/}" = lo ] || iface=${n##*/}
+	done
+	link=$(networkctl status --no-pager -n 0 "$iface" 2>&1)
+	if printf '%s\n' "$link" | grep -q "Network File: /etc/systemd/network/10-hull-provision-0.network" &&
+		printf '%s\n' "$link" | grep -q "${NODE_STATIC%/*}" &&
+		! printf '%s\n' "$link" | grep -q DHCPv4; then
+		check static-address ok "$(printf '%s\n' "$link" | grep -E 'Network File|Address|Gateway|DNS' | tr -s ' ' | tr '\n' ';')"
+	else
+		check static-address fail "$link"
+	fi
+fi
+
+if [ -n "${NODE_UPDATE:-}" ]; then
+	if grep -qxF "$NODE_UPDATE" /etc/hull/update.toml 2>/dev/null; then
+		check update-settings ok "$(grep -v '^#' /etc/hull/update.toml | tr '\n' ' ')"
+	else
+		check update-settings fail "$(cat /etc/hull/update.toml 2>&1)"
+	fi
+fi
+
+if [ -n "${NODE_UNKNOWN:-}" ]; then
+	if journalctl -b -u hull-provision.service --no-pager -q 2>&1 |
+		grep -q ": $NODE_UNKNOWN is not supported: not applied"; then
+		check unknown-key ok "$NODE_UNKNOWN named in the journal"
+	else
+		check unknown-key fail "$(journalctl -b -u hull-provision.service --no-pager -q 2>&1 | tail -n 5)"
+	fi
+fi
+
+status=$(hull status 2>&1)
+if printf '%s\n' "$status" | grep -q "^provisioned from $NODE_SOURCE"; then
+	check status-provision ok "$(printf '%s\n' "$status" | grep -A1 '^provisioned from')"
+else
+	check status-provision fail "$status"
+fi
+
+if systemctl is-active -q ssh.service; then
+	check sshd ok "ssh.service active"
+else
+	check sshd fail "ssh.service $(systemctl is-active ssh.service 2>&1): $(journalctl -b -u ssh.service --no-pager -q 2>&1 | tail -n 3)"
+fi
+
+# The harness logs in with the node's key (and fails with another) now.
+check ssh-wait ok "waiting for the harness to log in as $NODE_USER"
+i=0
+while [ ! -e "$home/.harness-ssh-ok" ] && [ "$i" -lt 300 ]; do
+	sleep 1
+	i=$((i + 1))
+done
+if [ -e "$home/.harness-ssh-ok" ]; then
+	check ssh-login ok "the harness logged in as $NODE_USER after ${i} s: $(cat "$home/.harness-ssh-ok")"
+else
+	check ssh-login fail "no SSH login as $NODE_USER within 300 s"
+fi
+printf 'HULL-CHECK-DONE boot=1\n'
+exec systemctl poweroff
