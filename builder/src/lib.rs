@@ -14,6 +14,7 @@ pub mod cmd;
 pub mod commit;
 pub mod deploy;
 pub mod fleetlock;
+pub mod freshness;
 pub mod hardening;
 pub mod host;
 pub mod image;
