@@ -302,6 +302,10 @@ fn build_arch(
                 }
                 Ok((plan, index))
             })?;
+            crate::reproducible::pin_environment(
+                locked.as_ref().and_then(|l| l.arch(arch)),
+                &plan,
+            )?;
             let tree = stages.run("rootfs", || {
                 rootfs::build(
                     manifest,

@@ -160,7 +160,7 @@ pub fn commit_tree(
         dict.insert_value(META_PACKAGES, &meta.packages.to_variant());
         let metadata = dict.end();
 
-        let now = crate::util::now();
+        let now = crate::reproducible::commit_time();
         let subject = format!("{ostree_ref} {}", meta.version);
         let checksum = repo
             .write_commit_with_time(

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod packages;
 pub mod progress;
 pub mod qemu;
+pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;
 pub mod scan;

@@ -153,7 +153,7 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::manifest::Arch;
     use std::collections::BTreeMap;
