@@ -184,6 +184,15 @@ fn build_into(
 
 fn write_manifests(dir: &Path) -> Result<()> {
     let minimal = workspace_root().join("manifests/minimal.toml");
+    // A, B and C install minimal.toml's packages: from its lock, as the
+    // minimal build does (one installed tree in the cache for all).
+    let lock = hull::build::lock::lock_path(&minimal);
+    if lock.is_file() {
+        std::fs::create_dir_all(dir)?;
+        for m in ["a", "b", "c"] {
+            std::fs::copy(&lock, dir.join(format!("{m}.lock")))?;
+        }
+    }
     let files = [
         (
             "a.toml".to_string(),

@@ -18,6 +18,13 @@ fn boot_minimal() -> Result<()> {
         return Ok(());
     }
     let report = build("manifests/minimal.toml")?;
+    // The deployed tree, security fixes in (docs/supply-chain.md, "Size").
+    const MAX_TREE: u64 = 300_000_000;
+    anyhow::ensure!(
+        report.rootfs_size < MAX_TREE,
+        "the minimal tree is {} bytes, over the bar of {MAX_TREE}",
+        report.rootfs_size
+    );
     let outcome = Boot::new("boot_minimal", &report.image, report_arch(&report)?)?
         .check_script(guest::BOOT_CHECK)
         .expect_boots(2)

@@ -200,6 +200,8 @@ fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
         format: hull::build::lock::FORMAT,
         arches: vec![ArchLock {
             name: "x86_64".into(),
+            include: vec![],
+            exclude: vec![],
             source: vec![],
             package,
         }],

@@ -505,7 +505,7 @@ fn newer(a: &str, b: &str) -> bool {
 }
 
 /// Fetches (or takes from the cache) the Packages index and checks its hash.
-fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result<PackageIndex> {
+pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result<PackageIndex> {
     let rel = archive.packages_path();
     let (sha, size) = release
         .files

@@ -46,6 +46,13 @@ pub struct LockFile {
 pub struct ArchLock {
     /// hull's name of the architecture: `x86_64`, `aarch64`.
     pub name: String,
+    /// What the lock was made for: the manifest's packages (the kernel
+    /// first) and exclusions; `hull lock --update` keeps a lock made for
+    /// the same request while no locked package moved ([`current`]).
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
     #[serde(default)]
     pub source: Vec<SourceLock>,
     #[serde(default)]
@@ -155,6 +162,8 @@ pub fn arch_lock(plan: &PackagePlan, index: &PackageIndex, installed: &str) -> R
     package.sort_by(|a, b| (&a.name, &a.arch).cmp(&(&b.name, &b.arch)));
     Ok(ArchLock {
         name: plan.arch.to_string(),
+        include: plan.include.clone(),
+        exclude: plan.exclude.clone(),
         source: if plan.sources.is_empty() {
             vec![SourceLock {
                 url: plan.mirror.clone(),
@@ -347,6 +356,11 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
             manifest.path.display()
         )]);
     }
+    if let (Some(old), true) = (&old, opts.update) {
+        if let Some(lines) = current::unmoved(old, &manifest, &cache, &path)? {
+            return Ok(lines);
+        }
+    }
     if !rustix::process::geteuid().is_root() {
         bail!("hull lock needs root (it installs the packages with mmdebstrap to know the full set): run it as root or with sudo");
     }
@@ -355,11 +369,24 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
         crate::build::binfmt::ensure(arch)?;
         let (plan, index) = crate::build::archive::resolve_with_index(&manifest, arch, &cache)?;
         let work = out.join(".work").join(format!("lock-{arch}"));
+        // As a build of the new lock would: its tree is cached for that build.
+        crate::build::reproducible::pin_environment(None, &plan)?;
         let list = crate::build::rootfs::install_or_reuse(&plan, &work, &cache, true);
+        let locked = list
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|l| arch_lock(&plan, &index, l));
+        if let Ok(a) = &locked {
+            let tree = work.join("rootfs");
+            let list = list.as_deref().unwrap_or_default();
+            if let Err(e) = seed::cache_pinned(&seed::pinned(&plan, a), &tree, &cache, list) {
+                log::warn!("keeping the locked tree for the next build: {e:#}");
+            }
+        }
         let removed = crate::build::rootfs::remove_tree(&work);
-        let list = list.with_context(|| format!("installing {arch} to lock it"))?;
+        let locked = locked.with_context(|| format!("installing {arch} to lock it"))?;
         removed?;
-        arches.push(arch_lock(&plan, &index, &list)?);
+        arches.push(locked);
     }
     let new = LockFile {
         format: FORMAT,
@@ -385,6 +412,9 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
     lines.push(format!("wrote {}", path.display()));
     Ok(lines)
 }
+
+mod current;
+mod seed;
 
 #[cfg(test)]
 mod tests;

@@ -12,9 +12,11 @@
 pub mod archive;
 pub mod binfmt;
 pub mod deploy;
+pub mod freshness;
 pub mod image;
 pub mod lock;
 pub mod pipeline;
+pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;
 pub mod scan;

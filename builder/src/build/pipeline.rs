@@ -7,9 +7,11 @@
 //! failed build leaves a served repository advertising what it did before. A
 //! digest of every input (the manifest files, the overlays, hull's own tree
 //! format) is stored in the commit; when the ref's newest commit carries the
-//! same digest the tree is not rebuilt and nothing is downloaded, and when
-//! build.json already describes an image of that commit the image is kept too.
-//! `--refresh` resolves packages against the mirror again.
+//! same digest, and the archive has not moved under it ([`crate::build::freshness`]:
+//! the InRelease files are read again, the lock decides when there is one),
+//! the tree is not rebuilt, and when build.json already describes an image
+//! of that commit the image is kept too. `--refresh` resolves packages
+//! against the mirror again.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -280,6 +282,20 @@ fn build_arch(
         }
         _ => None,
     };
+    // Same inputs: reused only while the archive has not moved under it.
+    let cached = match cached {
+        Some(c) => match fresh(manifest, arch, &cache, &repo, &c)? {
+            crate::build::freshness::Freshness::Reuse(why) => {
+                log::info!("{why}");
+                Some(c)
+            }
+            crate::build::freshness::Freshness::Rebuild(why) => {
+                log::info!("{why}");
+                None
+            }
+        },
+        None => None,
+    };
 
     let (checksum, packages, tree_reused) = match cached {
         Some(c) => {
@@ -306,6 +322,10 @@ fn build_arch(
                 }
                 Ok((plan, index))
             })?;
+            crate::build::reproducible::pin_environment(
+                locked.as_ref().and_then(|l| l.arch(arch)),
+                &plan,
+            )?;
             let tree = stages.run("rootfs", || {
                 rootfs::build(
                     manifest,
@@ -438,6 +458,25 @@ fn build_arch(
     write_json_atomically(&arch_report_path(&out, arch), &report)?;
     write_json_atomically(&report_path(&out), &report)?;
     Ok(report)
+}
+
+/// [`crate::build::freshness::check`] of commit `c`, from its recorded sources and packages.
+fn fresh(
+    manifest: &Manifest,
+    arch: Arch,
+    cache: &Path,
+    repo: &ostree::Repo,
+    c: &str,
+) -> Result<crate::build::freshness::Freshness> {
+    let recorded: Vec<archive::SignedSource> =
+        commit::metadata_string(repo, c, commit::META_RELEASE)?
+            .unwrap_or_default()
+            .lines()
+            .filter_map(archive::SignedSource::from_line)
+            .collect();
+    let locked = lock::lock_path(&manifest.path).is_file();
+    let installed = commit::metadata_packages(repo, c)?;
+    crate::build::freshness::check(manifest, arch, cache, locked, &recorded, &installed)
 }
 
 /// Ships the SBOM in the tree (/usr/share/hull/sbom.spdx.json).

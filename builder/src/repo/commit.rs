@@ -177,7 +177,7 @@ pub fn commit_tree(
         }
         let metadata = dict.end();
 
-        let now = crate::util::now();
+        let now = crate::util::build_time();
         let subject = format!("{ostree_ref} {}", meta.version);
         let checksum = repo
             .write_commit_with_time(

@@ -49,6 +49,17 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// The time a build stamps on what it makes (the commit's timestamp), in
+/// seconds since the epoch: `SOURCE_DATE_EPOCH` when set (the
+/// reproducible-builds.org convention; a build sets it from its sources'
+/// newest InRelease date), else [`now`].
+pub fn build_time() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
