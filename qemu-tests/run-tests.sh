@@ -77,7 +77,7 @@ step "build the test binaries" cargo test -p hull-qemu-tests --no-run
 # Two lanes, one per core, of about equal length. The background lane
 # builds the aarch64 image under qemu-user (10-20 min of one core) and boots
 # it, then boots the k8s-node image and the hardening checks; the foreground
-# lane runs every other boot test (boot_minimal, the power cuts, the
+# lane runs every other boot test (boot_minimal, node_image, the power cuts, the
 # updates). The background lane has its own build directory (no .deb cache
 # or OSTree repository written by both lanes at once) and its own log,
 # printed once both have ended.
