@@ -87,7 +87,7 @@ step "refresh the shipped locks (hull lock --update)" refresh_locks
 # builds the aarch64 image under qemu-user (10-20 min of one core) and boots
 # it, then boots the k8s-node image and the hardening checks, then builds
 # minimal.toml a second time from its lock (reproducible); the foreground
-# lane runs every other boot test (boot_minimal, the power cuts, the
+# lane runs every other boot test (boot_minimal, node_image, provision, the power cuts, the
 # updates). The background lane has its own build directory (no .deb cache
 # or OSTree repository written by both lanes at once) and its own log,
 # printed once both have ended.

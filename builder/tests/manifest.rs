@@ -72,7 +72,10 @@ fn shipped_minimal_manifest_loads() {
         m.target(Arch::X86_64).packages.exclude,
         ["containernetworking-plugins"]
     );
-    assert_eq!(m.units.enable, ["systemd-networkd.service"]);
+    assert_eq!(
+        m.units.enable,
+        ["systemd-networkd.service", "systemd-sysext.service"]
+    );
     assert_eq!(
         m.health.required_units,
         ["systemd-journald.service", "efi.mount"]
@@ -162,7 +165,11 @@ fn shipped_k8s_node_manifest_loads() {
         .any(|p| p == "podman"));
     assert_eq!(
         m.units.enable,
-        ["systemd-networkd.service", "containerd.service"]
+        [
+            "systemd-networkd.service",
+            "systemd-sysext.service",
+            "containerd.service"
+        ]
     );
     assert_eq!(
         m.health.required_units,

@@ -137,8 +137,12 @@ pub fn convert(raw: &Path, format: ImageFormat) -> Result<OutputFile> {
                 got.virtual_size
             );
         }
+        // tempfile makes it 0600; an image is readable like the raw one.
         std::fs::File::open(tmp.path())
-            .and_then(|f| f.sync_all())
+            .and_then(|f| {
+                f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+                f.sync_all()
+            })
             .with_context(|| format!("syncing {}", tmp.path().display()))?;
         tmp.persist(&path)
             .map_err(|e| anyhow!("renaming into {}: {}", path.display(), e.error))?;
@@ -271,7 +275,12 @@ mod tests {
         assert_eq!(outs.len(), 4);
         for out in &outs {
             assert_eq!(out.path, output_path(&raw, out.format));
-            assert_eq!(out.size, std::fs::metadata(&out.path).unwrap().len());
+            let meta = std::fs::metadata(&out.path).unwrap();
+            assert_eq!(out.size, meta.len());
+            if out.format != ImageFormat::Raw {
+                use std::os::unix::fs::PermissionsExt;
+                assert_eq!(meta.permissions().mode() & 0o777, 0o644, "{:?}", out.format);
+            }
             assert_eq!(
                 out.sha256,
                 crate::build::archive::sha256_file(&out.path).unwrap()

@@ -370,8 +370,11 @@ fn write_erofs(tree: &Path, dest: &Path, seed: &str) -> Result<()> {
         .arg(tmp.path())
         .arg(tree)
         .run()?;
+    // tempfile makes it 0600; systemd-sysext needs only root, but an
+    // image is readable like the disk images.
     tmp.as_file()
-        .sync_all()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .and_then(|_| tmp.as_file().sync_all())
         .with_context(|| format!("syncing {}", tmp.path().display()))?;
     tmp.persist(dest)
         .map_err(|e| anyhow!("renaming into {}: {}", dest.display(), e.error))?;

@@ -150,6 +150,8 @@ fn a_directory_becomes_an_erofs_image() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(names, ["k8s.raw"], "no temp file left");
+    let mode = fs::metadata(&image).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
     let back = t.path().join("back");
     Cmd::new("fsck.erofs")
         .arg(format!("--extract={}", back.display()))
