@@ -33,6 +33,18 @@ for want in 'SystemdCgroup = true' 'unset_seccomp_profile = "runtime/default"' \
 done
 pass cri-config "$([ -z "$bad" ]; echo $?)" "missing from containerd config dump:${bad:- nothing}"
 
+# [containers] sandbox = "gvisor": the CRI runtime handler runsc (for a
+# RuntimeClass), runsc driven by the runc v2 shim, and runsc installed.
+# The runsc table and its sub-tables (options), nothing else.
+handler=$(printf '%s\n' "$dump" | awk '/^ *\[/ { in_runsc = ($0 ~ /runtimes\.runsc[].]/) } in_runsc')
+bad=""
+for want in 'runtime_type = "io.containerd.runc.v2"' 'BinaryName = "/usr/bin/runsc"'; do
+	printf '%s\n' "$handler" | grep -qF "$want" || bad="$bad [$want]"
+done
+version=$(runsc --version 2>&1 | head -n 1)
+pass runsc-handler "$([ -n "$handler" ] && [ -z "$bad" ] && [ -x /usr/bin/runsc ]; echo $?)" \
+	"${version}; handler runsc missing:${bad:- nothing}$([ -n "$handler" ] || echo ' (no runtimes.runsc in the dump)')"
+
 mods=$(awk '{ print $1 }' /proc/modules | tr '\n' ' ')
 missing=""
 for m in overlay br_netfilter; do

@@ -2,7 +2,8 @@
 //! guest/k8s-node-check.sh: containerd answers (`ctr version`), its CRI
 //! plugin is up with the configuration kubelet needs, the Kubernetes modules
 //! and sysctls are in force alongside the hardening profile, and there is no
-//! swap. (Debian ships no crictl; `ctr plugins ls` shows the CRI plugin's
+//! swap; containerd has the gVisor runtime handler `runsc` ([containers]
+//! sandbox in the manifest). (Debian ships no crictl; `ctr plugins ls` shows the CRI plugin's
 //! state instead.)
 //!
 //! Needs HULL_QEMU_TESTS=1, root and QEMU with OVMF; `cargo test` lists it as ignored (run it with `--ignored`). Run:
@@ -17,6 +18,7 @@ const CHECKS: &[&str] = &[
     "ctr-version",
     "cri-plugin",
     "cri-config",
+    "runsc-handler",
     "modules",
     "sysctls",
     "swap-off",
