@@ -48,7 +48,7 @@ pub struct ArchLock {
     pub name: String,
     /// What the lock was made for: the manifest's packages (the kernel
     /// first) and exclusions; `hull lock --update` keeps a lock made for
-    /// the same request while no locked package moved ([`current`]).
+    /// the same request while no locked package moved (`current`).
     #[serde(default)]
     pub include: Vec<String>,
     #[serde(default)]

@@ -222,7 +222,7 @@ pub fn installed_key(plan: &PackagePlan) -> Result<String> {
 }
 
 /// Copies the freshly installed tree into the cache (through a temp name),
-/// dropping the oldest entries beyond [`INSTALLED_KEEP`].
+/// dropping the oldest entries beyond `INSTALLED_KEEP`.
 pub fn save_installed(cache: &Path, key: &str, tree: &Path, list: &str) -> Result<()> {
     let dir = cache.join(INSTALLED_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
