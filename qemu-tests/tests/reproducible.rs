@@ -12,8 +12,8 @@ use hull_qemu_tests::{build, enabled, test_out, workspace_root};
 
 #[test]
 #[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
-fn a_second_build_elsewhere_on_another_day_gives_the_same_commit() -> Result<()> {
-    if !enabled("a_second_build_elsewhere_on_another_day_gives_the_same_commit") {
+fn reproducible_a_second_build_elsewhere_on_another_day_gives_the_same_commit() -> Result<()> {
+    if !enabled("reproducible_a_second_build_elsewhere_on_another_day_gives_the_same_commit") {
         return Ok(());
     }
     let manifest = workspace_root().join("manifests/minimal.toml");
