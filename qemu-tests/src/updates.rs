@@ -77,7 +77,7 @@ fn build_fixture(arch: Arch, with_c: bool) -> Result<Fixture> {
         }
     }
     let manifests = dir.join("manifests");
-    write_manifests(&manifests)?;
+    write_manifests(&manifests, arch)?;
     // The same cache as the minimal image's build: A, B and C install the
     // same packages, so they start from its installed tree.
     let cache = test_out().join("cache");
@@ -182,15 +182,21 @@ fn build_into(
     Ok(r)
 }
 
-fn write_manifests(dir: &Path) -> Result<()> {
+fn write_manifests(dir: &Path, arch: Arch) -> Result<()> {
     let minimal = workspace_root().join("manifests/minimal.toml");
     // A, B and C install minimal.toml's packages: from its lock, as the
-    // minimal build does (one installed tree in the cache for all).
+    // minimal build does (one installed tree in the cache for all), when the
+    // lock holds `arch` (the shipped one holds x86_64 only); else from the
+    // mirror, as an unlocked manifest does.
     let lock = hull::build::lock::lock_path(&minimal);
-    if lock.is_file() {
-        std::fs::create_dir_all(dir)?;
-        for m in ["a", "b", "c"] {
-            std::fs::copy(&lock, dir.join(format!("{m}.lock")))?;
+    let locked = hull::build::lock::read(&lock)?.is_some_and(|l| l.arch(arch).is_some());
+    std::fs::create_dir_all(dir)?;
+    for m in ["a", "b", "c"] {
+        let copy = dir.join(format!("{m}.lock"));
+        if locked {
+            std::fs::copy(&lock, &copy)?;
+        } else if copy.exists() {
+            std::fs::remove_file(&copy)?;
         }
     }
     let files = [
