@@ -160,7 +160,11 @@ strategy = "immediate"
         b.remote_hostname
     );
     // The console names the unsupported key too, not only the journal.
-    let console = std::fs::read_to_string(&b.outcome.log)?;
+    // (Read as bytes: a serial console carries escape sequences and, now
+    // and then, bytes that are not UTF-8.)
+    let console = std::fs::read(&b.outcome.log)
+        .with_context(|| format!("reading {}", b.outcome.log.display()))?;
+    let console = String::from_utf8_lossy(&console);
     ensure!(
         console.contains("packages is not supported: not applied"),
         "the console of B does not name the unsupported key (log {})",
