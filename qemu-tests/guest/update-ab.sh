@@ -79,7 +79,7 @@ case $(phase) in
 	out=$(hull status 2>&1)
 	expect window-strategy "$out" contains "$out" "update agent: on, strategy window (mon,tue,wed,thu,fri,sat,sun at $start UTC for 1h)"
 	expect window-waiting "$out" contains "$out" "  waiting for: the maintenance window, which opens at "
-	expect window-next-boot "$out" contains "$out" "2.0.0 $B.0 [default, next boot] on trial"
+	expect window-next-boot "$out" contains "$out" "2.0.0 $B.0 [default, next boot]"
 	sleep 5
 	b=$(booted)
 	[ "$b" = "$A" ] && check window-no-reboot ok "up on A after the agent ran" || check window-no-reboot fail "booted $b"
