@@ -85,13 +85,14 @@ step "refresh the shipped locks (hull lock --update)" refresh_locks
 
 # Two lanes, one per core, of about equal length. The background lane
 # builds the aarch64 image under qemu-user (10-20 min of one core) and boots
-# it, then boots the k8s-node image and the hardening checks, then builds
-# minimal.toml a second time from its lock (reproducible); the foreground
-# lane runs every other boot test (boot_minimal, node_image, provision, the power cuts, the
-# updates). The background lane has its own build directory (no .deb cache
+# it, then boots the k8s-node image and the hardening checks, then boots
+# minimal.toml as two provisioned nodes (provision) and builds it a second
+# time from its lock (reproducible), both from the lane's one build of it;
+# the foreground lane runs every other boot test (boot_minimal, node_image,
+# the power cuts, the updates). The background lane has its own build directory (no .deb cache
 # or OSTree repository written by both lanes at once) and its own log,
 # printed once both have ended.
-background_tests=(aarch64 hardening k8s_node reproducible)
+background_tests=(aarch64 hardening k8s_node provision reproducible)
 background_log=$HULL_TEST_LOGS/background-lane.log
 background_args=()
 foreground_skips=()

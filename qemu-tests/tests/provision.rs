@@ -1,5 +1,5 @@
-//! One image, two nodes: manifests/minimal.toml (the build the foreground
-//! lane already has) booted twice, each boot a different node.
+//! One image, two nodes: manifests/minimal.toml (the build the background
+//! lane already has for `reproducible`) booted twice, each boot a different node.
 //!
 //! - Node A through the credential `hull.node` (a node config), on a 10 GiB
 //!   disk (`hull run --disk-size`'s overlay): its host name, a user with a
