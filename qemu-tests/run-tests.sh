@@ -20,6 +20,7 @@ mkdir -p "$HULL_TEST_LOGS"
 # Every step's time, printed as a table when the run ends (both lanes).
 STEP_TIMES=$HULL_TEST_LOGS/step-times.tsv
 : >"$STEP_TIMES"
+: >"$HULL_TEST_LOGS/boot-times.tsv"
 run_start=$(date +%s)
 
 step() {
@@ -44,6 +45,13 @@ print_step_times() {
     printf '%-70s %8s  %s\n' "$name" "$secs" "$result"
   done <"$STEP_TIMES"
   printf '%-70s %8s\n' "tests in all (wall clock)" "$(( $(date +%s) - run_start ))"
+  # Each boot's time to multi-user.target (systemd-analyze in the guest).
+  if [ -s "$HULL_TEST_LOGS/boot-times.tsv" ]; then
+    echo "== boot times (systemd-analyze time, inside each guest)"
+    while IFS=$'\t' read -r boot arch said; do
+      printf '%-24s %-8s %s\n' "$boot" "$arch" "$said"
+    done <"$HULL_TEST_LOGS/boot-times.tsv"
+  fi
 }
 trap print_step_times EXIT
 

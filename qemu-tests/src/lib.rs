@@ -338,6 +338,7 @@ impl Boot {
                 .with_context(|| format!("reading {}", log.display()))?;
             for event in console.feed(&buf) {
                 report_event(&tag, start.elapsed(), &event);
+                record_boot_time(&self.name, spec.arch, &event);
                 if let Event::Done(_) = event {
                     progress = Instant::now();
                 }
@@ -398,6 +399,7 @@ impl Boot {
         reader.read_to_end(&mut buf).ok();
         for event in console.feed(&buf).into_iter().chain(console.finish()) {
             report_event(&tag, start.elapsed(), &event);
+            record_boot_time(&self.name, spec.arch, &event);
         }
         let stderr = qemu.stderr();
         let elapsed = start.elapsed();
@@ -446,6 +448,27 @@ fn report_event(tag: &str, at: Duration, event: &Event) {
         Event::Done(n) => eprintln!("{tag} {secs:>4} s  boot {n} done"),
         Event::Warning(w) => eprintln!("{tag} {secs:>4} s  warning: {w}"),
         Event::Fatal(f) => eprintln!("{tag} {secs:>4} s  FATAL: {f}"),
+    }
+}
+
+/// Appends a `boot-time` check (systemd-analyze's time to multi-user.target,
+/// printed by every check script through check-lib.sh) to
+/// `<log dir>/boot-times.tsv` as `boot name, architecture, what systemd-analyze
+/// said`; qemu-tests/run-tests.sh prints the table when the run ends.
+fn record_boot_time(name: &str, arch: Arch, event: &Event) {
+    let Event::Check(c) = event else { return };
+    if c.name != "boot-time" {
+        return;
+    }
+    let path = log_dir().join("boot-times.tsv");
+    let line = format!("{name}\t{arch}\t{}\n", c.detail);
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("warning: writing {}: {e}", path.display());
     }
 }
 
