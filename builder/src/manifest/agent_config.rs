@@ -14,7 +14,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::raw::RawWindow;
-use crate::manifest::strategy::{Strategy, Weekday, Window};
+use crate::manifest::strategy::{
+    check_group, Strategy, StrategyKind, Weekday, Window, DEFAULT_GROUP,
+};
 
 /// The image's settings, in the booted tree.
 pub const IMAGE_FILE: &str = "/usr/lib/hull/update.toml";
@@ -120,30 +122,36 @@ pub fn merge(
     }
     let image_interval = image.interval.as_deref().unwrap_or("3600s");
     let interval = duration(image_interval, IMAGE_FILE, "interval")?;
-    let name = n
-        .strategy
-        .clone()
-        .or_else(|| image.strategy.clone())
-        .unwrap_or_else(|| "immediate".into());
+    let (kind, kind_from) = match (&n.strategy, &image.strategy) {
+        (Some(s), _) => (s.as_str(), node_name),
+        (None, Some(s)) => (s.as_str(), IMAGE_FILE),
+        (None, None) => ("immediate", IMAGE_FILE),
+    };
+    let kind =
+        StrategyKind::parse(kind).map_err(|m| anyhow::anyhow!("{kind_from}: strategy: {m}"))?;
     // A node key that the chosen strategy does not use is refused.
-    let wrong = |key: &str, is: bool, wants: &str| -> Result<()> {
-        if is && name != wants {
-            bail!("{node_name}: {key}: only with strategy = \"{wants}\" (this one is \"{name}\")");
+    let wrong = |key: &str, is: bool, wants: StrategyKind| -> Result<()> {
+        if is && kind != wants {
+            bail!("{node_name}: {key}: only with strategy = \"{wants}\" (this one is \"{kind}\")");
         }
         Ok(())
     };
-    wrong("window", n.window.is_some(), "window")?;
-    wrong("fleet-lock-url", n.fleet_lock_url.is_some(), "fleet-lock")?;
-    wrong("group", n.group.is_some(), "fleet-lock")?;
+    wrong("window", n.window.is_some(), StrategyKind::Window)?;
+    wrong(
+        "fleet-lock-url",
+        n.fleet_lock_url.is_some(),
+        StrategyKind::FleetLock,
+    )?;
+    wrong("group", n.group.is_some(), StrategyKind::FleetLock)?;
     // Where a key comes from, for errors.
     let pick = |node_v: Option<String>, image_v: Option<String>| match node_v {
         Some(v) => Some((v, node_name.to_string())),
         None => image_v.map(|v| (v, IMAGE_FILE.to_string())),
     };
-    let strategy = match name.as_str() {
-        "immediate" => Strategy::Immediate,
-        "kured" => Strategy::Kured,
-        "fleet-lock" => {
+    let strategy = match kind {
+        StrategyKind::Immediate => Strategy::Immediate,
+        StrategyKind::Kured => Strategy::Kured,
+        StrategyKind::FleetLock => {
             let (url, from) = pick(n.fleet_lock_url.clone(), image.fleet_lock_url.clone())
                 .with_context(|| {
                     format!("{node_name}: fleet-lock-url: required with strategy = \"fleet-lock\"")
@@ -152,18 +160,11 @@ pub fn merge(
                 bail!("{from}: fleet-lock-url: {url:?} is not an http:// or https:// URL");
             }
             let (group, from) = pick(n.group.clone(), image.group.clone())
-                .unwrap_or(("default".into(), IMAGE_FILE.into()));
-            if group.is_empty()
-                || group.len() > 64
-                || !group
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            {
-                bail!("{from}: group: {group:?} is not 1 to 64 of A-Z a-z 0-9 . _ -");
-            }
+                .unwrap_or((DEFAULT_GROUP.into(), IMAGE_FILE.into()));
+            check_group(&group).map_err(|m| anyhow::anyhow!("{from}: group: {m}"))?;
             Strategy::FleetLock { url, group }
         }
-        "window" => {
+        StrategyKind::Window => {
             let (w, from) = match (&n.window, &image.window) {
                 (Some(w), _) => (w, node_name),
                 (None, Some(w)) => (w, IMAGE_FILE),
@@ -173,9 +174,6 @@ pub fn merge(
             };
             Strategy::Window(window(w, from)?)
         }
-        other => bail!(
-            "{node_name}: strategy: unknown strategy {other:?} (immediate, window, fleet-lock or kured)"
-        ),
     };
     Ok(AgentSettings {
         enabled: n.auto.or(image.auto).unwrap_or(false),

@@ -1,6 +1,7 @@
 //! When an updating host may reboot: the update strategies as plain data and
-//! pure decisions, for the update agent (not wired into images yet) to carry
-//! out. Times are Unix seconds, UTC.
+//! pure decisions, for the update agent (`host/agent.rs`) to carry out. Times
+//! are Unix seconds, UTC. The strategy names and the FleetLock group rule are
+//! here once, for the manifest's `[update]`, update.toml and the node config.
 
 use serde::Serialize;
 
@@ -80,6 +81,71 @@ impl Window {
             .map(|day| day * DAY + i64::from(self.start_minute) * 60)
             .find(|&opens| opens > now)
             .expect("a window with a day opens within 8 days")
+    }
+}
+
+/// A strategy's name, as the manifest's `[update] strategy`, update.toml and
+/// a node config write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StrategyKind {
+    Immediate,
+    Window,
+    FleetLock,
+    Kured,
+}
+
+impl StrategyKind {
+    /// Every strategy, in the order docs/updates.md gives them.
+    pub const ALL: [StrategyKind; 4] = [
+        StrategyKind::Immediate,
+        StrategyKind::Window,
+        StrategyKind::FleetLock,
+        StrategyKind::Kured,
+    ];
+
+    /// The name as written: `immediate`, `window`, `fleet-lock`, `kured`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StrategyKind::Immediate => "immediate",
+            StrategyKind::Window => "window",
+            StrategyKind::FleetLock => "fleet-lock",
+            StrategyKind::Kured => "kured",
+        }
+    }
+
+    /// The strategy named `s`; the error (no key, no file: the caller adds
+    /// them) lists the names there are.
+    pub fn parse(s: &str) -> Result<StrategyKind, String> {
+        StrategyKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown strategy {s:?} (immediate, window, fleet-lock or kured)")
+            })
+    }
+}
+
+impl std::fmt::Display for StrategyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The FleetLock group a host reboots in when none is given.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Checks a FleetLock reboot group: 1 to 64 of `A-Z a-z 0-9 . _ -` (it is a
+/// path segment of the lock's etcd key). The error names the value only.
+pub fn check_group(group: &str) -> Result<(), String> {
+    let ok = !group.is_empty()
+        && group.len() <= 64
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{group:?} is not 1 to 64 of A-Z a-z 0-9 . _ -"))
     }
 }
 
@@ -168,6 +234,28 @@ mod tests {
             days: days.to_vec(),
             start_minute,
             length: length as u64,
+        }
+    }
+
+    #[test]
+    fn strategy_names_round_trip_and_groups_are_checked() {
+        for k in StrategyKind::ALL {
+            assert_eq!(StrategyKind::parse(k.as_str()), Ok(k));
+        }
+        assert_eq!(
+            StrategyKind::parse("sometimes").unwrap_err(),
+            "unknown strategy \"sometimes\" (immediate, window, fleet-lock or kured)"
+        );
+        for (group, ok) in [
+            ("default", true),
+            ("workers.eu-1_a", true),
+            (&"a".repeat(64), true),
+            (&"a".repeat(65), false),
+            ("", false),
+            ("a/b", false),
+            ("a b", false),
+        ] {
+            assert_eq!(check_group(group).is_ok(), ok, "{group:?}");
         }
     }
 

@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::strategy::{check_group, StrategyKind};
+
 /// The file as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -149,13 +151,10 @@ pub struct UpdateSettings {
     /// The FleetLock group this node reboots in.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
-    /// One of [`STRATEGIES`].
+    /// A [`StrategyKind`]'s name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strategy: Option<String>,
 }
-
-/// The update strategies docs/updates.md names.
-pub const STRATEGIES: &[&str] = &["immediate", "window", "fleet-lock", "kured"];
 
 impl RawNodeConfig {
     /// Parses a node config's text; errors name `origin` and the key.
@@ -480,18 +479,10 @@ pub fn check_unit(u: &str) -> Result<()> {
 
 fn validate_update(u: RawUpdate) -> Result<UpdateSettings> {
     if let Some(g) = &u.group {
-        let ok = !g.is_empty()
-            && g.len() <= 253
-            && g.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !ok {
-            bail!("group: {g:?} must be 1 to 253 of letters, digits, '-', '_' and '.'");
-        }
+        check_group(g).map_err(|m| anyhow::anyhow!("group: {m}"))?;
     }
     if let Some(s) = &u.strategy {
-        if !STRATEGIES.contains(&s.as_str()) {
-            bail!("strategy: {s:?} is not one of {}", STRATEGIES.join(", "));
-        }
+        StrategyKind::parse(s).map_err(|m| anyhow::anyhow!("strategy: {m}"))?;
     }
     Ok(UpdateSettings {
         group: u.group,
@@ -696,7 +687,7 @@ strategy = "fleet-lock"
             ),
             (
                 "[update]\nstrategy = \"yolo\"".into(),
-                "update: strategy: \"yolo\" is not one of immediate",
+                "update: strategy: unknown strategy \"yolo\" (immediate, window, fleet-lock or kured)",
             ),
             ("[update]\ngroup = \"a b\"".into(), "update: group: \"a b\""),
             (

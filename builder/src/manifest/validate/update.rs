@@ -3,6 +3,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::manifest::strategy::{check_group, StrategyKind, DEFAULT_GROUP};
 
 pub(super) fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
     let agent = agent_of(cx, &u)?;
@@ -89,35 +90,38 @@ pub(super) fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
         None => DEFAULT_INTERVAL,
         Some(i) => duration_in(i, 60, 7 * 86_400).map_err(|m| cx.err("update.interval", m))?,
     };
-    let name = u.strategy.as_deref().unwrap_or("immediate");
-    let only_with = |key: &str, strategy: &str| {
+    let kind = match u.strategy.as_deref() {
+        None => StrategyKind::Immediate,
+        Some(s) => StrategyKind::parse(s).map_err(|m| cx.err("update.strategy", m))?,
+    };
+    let only_with = |key: &str, wants: StrategyKind| {
         cx.err(
             key,
-            format!("only with strategy = \"{strategy}\" (this one is \"{name}\")"),
+            format!("only with strategy = \"{wants}\" (this one is \"{kind}\")"),
         )
     };
-    if u.window.is_some() && name != "window" {
-        return Err(only_with("update.window", "window"));
+    if u.window.is_some() && kind != StrategyKind::Window {
+        return Err(only_with("update.window", StrategyKind::Window));
     }
     for (key, is) in [
         ("update.fleet-lock-url", u.fleet_lock_url.is_some()),
         ("update.group", u.group.is_some()),
     ] {
-        if is && name != "fleet-lock" {
-            return Err(only_with(key, "fleet-lock"));
+        if is && kind != StrategyKind::FleetLock {
+            return Err(only_with(key, StrategyKind::FleetLock));
         }
     }
-    let strategy = match name {
-        "immediate" => Strategy::Immediate,
-        "kured" => Strategy::Kured,
-        "window" => {
+    let strategy = match kind {
+        StrategyKind::Immediate => Strategy::Immediate,
+        StrategyKind::Kured => Strategy::Kured,
+        StrategyKind::Window => {
             let w = u
                 .window
                 .as_ref()
                 .ok_or_else(|| cx.err("update.window", "required with strategy = \"window\""))?;
             Strategy::Window(window_of(cx, w)?)
         }
-        "fleet-lock" => {
+        StrategyKind::FleetLock => {
             let url = u.fleet_lock_url.clone().ok_or_else(|| {
                 cx.err(
                     "update.fleet-lock-url",
@@ -125,25 +129,9 @@ pub(super) fn agent_of(cx: &Cx, u: &RawUpdate) -> Result<Option<UpdateAgent>> {
                 )
             })?;
             check_update_url(&url).map_err(|m| cx.err("update.fleet-lock-url", m))?;
-            let group = u.group.clone().unwrap_or_else(|| "default".to_string());
-            if group.is_empty()
-                || group.len() > 64
-                || !group
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            {
-                return Err(cx.err(
-                    "update.group",
-                    format!("{group:?} is not 1 to 64 of A-Z a-z 0-9 . _ -"),
-                ));
-            }
+            let group = u.group.clone().unwrap_or_else(|| DEFAULT_GROUP.to_string());
+            check_group(&group).map_err(|m| cx.err("update.group", m))?;
             Strategy::FleetLock { url, group }
-        }
-        other => {
-            return Err(cx.err(
-                "update.strategy",
-                format!("unknown strategy {other:?} (immediate, window, fleet-lock or kured)"),
-            ))
         }
     };
     Ok(Some(UpdateAgent { interval, strategy }))
