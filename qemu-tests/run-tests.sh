@@ -85,7 +85,8 @@ step "build the test binaries" cargo test -p hull-qemu-tests --no-run
 # The images build from the locks shipped beside the manifests; Debian's
 # mirror keeps only current versions, so first move them forward (a second
 # or two when nothing moved: the lock is then left byte for byte as it is).
-# (Only minimal.toml ships a lock; k8s-node.toml builds from the mirror.)
+# (k8s-node.lock is refreshed at the start of the background lane, which
+# alone builds k8s-node.toml: its install does not wait on this lane.)
 refresh_locks() {
   target/release/hull lock --update manifests/minimal.toml --out "$HULL_TEST_OUT"
 }
@@ -109,6 +110,8 @@ for t in "${background_tests[@]}"; do
   foreground_skips+=(--skip "$t")
 done
 (
+  step "background lane: refresh manifests/k8s-node.lock (hull lock --update)" \
+    target/release/hull lock --update manifests/k8s-node.toml --out "$HULL_TEST_OUT-background"
   step "background lane: ${background_tests[*]}" env HULL_QEMU_TESTS=1 HULL_TEST_OUT="$HULL_TEST_OUT-background" \
     cargo test -p hull-qemu-tests "${background_args[@]}" -- --ignored --skip hardening_score --nocapture --test-threads=1
 ) >"$background_log" 2>&1 &
