@@ -49,6 +49,15 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
+/// Seconds since the epoch, now, with the fraction (for durations measured
+/// against timestamps other programs wrote, e.g. `date +%s.%N`).
+pub fn now_secs_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// The time a build stamps on what it makes (the commit's timestamp), in
 /// seconds since the epoch: `SOURCE_DATE_EPOCH` when set (the
 /// reproducible-builds.org convention; a build sets it from its sources'

@@ -58,6 +58,62 @@ pub struct MmdebstrapSpec<'a> {
     pub apt_preferences: PathBuf,
     /// Where the installed package list (name, version, arch; tab-separated) is written.
     pub package_list: PathBuf,
+    /// Where the hooks note when each phase of the run began (see
+    /// [`phase_times`]): `<mark> <unix seconds>` lines.
+    pub timings: PathBuf,
+}
+
+/// The marks the hooks write, in run order, and the phase each one ends:
+/// mmdebstrap's setup (apt's indexes), then the download and unpacking of
+/// the essential set, its configuration, the install of the manifest's
+/// packages (download, unpack, maintainer scripts), and the initramfs.
+pub const PHASES: &[(&str, &str)] = &[
+    ("setup", "start: directories, apt and dpkg settings"),
+    (
+        "extracted",
+        "apt update; essential packages: download and unpack",
+    ),
+    ("essential", "essential packages: configure"),
+    (
+        "installed",
+        "the manifest's packages: download, unpack, configure",
+    ),
+    (
+        "initramfs",
+        ".deb cache sync-out and the initramfs (dracut)",
+    ),
+];
+
+/// The time each phase of an mmdebstrap run took, from the marks the hooks
+/// wrote (`<mark> <unix seconds>` lines, [`PHASES`] order) and the run's
+/// start and end (unix seconds): `(phase, seconds)` in run order, the last
+/// one running to `end` ("the rest": package list, cache sync, cleanup).
+/// Unknown or missing marks are skipped, so a partial file still reads.
+pub fn phase_times(marks: &str, start: f64, end: f64) -> Vec<(String, f64)> {
+    let mut at: Vec<(&str, f64)> = Vec::new();
+    for line in marks.lines() {
+        let mut it = line.split_whitespace();
+        if let (Some(mark), Some(t)) = (it.next(), it.next().and_then(|t| t.parse().ok())) {
+            if let Some((m, _)) = PHASES.iter().find(|(m, _)| *m == mark) {
+                at.push((m, t));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut prev = start;
+    for (mark, t) in at {
+        let phase = PHASES
+            .iter()
+            .find(|(m, _)| *m == mark)
+            .map_or(mark, |p| p.1);
+        out.push((phase.to_string(), (t - prev).max(0.0)));
+        prev = t;
+    }
+    out.push((
+        "the rest: package list, cache sync, cleanup".to_string(),
+        (end - prev).max(0.0),
+    ));
+    out
 }
 
 /// apt preferences that make every excluded package uninstallable, so apt
@@ -116,7 +172,12 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
         format!("--include={}", plan.include.join(",")),
     ];
     args.extend(DPKG_PATH_EXCLUDES.iter().map(|e| format!("--dpkgopt={e}")));
+    let mark = |m: &str| format!("echo \"{m} $(date +%s.%N)\" >> {}", quote(&spec.timings));
     let hooks = [
+        ("setup", mark("setup")),
+        ("extract", mark("extracted")),
+        ("essential", mark("essential")),
+        ("customize", mark("installed")),
         ("setup", r#"mkdir -p "$1/var/cache/apt/archives" "$1/etc/apt/preferences.d""#.to_string()),
         ("setup", format!("sync-in {} /var/cache/apt/archives/", quote(&spec.deb_cache))),
         (
@@ -130,6 +191,7 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
             "customize",
             format!("chroot \"$1\" /bin/sh -c {}", quote(Path::new(BUILD_INITRAMFS))),
         ),
+        ("customize", mark("initramfs")),
         (
             "customize",
             format!(
@@ -177,6 +239,28 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn phase_times_table() {
+        let marks = "setup 100.5\nextracted 110\nessential 112\ninstalled 140\ninitramfs 155\n";
+        let got = phase_times(marks, 100.0, 156.0);
+        let secs: Vec<f64> = got.iter().map(|(_, s)| *s).collect();
+        assert_eq!(secs, [0.5, 9.5, 2.0, 28.0, 15.0, 1.0]);
+        assert_eq!(got[4].0, ".deb cache sync-out and the initramfs (dracut)");
+        // A run that stopped early, and lines that are not marks.
+        let got = phase_times("setup 101\nnoise\nbogus 105\nextracted x\n", 100.0, 103.0);
+        assert_eq!(
+            got,
+            [
+                ("start: directories, apt and dpkg settings".to_string(), 1.0),
+                (
+                    "the rest: package list, cache sync, cleanup".to_string(),
+                    2.0
+                )
+            ]
+        );
+        assert_eq!(phase_times("", 5.0, 4.0)[0].1, 0.0);
+    }
+
+    #[test]
     fn command_line() {
         let plan = plan();
         let spec = MmdebstrapSpec {
@@ -186,6 +270,7 @@ pub(crate) mod tests {
             dracut_conf: "/w/10-hull.conf".into(),
             apt_preferences: "/w/hull-exclude.pref".into(),
             package_list: "/w/packages.tsv".into(),
+            timings: "/w/phases".into(),
         };
         let line = command(&spec).display();
         for want in [
@@ -196,6 +281,7 @@ pub(crate) mod tests {
             "sync-in '\\''/c/debs'\\'' /var/cache/apt/archives/",
             "copy-in '\\''/w/10-hull.conf'\\'' /etc/dracut.conf.d/",
             "trixie /w/rootfs",
+            "--extract-hook=echo \"extracted $(date +%s.%N)\" >> '\\''/w/phases'\\''",
             "'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main'",
         ] {
             assert!(line.contains(want), "missing {want} in {line}");

@@ -189,6 +189,13 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
     fs::write(&prefs, mmdebstrap::preferences(plan))
         .with_context(|| format!("writing {}", prefs.display()))?;
     let package_list = work.join("packages.tsv");
+    let timings = work.join("mmdebstrap-phases");
+    match fs::remove_file(&timings) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", timings.display()))
+        }
+        _ => {}
+    }
 
     let spec = mmdebstrap::MmdebstrapSpec {
         plan,
@@ -197,6 +204,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
         dracut_conf,
         apt_preferences: prefs,
         package_list: package_list.clone(),
+        timings: timings.clone(),
     };
     let bar = progress::spinner(&format!(
         "installing {} packages and their dependencies from {} {}",
@@ -204,9 +212,15 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
         plan.suite,
         plan.arch.debian()
     ));
+    let start = crate::util::now_secs_f64();
     let result = mmdebstrap::command(&spec).run();
     bar.finish_and_clear();
     result.context("installing packages with mmdebstrap")?;
+    // Where the install's time went (-v): the hooks marked each phase.
+    let marks = fs::read_to_string(&timings).unwrap_or_default();
+    for (phase, secs) in mmdebstrap::phase_times(&marks, start, crate::util::now_secs_f64()) {
+        log::debug!("mmdebstrap: {phase}: {secs:.1} s");
+    }
     fs::read_to_string(&package_list).with_context(|| format!("reading {}", package_list.display()))
 }
 
