@@ -73,7 +73,13 @@ pub fn build(
     accounts: &[accounts::Account],
 ) -> Result<Rootfs> {
     let target = work.join("rootfs");
+    // Where the stage's time goes, at -v (docs/benchmarks.md).
+    let timed = |step: &str, t: std::time::Instant| {
+        log::debug!("rootfs: {step}: {:.1} s", t.elapsed().as_secs_f64());
+    };
+    let t = std::time::Instant::now();
     let list = install_or_reuse(plan, work, cache, reuse_installed)?;
+    timed("install (or copy of the cached installed tree)", t);
     let packages = list
         .lines()
         .filter(|l| !l.is_empty())
@@ -83,8 +89,12 @@ pub fn build(
     let root = Dir::open_ambient_dir(&target, ambient_authority())
         .with_context(|| format!("opening {}", target.display()))?;
     let installed = crate::build::sbom::read_installed(&root)?;
+    let t = std::time::Instant::now();
     let laid = customize::apply(&target, &root, manifest, agent, plan.arch, accounts)?;
+    timed("customize (overlays, accounts, hardening, agent, units)", t);
+    let t = std::time::Instant::now();
     let report = ostree_layout::convert(&root, &list, &laid)?;
+    timed("the OSTree layout", t);
     log_layout(&report);
     log::info!(
         "tree ready: kernel {}, {} packages, {} tmpfiles lines for /var",
