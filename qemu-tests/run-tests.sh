@@ -88,7 +88,7 @@ step "refresh the shipped locks (hull lock --update)" refresh_locks
 # it, then boots the k8s-node image and the hardening checks, then builds
 # minimal.toml a second time from its lock (reproducible); the foreground
 # lane runs every other boot test (boot_minimal, node_image, provision, the power cuts, the
-# updates). The background lane has its own build directory (no .deb cache
+# updates, signed_images). The background lane has its own build directory (no .deb cache
 # or OSTree repository written by both lanes at once) and its own log,
 # printed once both have ended.
 background_tests=(aarch64 hardening k8s_node reproducible)
