@@ -98,7 +98,7 @@ step "refresh the shipped locks (hull lock --update)" refresh_locks
 # minimal.toml as two provisioned nodes (provision) and builds it a second
 # time from its lock (reproducible), both from the lane's one build of it;
 # the foreground lane runs every other boot test (boot_minimal, node_image,
-# the power cuts, the updates). The background lane has its own build directory (no .deb cache
+# the power cuts, the updates, signed_images). The background lane has its own build directory (no .deb cache
 # or OSTree repository written by both lanes at once) and its own log,
 # printed once both have ended.
 background_tests=(aarch64 hardening k8s_node provision reproducible)

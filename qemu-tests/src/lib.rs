@@ -32,6 +32,7 @@ pub mod console;
 pub mod fleet;
 pub mod guest;
 pub mod nginx;
+pub mod registry;
 pub mod updates;
 
 use std::collections::HashMap;
