@@ -79,8 +79,11 @@ fi
 trap print_logs ERR
 # The images carry this binary as /usr/bin/hull, the on-host agent.
 step "build the hull agent (release)" cargo build --release -p hull
-# The aarch64 images carry a cross-built one (docs/aarch64.md).
-step "build the hull agent for aarch64 (release)" cargo build --release -p hull --target aarch64-unknown-linux-gnu
+# The aarch64 images carry a cross-built one (docs/aarch64.md): built at the
+# start of the background lane, which alone builds aarch64 images, in a
+# target directory of its own (so the foreground's cargo never waits on it).
+cross_target_dir=$PWD/target/cross
+aarch64_agent=$cross_target_dir/aarch64-unknown-linux-gnu/release/hull
 step "build the test binaries" cargo test -p hull-qemu-tests --no-run
 # The images build from the locks shipped beside the manifests; Debian's
 # mirror keeps only current versions, so first move them forward (a second
@@ -112,7 +115,10 @@ done
 (
   step "background lane: refresh manifests/k8s-node.lock (hull lock --update)" \
     target/release/hull lock --update manifests/k8s-node.toml --out "$HULL_TEST_OUT-background"
+  step "background lane: build the hull agent for aarch64 (release)" env CARGO_TARGET_DIR="$cross_target_dir" \
+    cargo build --release -p hull --target aarch64-unknown-linux-gnu
   step "background lane: ${background_tests[*]}" env HULL_QEMU_TESTS=1 HULL_TEST_OUT="$HULL_TEST_OUT-background" \
+    HULL_AGENT_AARCH64="$aarch64_agent" \
     cargo test -p hull-qemu-tests "${background_args[@]}" -- --ignored --skip hardening_score --nocapture --test-threads=1
 ) >"$background_log" 2>&1 &
 background_lane=$!
