@@ -53,6 +53,12 @@ pub fn apply(
     args.extend(super::agent::UNITS);
     args.extend(agent_units);
     chroot(root_path, &args)?;
+    // A container host has no graphical session: it boots to
+    // multi-user.target (Debian's default.target is graphical.target).
+    chroot(
+        root_path,
+        &["systemctl", "set-default", "multi-user.target"],
+    )?;
     write_file(
         root,
         "etc/hostname",
