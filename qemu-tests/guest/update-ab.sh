@@ -18,6 +18,8 @@ case $(phase) in
 	out=$(hull update 2>&1)
 	rc=$?
 	[ $rc -eq 0 ] && contains "$out" "deployed 2.0.0 ($B)" && check update ok "$out" || check update fail "exit $rc: $out"
+	# A → B came through B's static delta: "(fetched N object(s), M delta part(s), …)", M > 0.
+	expect update-delta "$out" sh -c 'printf "%s" "$1" | grep -Eq ", [1-9][0-9]* delta part"' _ "$out"
 	out=$(hull status 2>&1)
 	expect status-pending "$out" contains "$out" "2.0.0 $B.0 [default, next boot] on trial, 2 boot tries left"
 	e=$(entries)

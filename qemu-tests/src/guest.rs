@@ -110,6 +110,7 @@ pub const UPDATE_AB_CHECKS: &[&str] = &[
     "status-a-good",
     "update-check",
     "update",
+    "update-delta",
     "status-pending",
     "esp-entries",
     "booted-b",
@@ -160,6 +161,10 @@ pub fn require_update_ab(
     anyhow::ensure!(
         log.contains("GET /repo/summary ") && log.contains("GET /repo/summary.sig "),
         "the guest never fetched the signed summary: {log}"
+    );
+    anyhow::ensure!(
+        log.contains("GET /repo/deltas/"),
+        "the guest fetched no static delta for A → B: {log}"
     );
     anyhow::ensure!(
         !log.contains("/refs/heads/"),

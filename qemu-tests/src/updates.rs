@@ -354,7 +354,8 @@ fn publish(repo: &ostree::Repo, f: &Fixture, lifetime: i64) -> Result<()> {
 /// The spoiled repositories, each served as `/<kind>/repo/`:
 /// - `unsigned`: a newer commit with no signature;
 /// - `wrongkey`: signed by a key A does not trust;
-/// - `corrupt`: B, correctly signed, with one of its new objects damaged;
+/// - `corrupt`: B, correctly signed, with one of its new objects damaged
+///   (and no static delta, so the object travels on its own);
 /// - `misref`: signed by the trusted key but bound to the k8s-node image's ref;
 /// - `misarch`: signed by the trusted key but built for aarch64;
 /// - `downgrade`: signed, bound right, but older than A;
@@ -434,6 +435,13 @@ pub fn tamper_repos(f: &Fixture) -> Result<Vec<(String, PathBuf)>> {
     out.push(("unsigned-summary".to_string(), path));
 
     let (path, repo) = tamper_copy(f, "corrupt")?;
+    // Without B's static delta, which would carry the object below intact.
+    for dir in ["deltas", "delta-indexes"] {
+        if path.join(dir).exists() {
+            std::fs::remove_dir_all(path.join(dir))?;
+        }
+    }
+    publish(&repo, f, 3600)?;
     let (root, _) = repo.read_commit(&f.b.commit, gio::Cancellable::NONE)?;
     let marker = root.resolve_relative_path("usr/lib/hull-test/marker");
     let marker = marker

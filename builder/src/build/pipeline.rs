@@ -261,6 +261,8 @@ fn build_arch(
     let repo_path = out.join("repo");
     let repo = commit::open_or_create(&repo_path)?;
     let head = commit::head(&repo, &ostree_ref)?;
+    let parent = head.clone();
+    let mut delta = None;
     // Accounts keep the ids the previous commit gave them.
     let parent_ids = match &head {
         Some(c) => rootfs::accounts::Ids::read_commit(&repo, c)?,
@@ -364,6 +366,9 @@ fn build_arch(
                 commit::commit_tree(&repo, &tree.dir, &ostree_ref, &meta)
             })?;
             rootfs::remove_tree(&tree.dir)?;
+            delta = parent.map(|p| {
+                crate::repo::delta::Background::spawn(repo_path.clone(), p, info.checksum.clone())
+            });
             (info.checksum, tree.packages, false)
         }
     };
@@ -424,6 +429,11 @@ fn build_arch(
     let outputs = stages.run("formats", || {
         image::formats::reuse_or_write(&image_path, &manifest.image_formats, kept)
     })?;
+    if let Some(d) = delta {
+        let d = d.wait()?;
+        log::info!("{}", d.describe());
+        stages.0.push(("delta".into(), d.seconds));
+    }
     publish(
         &repo,
         &repo_path,
@@ -565,8 +575,9 @@ fn write_image(
 }
 
 /// Makes a commit whose image was written public: signs it with `key`,
-/// moves `ostree_ref` to it and regenerates the summary (which lets `ostree
-/// remote refs` and pulls list the refs). Runs last, so that a failure in
+/// moves `ostree_ref` to it, deletes the static deltas no ref leads to and
+/// regenerates the summary (which lets `ostree remote refs` and pulls list
+/// the refs and the deltas). Runs last, so that a failure in
 /// any stage before leaves the ref, the signatures and the summary as they were.
 fn publish(
     repo: &ostree::Repo,
@@ -581,6 +592,9 @@ fn publish(
         log::info!("signed {checksum} with {}", key.path.display());
     }
     commit::move_ref(repo, ostree_ref, checksum)?;
+    for to in crate::repo::delta::prune(repo)? {
+        log::info!("deleted the static deltas to {to}: no ref leads to it any more");
+    }
     // The summary lets `ostree remote refs` and pulls list the refs; signed,
     // it is what hosts take a ref's head from, until it expires.
     match key {

@@ -366,14 +366,17 @@ where
             let repo = ostree::Repo::new_for_path(&a.repo);
             repo.open(ostree::gio::Cancellable::NONE)
                 .with_context(|| format!("opening OSTree repository {}", a.repo.display()))?;
-            host::pull::pull_exact(
+            let stats = host::pull::pull_exact(
                 &repo,
                 &host::pull::PullSpec {
                     remote: &a.remote,
                     ostree_ref: &a.ostree_ref,
                     checksum: &a.checksum,
                 },
-            )
+            )?;
+            // One JSON line: what the watching agent reads back.
+            println!("{}", serde_json::to_string(&stats)?);
+            Ok(())
         }
         Command::Publish(a) => {
             let key = crate::repo::sign::load_secret(&a.sign_key)?;
@@ -479,6 +482,13 @@ where
     }
 }
 
+/// ` (fetched 3 object(s), 2 delta part(s), 1234 bytes)` when something was pulled.
+fn pulled(r: &host::update::UpdateReport) -> String {
+    r.pulled
+        .map(|p| format!(" ({})", p.describe()))
+        .unwrap_or_default()
+}
+
 /// The one line `hull update` prints.
 fn update_line(r: &host::update::UpdateReport) -> String {
     use host::update::Outcome;
@@ -501,10 +511,14 @@ fn update_line(r: &host::update::UpdateReport) -> String {
             "update {v} ({c}) available, but this host's turn in its rollout wave comes at {}: nothing staged (`hull update --now` takes it now)",
             crate::repo::summary::utc(r.not_before.unwrap_or(0))
         ),
-        Outcome::Downloaded => format!("downloaded and verified {v} ({c}); `hull update` deploys it"),
+        Outcome::Downloaded => format!(
+            "downloaded and verified {v} ({c}){}; `hull update` deploys it",
+            pulled(r)
+        ),
         Outcome::Deployed => format!(
-            "deployed {v} ({c}) as the default for the next boot, with {} boot tries; reboot to use it",
-            r.boot_tries.unwrap_or(0)
+            "deployed {v} ({c}) as the default for the next boot, with {} boot tries{}; reboot to use it",
+            r.boot_tries.unwrap_or(0),
+            pulled(r)
         ),
     }
 }

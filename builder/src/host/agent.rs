@@ -62,6 +62,8 @@ pub struct AgentState {
     pub rollbacks: u64,
     /// The last commit that was rolled back from: never staged again.
     pub failed: Option<String>,
+    /// What the last pull of an update fetched.
+    pub last_pull: Option<crate::host::pull::PullStats>,
 }
 
 /// The state file under /var/lib/hull.
@@ -211,6 +213,7 @@ fn write_metrics(host: &Host, p: &AgentPaths, st: &AgentState) {
         update_available: st.update_available,
         rollbacks: st.rollbacks,
         lock_held: st.lock_held,
+        last_pull: st.last_pull,
     };
     let result = std::fs::create_dir_all(&p.textfile_dir)
         .with_context(|| format!("creating {}", p.textfile_dir.display()))
@@ -323,6 +326,9 @@ fn step(
                 ..Default::default()
             },
         )?;
+        if staged.pulled.is_some() {
+            st.last_pull = staged.pulled;
+        }
         if staged.result != Outcome::Deployed {
             anyhow::bail!("staging {v} ({head}) ended as {:?}", staged.result);
         }

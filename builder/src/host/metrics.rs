@@ -30,6 +30,8 @@ pub struct Metrics {
     pub rollbacks: u64,
     /// Whether the host holds a FleetLock slot.
     pub lock_held: bool,
+    /// What the last pull of an update fetched, if one ran.
+    pub last_pull: Option<crate::host::pull::PullStats>,
 }
 
 /// A label value in the text exposition format: `\`, `"` and newlines escaped.
@@ -94,6 +96,26 @@ pub fn render(m: &Metrics) -> String {
         "1 if this host holds a FleetLock reboot slot, else 0.",
         format!("hull_fleet_lock_held {}", flag(m.lock_held)),
     );
+    if let Some(p) = m.last_pull {
+        family(
+            "hull_update_last_pull_bytes",
+            "gauge",
+            "Bytes the last pull of an update transferred over HTTP.",
+            format!("hull_update_last_pull_bytes {}", p.bytes),
+        );
+        family(
+            "hull_update_last_pull_delta_parts",
+            "gauge",
+            "Static delta parts the last pull fetched (0: objects one by one).",
+            format!("hull_update_last_pull_delta_parts {}", p.delta_parts),
+        );
+        family(
+            "hull_update_last_pull_objects",
+            "gauge",
+            "Objects the last pull fetched one by one.",
+            format!("hull_update_last_pull_objects {}", p.fetched),
+        );
+    }
     out
 }
 
@@ -131,6 +153,16 @@ mod tests {
             update_available: true,
             rollbacks: 2,
             lock_held: false,
+            last_pull: None,
+        }
+    }
+
+    fn pulled() -> crate::host::pull::PullStats {
+        crate::host::pull::PullStats {
+            fetched: 5,
+            delta_parts: 2,
+            delta_fallbacks: 0,
+            bytes: 123_456,
         }
     }
 
@@ -160,6 +192,10 @@ mod tests {
         );
         // Every name is in docs/updates.md.
         let doc = include_str!("../../../docs/updates.md");
+        let text = render(&Metrics {
+            last_pull: Some(pulled()),
+            ..sample()
+        });
         for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
             let name = line.split(' ').nth(2).unwrap();
             assert!(
@@ -205,6 +241,15 @@ mod tests {
                 "hull_update_last_check_success 0\n",
                 "hull_fleet_lock_held 0",
             ),
+            (
+                Metrics {
+                    last_pull: Some(pulled()),
+                    ..sample()
+                },
+                "hull_update_last_pull_delta_parts 2\n",
+                "hull_update_last_pull_objects 0",
+            ),
+            (sample(), "hull_fleet_lock_held 0", "hull_update_last_pull"),
         ] {
             let text = render(&m);
             assert!(text.contains(has), "{m:?}:\n{text}");

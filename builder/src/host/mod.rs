@@ -8,6 +8,7 @@
 //! check ([`health`]) turns into a good boot.
 
 pub mod agent;
+pub mod delta_apply;
 pub mod etc_merge;
 pub mod fetch;
 pub mod health;

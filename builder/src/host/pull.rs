@@ -45,9 +45,44 @@ pub fn budget(archived: u64, unpacked: u64) -> u64 {
     both.saturating_add(both / 10).saturating_add(16 << 20)
 }
 
+/// What a pull fetched, from libostree's progress at its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PullStats {
+    /// Objects fetched one by one (none when a delta carried them all).
+    pub fetched: u64,
+    /// Static delta parts fetched (0: the server had no delta from a
+    /// commit this host holds, so objects came one by one).
+    pub delta_parts: u64,
+    /// Objects a delta left to be fetched on their own.
+    pub delta_fallbacks: u64,
+    /// Bytes transferred over HTTP, compressed as sent.
+    pub bytes: u64,
+}
+
+impl PullStats {
+    /// `fetched 3 objects, 2 delta parts, 1234 bytes`: for log lines.
+    pub fn describe(&self) -> String {
+        format!(
+            "fetched {} object(s), {} delta part(s), {} bytes",
+            self.fetched, self.delta_parts, self.bytes
+        )
+    }
+
+    /// The stats `hull pull-commit` printed as the last line of its
+    /// standard output, if any.
+    pub fn from_output(stdout: &str) -> Option<PullStats> {
+        stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l.trim()).ok())
+    }
+}
+
 /// Pulls exactly `spec.checksum` into `repo`, in this process (what `hull
-/// pull-commit` runs).
-pub fn pull_exact(repo: &ostree::Repo, spec: &PullSpec) -> Result<()> {
+/// pull-commit` runs), through a static delta when the server's summary
+/// lists one from a commit `repo` holds whole, else object by object.
+pub fn pull_exact(repo: &ostree::Repo, spec: &PullSpec) -> Result<PullStats> {
     let opts = glib::VariantDict::new(None);
     opts.insert_value("refs", &vec![spec.ostree_ref.to_string()].to_variant());
     opts.insert_value(
@@ -62,16 +97,50 @@ pub fn pull_exact(repo: &ostree::Repo, spec: &PullSpec) -> Result<()> {
     opts.insert("low-speed-limit-bytes", 1000u32);
     opts.insert("low-speed-time-seconds", 30u32);
     opts.insert("n-network-retries", 2u32);
-    repo.pull_with_options(spec.remote, &opts.end(), None, gio::Cancellable::NONE)
-        .with_context(|| format!("pulling {} from remote {}", spec.checksum, spec.remote))
+    // The delta, when the server has one from a commit held here, is
+    // applied first by hull (see `delta_apply` for why libostree's own
+    // delta path is off); the pull then fetches what is still missing:
+    // nothing but detached metadata after a delta, every object without.
+    let applied = match super::delta_apply::apply(repo, spec.remote, spec.checksum) {
+        Ok(a) => a,
+        Err(e) => {
+            log::warn!("{e:#}: fetching the objects one by one instead");
+            None
+        }
+    };
+    opts.insert("disable-static-deltas", true);
+    let progress = ostree::AsyncProgress::new();
+    repo.pull_with_options(
+        spec.remote,
+        &opts.end(),
+        Some(&progress),
+        gio::Cancellable::NONE,
+    )
+    .with_context(|| format!("pulling {} from remote {}", spec.checksum, spec.remote))?;
+    // Runs its pending updates now, not in a later main loop on a freed object.
+    progress.finish();
+    let (parts, delta_bytes) = applied.map(|a| (a.parts, a.bytes)).unwrap_or((0, 0));
+    Ok(PullStats {
+        fetched: progress.uint("fetched").into(),
+        delta_parts: parts + u64::from(progress.uint("fetched-delta-parts")),
+        delta_fallbacks: progress.uint("fetched-delta-fallbacks").into(),
+        bytes: delta_bytes + progress.uint64("bytes-transferred"),
+    })
 }
 
 /// Pulls `spec` into the repository at `repo_dir` by running `agent
 /// pull-commit` (a hull binary), killed once it has written more than
 /// `budget` bytes.
 ///
+/// Returns what it fetched (zeros if the child printed nothing).
+///
 /// Errors: the pull failed (its error), or took too much (refused).
-pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64) -> Result<()> {
+pub fn pull_bounded(
+    agent: &Path,
+    repo_dir: &Path,
+    spec: &PullSpec,
+    budget: u64,
+) -> Result<PullStats> {
     let cmd = Cmd::new(agent)
         .arg("pull-commit")
         .arg("--repo")
@@ -84,7 +153,7 @@ pub fn pull_bounded(agent: &Path, repo_dir: &Path, spec: &PullSpec, budget: u64)
     let result = run_bounded(&cmd, budget);
     bar.finish_and_clear();
     match result {
-        Ok(()) => Ok(()),
+        Ok(stdout) => Ok(PullStats::from_output(&stdout).unwrap_or_default()),
         Err(Bounded::Over(used)) => bail!(
             "pulling {}: the server sent more than the {budget} bytes its signed sizes allow \
              ({used} bytes written when it was stopped): refusing it; nothing was deployed",
@@ -112,16 +181,23 @@ fn written(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Runs `cmd`, killing it once it has written more than `budget` bytes.
-pub fn run_bounded(cmd: &Cmd, budget: u64) -> Result<(), Bounded> {
+/// Runs `cmd`, killing it once it has written more than `budget` bytes;
+/// returns its standard output.
+pub fn run_bounded(cmd: &Cmd, budget: u64) -> Result<String, Bounded> {
     let mut child = cmd
-        .spawn(Stdio::null(), Stdio::piped())
+        .spawn(Stdio::piped(), Stdio::piped())
         .map_err(Bounded::Failed)?;
     let pid = child.id();
     let mut stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut stdout = child.stdout.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
         text
     });
     let status = loop {
@@ -138,8 +214,9 @@ pub fn run_bounded(cmd: &Cmd, budget: u64) -> Result<(), Bounded> {
         std::thread::sleep(TICK);
     };
     let text = reader.join().unwrap_or_default();
+    let out = out_reader.join().unwrap_or_default();
     if status.success() {
-        return Ok(());
+        return Ok(out);
     }
     // The child's own one-line error, without its "error: " prefix.
     let last = text
@@ -187,6 +264,17 @@ mod tests {
             t.path().display()
         ));
         run_bounded(&cmd, 32 << 20).unwrap();
+        let cmd = Cmd::new("sh").arg("-c").arg(
+            "echo starting; echo '{\"fetched\":3,\"delta-parts\":2,\"delta-fallbacks\":0,\"bytes\":99}'",
+        );
+        let out = run_bounded(&cmd, 32 << 20).unwrap();
+        let stats = PullStats::from_output(&out).unwrap();
+        assert_eq!((stats.fetched, stats.delta_parts, stats.bytes), (3, 2, 99));
+        assert_eq!(
+            stats.describe(),
+            "fetched 3 object(s), 2 delta part(s), 99 bytes"
+        );
+        assert_eq!(PullStats::from_output("no stats"), None);
         let cmd = Cmd::new("sh")
             .arg("-c")
             .arg("echo 'error: no such remote' >&2; exit 3");

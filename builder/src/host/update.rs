@@ -91,6 +91,8 @@ pub struct UpdateReport {
     /// When this host's turn in the commit's rollout wave comes (Unix
     /// seconds); `None`: the commit has no rollout period.
     pub not_before: Option<u64>,
+    /// What the pull fetched (`None`: nothing was pulled).
+    pub pulled: Option<super::pull::PullStats>,
 }
 
 /// What the last look at the update source found, kept in
@@ -187,6 +189,7 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
         boot_tries: None,
         esp: None,
         not_before: None,
+        pulled: None,
     };
     if checksum == booted {
         return Ok(report);
@@ -247,7 +250,7 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
     // The sysroot opens its repository through a file descriptor; the
     // pull's child process opens it by path.
     let repo_dir = host.paths.sysroot.join("ostree/repo");
-    super::pull::pull_bounded(
+    let pulled = super::pull::pull_bounded(
         &std::env::current_exe().context("finding the hull binary")?,
         &repo_dir,
         &super::pull::PullSpec {
@@ -258,6 +261,8 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
         super::pull::budget(missing.archived, missing.unpacked),
     )
     .with_context(|| format!("updating from {base}"))?;
+    log::info!("update: pulled {checksum}: {}", pulled.describe());
+    report.pulled = Some(pulled);
     if opts.download_only {
         report.result = Outcome::Downloaded;
         return Ok(report);

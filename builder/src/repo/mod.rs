@@ -1,8 +1,10 @@
 //! The OSTree repository as both sides see it: [`commit`] (writing a
-//! commit, reading its metadata, moving refs), [`sign`] (ed25519 keys and
+//! commit, reading its metadata, moving refs), [`delta`] (static deltas
+//! between commits), [`sign`] (ed25519 keys and
 //! commit signatures) and [`summary`] (the signed, expiring summary).
 //! The build writes through these; the host agent reads through them.
 
 pub mod commit;
+pub mod delta;
 pub mod sign;
 pub mod summary;
