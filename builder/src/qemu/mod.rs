@@ -16,6 +16,7 @@
 //! [`spawn`] check the prerequisites, copy the firmware's variable store to a
 //! temporary directory, and start QEMU.
 
+pub mod credentials;
 pub mod node_run;
 
 use std::ffi::{OsStr, OsString};
@@ -26,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use anyhow::{bail, Context, Result};
-use base64::Engine as _;
 use tempfile::TempDir;
 
 use crate::manifest::Arch;
@@ -152,6 +152,9 @@ pub struct RunSpec {
     pub serial: Serial,
     /// systemd credentials (name, contents), passed as SMBIOS type 11 strings.
     pub credentials: Vec<(String, Vec<u8>)>,
+    /// Credentials too large for the command line, each passed from a file
+    /// as one SMBIOS type 11 string ([`credentials`]).
+    pub credential_files: Vec<credentials::CredentialFile>,
     /// More raw disks after the image, read-only (a NoCloud seed).
     pub extra_drives: Vec<PathBuf>,
     pub firmware: Firmware,
@@ -173,6 +176,7 @@ impl RunSpec {
             lock_port: None,
             serial: Serial::Stdio,
             credentials: Vec::new(),
+            credential_files: Vec::new(),
             extra_drives: Vec::new(),
             firmware,
         }
@@ -204,6 +208,15 @@ impl RunSpec {
                 );
             }
         }
+        let inline = self
+            .credentials
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.len() as u64));
+        let files = self
+            .credential_files
+            .iter()
+            .map(|f| (f.name.as_str(), f.size));
+        credentials::check_total(inline.chain(files))?;
         Ok(())
     }
 }
@@ -268,8 +281,7 @@ fn opt_path(key: &str, path: &Path) -> OsString {
 
 /// The `-smbios` argument carrying one credential.
 fn smbios_credential(name: &str, value: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-    let string = format!("io.systemd.credential.binary:{name}={b64}");
+    let string = credentials::smbios_string(name, value);
     format!("type=11,value={}", string.replace(',', ",,"))
 }
 
@@ -329,6 +341,9 @@ pub fn command(spec: &RunSpec, vars_copy: &Path) -> Cmd {
     };
     for (name, value) in &spec.credentials {
         cmd = cmd.arg("-smbios").arg(smbios_credential(name, value));
+    }
+    for f in &spec.credential_files {
+        cmd = cmd.arg("-smbios").arg(opt_path("type=11,path", &f.path));
     }
     cmd
 }
