@@ -1,73 +1,78 @@
-//! systemd credentials too large for QEMU's command line: each goes into a
-//! file that QEMU reads as one SMBIOS type 11 string (`-smbios
-//! type=11,path=FILE`), so neither Linux's 128 KiB limit on one argument
-//! nor the shell's gets in the way.
+//! systemd credentials too large for SMBIOS: each file goes to the guest
+//! through QEMU's fw_cfg, `-fw_cfg name=opt/io.systemd.credentials/NAME,file=PATH`,
+//! which systemd's PID 1 imports like SMBIOS type 11 strings.
 //!
-//! What limits them is systemd (systemd 257, `src/core/import-creds.c`):
-//! PID 1 reads each SMBIOS type 11 object whole only up to 1 MiB
-//! (`CREDENTIALS_TOTAL_SIZE_MAX`) and stops reading any further objects at
-//! a larger one, and it imports at most 1 MiB of credentials from SMBIOS in
-//! all, counted decoded. [`check_total`] refuses what systemd would drop,
-//! naming the credential and the limit.
+//! Why not SMBIOS: OVMF installs QEMU's SMBIOS tables through EDK2's SMBIOS
+//! protocol, which refuses a structure over 64 KiB, and then drops every
+//! table QEMU gave, every credential with it (seen: a 160 KiB extension as
+//! `-smbios type=11,path=` left the guest without `hull.node`). fw_cfg has
+//! no such limit; the guest needs the `qemu_fw_cfg` module when PID 1
+//! imports credentials, which hull's images have (qemu-tests/tests/provision.rs).
 //!
-//! QEMU's fw_cfg (`opt/io.systemd.credentials/NAME`) carries the same 1 MiB
-//! but needs the `qemu_fw_cfg` module in the initramfs before PID 1 starts;
-//! SMBIOS needs nothing hull images lack (they read `hull.node` that way).
+//! What limits them is systemd (257, `src/core/import-creds.c`): at most
+//! 1 MiB of credentials in all from one source (`CREDENTIALS_TOTAL_SIZE_MAX`),
+//! and QEMU: a fw_cfg file name of at most 55 bytes. [`check`] and
+//! [`check_total`] refuse what either would drop, naming it and the limit.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
-use base64::Engine as _;
+use anyhow::{bail, Context, Result};
 
-/// systemd's `CREDENTIALS_TOTAL_SIZE_MAX`: the most credential bytes
-/// (decoded) PID 1 imports from SMBIOS, all of them together.
+/// systemd's `CREDENTIALS_TOTAL_SIZE_MAX`: the most credential bytes PID 1
+/// imports from one source, all of them together.
 pub const TOTAL_MAX: u64 = 1 << 20;
 
-/// The most one SMBIOS type 11 string may hold: PID 1 reads one object up
-/// to [`TOTAL_MAX`] bytes, its header and the terminating NULs included.
-pub const STRING_MAX: u64 = TOTAL_MAX - 64;
+/// Where systemd looks for credentials in fw_cfg.
+pub const FW_CFG_DIR: &str = "opt/io.systemd.credentials/";
 
-/// A credential in a file QEMU reads as one SMBIOS type 11 string.
+/// QEMU's longest fw_cfg file name (FW_CFG_MAX_FILE_PATH, 56, with its NUL).
+pub const FW_CFG_NAME_MAX: usize = 55;
+
+/// A credential QEMU passes from a file through fw_cfg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialFile {
     pub name: String,
-    /// The credential's own size in bytes (decoded).
+    /// Bytes.
     pub size: u64,
-    /// The file holding `io.systemd.credential.binary:NAME=BASE64`.
+    /// The file, passed as it is.
     pub path: PathBuf,
 }
 
-/// The SMBIOS string carrying credential `name` with `value` (base64, so
-/// any bytes pass).
-pub fn smbios_string(name: &str, value: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
-    format!("io.systemd.credential.binary:{name}={b64}")
+impl CredentialFile {
+    /// The `-fw_cfg` option's `name=`.
+    pub fn fw_cfg_name(&self) -> String {
+        format!("{FW_CFG_DIR}{}", self.name)
+    }
 }
 
-/// Writes credential `name` with `value` into `dir` as a string QEMU passes
-/// whole. `what` names the value's origin in errors (a file the user gave).
-/// Refuses a value whose string is over [`STRING_MAX`].
-pub fn write(dir: &Path, name: &str, value: &[u8], what: &str) -> Result<CredentialFile> {
+/// The credential `name` with the contents of `path`; `what` names the
+/// file's origin in errors (`--config node.toml: extensions[0]: …`).
+/// Refuses a name fw_cfg cannot carry and a file over [`TOTAL_MAX`].
+pub fn check(name: &str, path: &Path, what: &str) -> Result<CredentialFile> {
     super::validate_credential_name(name)?;
-    let string = smbios_string(name, value);
-    if string.len() as u64 > STRING_MAX {
+    if FW_CFG_DIR.len() + name.len() > FW_CFG_NAME_MAX {
         bail!(
-            "{what}: {} bytes is too large for the credential {name}: systemd reads at most {} KiB of one SMBIOS string (base64, so about {} KiB of file)",
-            value.len(),
-            TOTAL_MAX >> 10,
-            ((STRING_MAX - name.len() as u64 - 32) / 4 * 3) >> 10
+            "{what}: the credential name {name} is too long for QEMU's fw_cfg (at most {} characters)",
+            FW_CFG_NAME_MAX - FW_CFG_DIR.len()
         );
     }
-    let path = dir.join(format!("{name}.smbios"));
-    crate::util::write_atomic(&path, string.as_bytes())?;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("{what}: reading {}", path.display()))?
+        .len();
+    if size > TOTAL_MAX {
+        bail!(
+            "{what}: {size} bytes is too large for the credential {name}: systemd imports at most {} KiB of credentials",
+            TOTAL_MAX >> 10
+        );
+    }
     Ok(CredentialFile {
         name: name.into(),
-        size: value.len() as u64,
-        path,
+        size,
+        path: path.into(),
     })
 }
 
-/// Refuses credentials whose decoded sizes add up to more than
+/// Refuses credentials from one source whose sizes add up to more than
 /// [`TOTAL_MAX`]: systemd would skip the ones past it. `sizes` are
 /// `(name, bytes)` in the order QEMU passes them.
 pub fn check_total<'a>(sizes: impl IntoIterator<Item = (&'a str, u64)>) -> Result<()> {
@@ -89,25 +94,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn written_whole_and_refused_when_too_large() {
+    fn checked_and_refused_when_too_large_or_too_long() {
         let t = tempfile::tempdir().unwrap();
-        let f = write(t.path(), "hull.sysext.hello", b"\0\x01abc", "hello.raw").unwrap();
-        assert_eq!(f.size, 5);
+        let ok = t.path().join("hello.raw");
+        std::fs::write(&ok, b"\0\x01abc").unwrap();
+        let f = check("hull.sysext.hello", &ok, "hello.raw").unwrap();
+        assert_eq!((f.size, f.path.as_path()), (5, ok.as_path()));
         assert_eq!(
-            std::fs::read_to_string(&f.path).unwrap(),
-            "io.systemd.credential.binary:hull.sysext.hello=AAFhYmM="
+            f.fw_cfg_name(),
+            "opt/io.systemd.credentials/hull.sysext.hello"
         );
-        let big = vec![7u8; 800 << 10];
-        let e = write(t.path(), "hull.sysext.big", &big, "/n/big.raw").unwrap_err();
-        let e = e.to_string();
+        let big = t.path().join("big.raw");
+        std::fs::write(&big, vec![7u8; (1 << 20) + 1]).unwrap();
+        let e = check("hull.sysext.big", &big, "/n/big.raw").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/n/big.raw: 1048577 bytes is too large for the credential hull.sysext.big: systemd imports at most 1024 KiB of credentials"
+        );
+        let e = check("hull.sysext.a-very-long-name-x", &ok, "x").unwrap_err();
         assert!(
-            e.starts_with("/n/big.raw: 819200 bytes is too large for the credential hull.sysext.big: systemd reads at most 1024 KiB"),
+            e.to_string()
+                .contains("too long for QEMU's fw_cfg (at most 28 characters)"),
             "{e}"
         );
-        assert_eq!(e.lines().count(), 1);
-        assert!(write(t.path(), "a/b", b"", "x").is_err());
-        // Just under the limit passes: about 767 KiB of file.
-        write(t.path(), "hull.sysext.ok", &vec![1u8; 760 << 10], "ok.raw").unwrap();
+        check("hull.sysext.a-very-long-name", &ok, "x").unwrap();
+        assert!(check("a/b", &ok, "x").is_err());
+        assert!(check("n", &t.path().join("none"), "x").is_err());
     }
 
     #[test]

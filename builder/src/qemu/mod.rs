@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use anyhow::{bail, Context, Result};
+use base64::Engine as _;
 use tempfile::TempDir;
 
 use crate::manifest::Arch;
@@ -34,6 +35,10 @@ use crate::util::cmd::{require_program, Cmd};
 
 /// Linux refuses a single argument longer than this (MAX_ARG_STRLEN).
 const MAX_ARG_LEN: usize = 128 * 1024;
+/// The longest SMBIOS type 11 string: OVMF refuses a structure over 64 KiB
+/// (its 5-byte header and two NULs included) and then drops every table
+/// QEMU gave, every credential with it ([`credentials`]).
+const MAX_SMBIOS_STRING: usize = 65535 - 7;
 
 /// QEMU's accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,8 +157,8 @@ pub struct RunSpec {
     pub serial: Serial,
     /// systemd credentials (name, contents), passed as SMBIOS type 11 strings.
     pub credentials: Vec<(String, Vec<u8>)>,
-    /// Credentials too large for the command line, each passed from a file
-    /// as one SMBIOS type 11 string ([`credentials`]).
+    /// Credentials too large for SMBIOS, each passed from a file through
+    /// fw_cfg ([`credentials`]).
     pub credential_files: Vec<credentials::CredentialFile>,
     /// More raw disks after the image, read-only (a NoCloud seed).
     pub extra_drives: Vec<PathBuf>,
@@ -204,6 +209,13 @@ impl RunSpec {
             if smbios_credential(name, value).len() > MAX_ARG_LEN {
                 bail!(
                     "credential {name}: {} bytes is too large to pass on the QEMU command line",
+                    value.len()
+                );
+            }
+            let b64 = value.len().div_ceil(3) * 4;
+            if "io.systemd.credential.binary:=".len() + name.len() + b64 > MAX_SMBIOS_STRING {
+                bail!(
+                    "credential {name}: {} bytes is too large for an SMBIOS type 11 string (about 48 KiB: OVMF drops SMBIOS structures over 64 KiB)",
                     value.len()
                 );
             }
@@ -281,7 +293,8 @@ fn opt_path(key: &str, path: &Path) -> OsString {
 
 /// The `-smbios` argument carrying one credential.
 fn smbios_credential(name: &str, value: &[u8]) -> String {
-    let string = credentials::smbios_string(name, value);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    let string = format!("io.systemd.credential.binary:{name}={b64}");
     format!("type=11,value={}", string.replace(',', ",,"))
 }
 
@@ -343,7 +356,9 @@ pub fn command(spec: &RunSpec, vars_copy: &Path) -> Cmd {
         cmd = cmd.arg("-smbios").arg(smbios_credential(name, value));
     }
     for f in &spec.credential_files {
-        cmd = cmd.arg("-smbios").arg(opt_path("type=11,path", &f.path));
+        let mut opt = OsString::from(format!("name={},", f.fw_cfg_name()));
+        opt.push(opt_path("file", &f.path));
+        cmd = cmd.arg("-fw_cfg").arg(opt);
     }
     cmd
 }
@@ -876,6 +891,15 @@ mod tests {
         spec.credentials = vec![("big".into(), vec![0; MAX_ARG_LEN])];
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains("big") && err.contains("too large"), "{err}");
+        // Under the command line's limit, over what OVMF keeps.
+        spec.credentials = vec![("big".into(), vec![0; 49 << 10])];
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("too large for an SMBIOS type 11 string"),
+            "{err}"
+        );
+        spec.credentials = vec![("ok".into(), vec![0; 47 << 10])];
+        spec.validate().unwrap();
     }
 
     #[test]

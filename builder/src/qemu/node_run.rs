@@ -3,7 +3,7 @@
 //! - `--config node.toml`: the node config, checked here as the host will
 //!   check it, passed as the systemd credential `hull.node` (SMBIOS type 11);
 //!   each system extension it names (`NAME.raw`, beside it) as the
-//!   credential `hull.sysext.NAME`, from a file ([`extension_credentials`]).
+//!   credential `hull.sysext.NAME`, through fw_cfg ([`extension_credentials`]).
 //! - `--cloud-init USER-DATA`: a NoCloud seed, a small vfat volume labelled
 //!   CIDATA written with `fatfs` ([`write_seed`]), attached as a second disk.
 //! - `--disk-size 20G`: the image behind a qcow2 overlay of that virtual size
@@ -106,7 +106,7 @@ pub fn prepare(spec: &mut RunSpec, opts: &NodeOptions) -> Result<NodeFiles> {
         let node = config::load(&text, &path.display().to_string())?;
         spec.credentials
             .push((CREDENTIAL.to_string(), text.into_bytes()));
-        let files = extension_credentials(path, &node.extensions, dir.path())?;
+        let files = extension_credentials(path, &node.extensions)?;
         spec.credential_files.extend(files);
     }
     if let Some(path) = &opts.cloud_init {
@@ -150,23 +150,19 @@ pub fn prepare(spec: &mut RunSpec, opts: &NodeOptions) -> Result<NodeFiles> {
 }
 
 /// The credentials `hull.sysext.NAME` for the node config `config`'s
-/// `extensions`: each `NAME.raw` read from beside the config, written into
-/// `dir` as a string QEMU passes whole. Errors name the config, the key and
-/// the file (one missing, one over the size systemd takes).
+/// `extensions`: each `NAME.raw` beside the config, passed through fw_cfg.
+/// Errors name the config, the key and the file (one missing, one over the
+/// size systemd takes).
 pub fn extension_credentials(
     config: &Path,
     extensions: &[Extension],
-    dir: &Path,
 ) -> Result<Vec<CredentialFile>> {
     let beside = config.parent().unwrap_or(Path::new(""));
     let mut out = Vec::new();
     for (i, ext) in extensions.iter().enumerate() {
         let file = beside.join(ext.file_name());
-        let at = || format!("--config {}: extensions[{i}]", config.display());
-        let bytes =
-            fs::read(&file).with_context(|| format!("{}: reading {}", at(), file.display()))?;
-        let what = format!("{}: {}", at(), file.display());
-        out.push(credentials::write(dir, &ext.credential(), &bytes, &what)?);
+        let what = format!("--config {}: extensions[{i}]", config.display());
+        out.push(credentials::check(&ext.credential(), &file, &what)?);
     }
     Ok(out)
 }
@@ -244,21 +240,27 @@ mod tests {
             "{e}"
         );
         std::fs::write(t.path().join("hello.raw"), vec![5u8; 300 << 10]).unwrap();
-        let files = prepare(&mut spec, &opts).unwrap();
+        let _files = prepare(&mut spec, &opts).unwrap();
         assert_eq!(spec.credential_files.len(), 1);
         let f = &spec.credential_files[0];
         assert_eq!((f.name.as_str(), f.size), ("hull.sysext.hello", 300 << 10));
-        assert!(f.path.starts_with(files.dir.as_ref().unwrap().path()));
+        assert_eq!(f.path, t.path().join("hello.raw"));
         spec.validate().unwrap();
         let cmd = crate::qemu::command(&spec, Path::new("/vars")).display();
         assert!(
-            cmd.contains(&format!("-smbios type=11,path={}", f.path.display())),
+            cmd.contains(&format!(
+                "-fw_cfg name=opt/io.systemd.credentials/hull.sysext.hello,file={}",
+                f.path.display()
+            )),
             "{cmd}"
         );
         // Too large for systemd: refused before QEMU, naming the file and the limit.
-        std::fs::write(t.path().join("hello.raw"), vec![5u8; 900 << 10]).unwrap();
+        std::fs::write(t.path().join("hello.raw"), vec![5u8; 1100 << 10]).unwrap();
         let e = prepare(&mut spec.clone(), &opts).unwrap_err().to_string();
-        assert!(e.contains("hello.raw: 921600 bytes is too large"), "{e}");
+        assert!(
+            e.contains("extensions[0]: 1126400 bytes is too large"),
+            "{e}"
+        );
         assert!(e.contains("at most 1024 KiB"), "{e}");
     }
 
