@@ -11,6 +11,8 @@
 #   NODE_STATIC     the static address with prefix, when the config gave one
 #   NODE_UNKNOWN    a cloud-config key that is not supported, when there is one
 #   NODE_UPDATE     a line /etc/hull/update.toml must hold, when given
+#   NODE_SYSEXT     a system extension the config named (NAME; its binary
+#                   /usr/bin/NAME prints "Hello, world!"), when given
 # Then it waits (bounded) for the harness to log in over SSH, which leaves
 # ~/.harness-ssh-ok behind, and powers off.
 
@@ -75,6 +77,25 @@ if [ -n "${NODE_UPDATE:-}" ]; then
 		check update-settings ok "$(grep -v '^#' /etc/hull/update.toml | tr '\n' ' ')"
 	else
 		check update-settings fail "$(cat /etc/hull/update.toml 2>&1)"
+	fi
+fi
+
+if [ -n "${NODE_SYSEXT:-}" ]; then
+	raw=/var/lib/extensions/$NODE_SYSEXT.raw
+	placed=$(journalctl -b -u hull-provision.service --no-pager -q -o cat 2>&1 |
+		grep "extension $raw (.* bytes, from credential hull.sysext.$NODE_SYSEXT)")
+	merged=$(systemd-sysext status 2>&1)
+	if [ -s "$raw" ] && [ -n "$placed" ] && printf '%s\n' "$merged" | grep -q "$NODE_SYSEXT"; then
+		check sysext-placed ok "$(stat -c '%s bytes %a %U' "$raw"); $placed; $(printf '%s\n' "$merged" | tr -s ' ' | tr '\n' ';')"
+	else
+		check sysext-placed fail "$(ls -l /var/lib/extensions 2>&1 | tr '\n' ';') journal: $(journalctl -b -u hull-provision.service --no-pager -q -o cat 2>&1 | tail -n 5 | tr '\n' ';') sysext: $merged"
+	fi
+	out=$("$NODE_SYSEXT" 2>&1)
+	where=$(command -v "$NODE_SYSEXT" 2>&1)
+	if [ "$out" = "Hello, world!" ] && [ "$where" = "/usr/bin/$NODE_SYSEXT" ]; then
+		check sysext-binary-runs ok "$where: $out"
+	else
+		check sysext-binary-runs fail "$where: $out"
 	fi
 fi
 

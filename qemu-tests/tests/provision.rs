@@ -4,7 +4,11 @@
 //! - Node A through the credential `hull.node` (a node config), on a 10 GiB
 //!   disk (`hull run --disk-size`'s overlay): its host name, a user with a
 //!   key, a static address on the restricted user network (matched by MAC),
-//!   a file with mode and owner, update settings. The harness then logs in
+//!   a file with mode and owner, update settings, and a system extension
+//!   made by `hull sysext` from a real Debian package the image lacks
+//!   (`hello`), named in A's `extensions` and passed by `hull run` as the
+//!   credential `hull.sysext.hello`: placed into /var/lib/extensions,
+//!   merged, and its binary runs. The harness then logs in
 //!   over SSH through the forwarded port with A's key (the real `ssh`
 //!   client, BatchMode), and a wrong key is refused.
 //! - Node B through a NoCloud seed (`hull run --cloud-init`'s vfat CIDATA
@@ -23,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use hull::qemu::node_run::{self, NodeOptions};
-use hull_qemu_tests::{build, enabled, guest, report_arch, Boot, Outcome};
+use hull_qemu_tests::{
+    build, enabled, guest, report_arch, test_out, workspace_root, Boot, Outcome,
+};
 
 /// The MAC QEMU gives the first NIC, which node A's network matches.
 const QEMU_MAC: &str = "52:54:00:12:34:56";
@@ -40,10 +46,24 @@ fn provision_two_nodes() -> Result<()> {
     let key_a = keygen(keys.path(), "a")?;
     let key_b = keygen(keys.path(), "b")?;
     let wrong = keygen(keys.path(), "wrong")?;
+    // A's system extension: `hello`, which the minimal image lacks, beside
+    // A's config as its `extensions` entry names it.
+    let ext = hull::build::sysext::build(&hull::build::sysext::SysextSpec {
+        manifest: workspace_root().join("manifests/minimal.toml"),
+        name: "hello".into(),
+        packages: vec!["hello".into()],
+        dir: None,
+        out: test_out(),
+        arch: Some(arch),
+    })?;
+    eprintln!("sysext {} ({} bytes)", ext.path.display(), ext.size);
+    std::fs::copy(&ext.path, keys.path().join("hello.raw"))
+        .with_context(|| format!("copying {}", ext.path.display()))?;
 
     // Node A: a node config as the credential hull.node.
     let config = format!(
         r#"hostname = "node-a"
+extensions = ["hello.raw"]
 [[users]]
 name = "alice"
 ssh-authorized-keys = ["{}"]
@@ -75,6 +95,7 @@ strategy = "immediate"
         ("NODE_SOURCE", "credential hull.node"),
         ("NODE_STATIC", "10.0.2.15/24"),
         ("NODE_UPDATE", "group = \"workers\""),
+        ("NODE_SYSEXT", "hello"),
     ]);
     let a = boot_node(
         "provision-a",
@@ -97,6 +118,8 @@ strategy = "immediate"
         "file",
         "static-address",
         "update-settings",
+        "sysext-placed",
+        "sysext-binary-runs",
         "status-provision",
         "sshd",
         "ssh-login",

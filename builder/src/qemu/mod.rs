@@ -16,6 +16,7 @@
 //! [`spawn`] check the prerequisites, copy the firmware's variable store to a
 //! temporary directory, and start QEMU.
 
+pub mod credentials;
 pub mod node_run;
 
 use std::ffi::{OsStr, OsString};
@@ -34,6 +35,10 @@ use crate::util::cmd::{require_program, Cmd};
 
 /// Linux refuses a single argument longer than this (MAX_ARG_STRLEN).
 const MAX_ARG_LEN: usize = 128 * 1024;
+/// The longest SMBIOS type 11 string: OVMF refuses a structure over 64 KiB
+/// (its 5-byte header and two NULs included) and then drops every table
+/// QEMU gave, every credential with it ([`credentials`]).
+const MAX_SMBIOS_STRING: usize = 65535 - 7;
 
 /// QEMU's accelerator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -152,6 +157,9 @@ pub struct RunSpec {
     pub serial: Serial,
     /// systemd credentials (name, contents), passed as SMBIOS type 11 strings.
     pub credentials: Vec<(String, Vec<u8>)>,
+    /// Credentials too large for SMBIOS, each passed from a file through
+    /// fw_cfg ([`credentials`]).
+    pub credential_files: Vec<credentials::CredentialFile>,
     /// More raw disks after the image, read-only (a NoCloud seed).
     pub extra_drives: Vec<PathBuf>,
     pub firmware: Firmware,
@@ -173,6 +181,7 @@ impl RunSpec {
             lock_port: None,
             serial: Serial::Stdio,
             credentials: Vec::new(),
+            credential_files: Vec::new(),
             extra_drives: Vec::new(),
             firmware,
         }
@@ -203,7 +212,23 @@ impl RunSpec {
                     value.len()
                 );
             }
+            let b64 = value.len().div_ceil(3) * 4;
+            if "io.systemd.credential.binary:=".len() + name.len() + b64 > MAX_SMBIOS_STRING {
+                bail!(
+                    "credential {name}: {} bytes is too large for an SMBIOS type 11 string (about 48 KiB: OVMF drops SMBIOS structures over 64 KiB)",
+                    value.len()
+                );
+            }
         }
+        let inline = self
+            .credentials
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.len() as u64));
+        let files = self
+            .credential_files
+            .iter()
+            .map(|f| (f.name.as_str(), f.size));
+        credentials::check_total(inline.chain(files))?;
         Ok(())
     }
 }
@@ -329,6 +354,11 @@ pub fn command(spec: &RunSpec, vars_copy: &Path) -> Cmd {
     };
     for (name, value) in &spec.credentials {
         cmd = cmd.arg("-smbios").arg(smbios_credential(name, value));
+    }
+    for f in &spec.credential_files {
+        let mut opt = OsString::from(format!("name={},", f.fw_cfg_name()));
+        opt.push(opt_path("file", &f.path));
+        cmd = cmd.arg("-fw_cfg").arg(opt);
     }
     cmd
 }
@@ -861,6 +891,15 @@ mod tests {
         spec.credentials = vec![("big".into(), vec![0; MAX_ARG_LEN])];
         let err = spec.validate().unwrap_err().to_string();
         assert!(err.contains("big") && err.contains("too large"), "{err}");
+        // Under the command line's limit, over what OVMF keeps.
+        spec.credentials = vec![("big".into(), vec![0; 49 << 10])];
+        let err = spec.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("too large for an SMBIOS type 11 string"),
+            "{err}"
+        );
+        spec.credentials = vec![("ok".into(), vec![0; 47 << 10])];
+        spec.validate().unwrap();
     }
 
     #[test]

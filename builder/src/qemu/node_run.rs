@@ -1,7 +1,9 @@
 //! `hull run`'s node options: boot an image as one provisioned node.
 //!
 //! - `--config node.toml`: the node config, checked here as the host will
-//!   check it, passed as the systemd credential `hull.node` (SMBIOS type 11).
+//!   check it, passed as the systemd credential `hull.node` (SMBIOS type 11);
+//!   each system extension it names (`NAME.raw`, beside it) as the
+//!   credential `hull.sysext.NAME`, through fw_cfg ([`extension_credentials`]).
 //! - `--cloud-init USER-DATA`: a NoCloud seed, a small vfat volume labelled
 //!   CIDATA written with `fatfs` ([`write_seed`]), attached as a second disk.
 //! - `--disk-size 20G`: the image behind a qcow2 overlay of that virtual size
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::manifest::node::extensions::Extension;
 use crate::manifest::node::{cloud, config, CREDENTIAL};
+use crate::qemu::credentials::{self, CredentialFile};
 use crate::qemu::RunSpec;
 use crate::util::cmd::{require_program, Cmd};
 
@@ -92,17 +96,19 @@ pub fn prepare(spec: &mut RunSpec, opts: &NodeOptions) -> Result<NodeFiles> {
     if opts == &NodeOptions::default() {
         return Ok(files);
     }
-    if let Some(path) = &opts.config {
-        let text = fs::read_to_string(path)
-            .with_context(|| format!("--config: reading {}", path.display()))?;
-        config::load(&text, &path.display().to_string())?;
-        spec.credentials
-            .push((CREDENTIAL.to_string(), text.into_bytes()));
-    }
     let dir = tempfile::Builder::new()
         .prefix("hull-run-")
         .tempdir()
         .context("creating a temporary directory for the node's disks")?;
+    if let Some(path) = &opts.config {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("--config: reading {}", path.display()))?;
+        let node = config::load(&text, &path.display().to_string())?;
+        spec.credentials
+            .push((CREDENTIAL.to_string(), text.into_bytes()));
+        let files = extension_credentials(path, &node.extensions)?;
+        spec.credential_files.extend(files);
+    }
     if let Some(path) = &opts.cloud_init {
         let user_data =
             fs::read(path).with_context(|| format!("--cloud-init: reading {}", path.display()))?;
@@ -141,6 +147,24 @@ pub fn prepare(spec: &mut RunSpec, opts: &NodeOptions) -> Result<NodeFiles> {
     }
     files.dir = Some(dir);
     Ok(files)
+}
+
+/// The credentials `hull.sysext.NAME` for the node config `config`'s
+/// `extensions`: each `NAME.raw` beside the config, passed through fw_cfg.
+/// Errors name the config, the key and the file (one missing, one over the
+/// size systemd takes).
+pub fn extension_credentials(
+    config: &Path,
+    extensions: &[Extension],
+) -> Result<Vec<CredentialFile>> {
+    let beside = config.parent().unwrap_or(Path::new(""));
+    let mut out = Vec::new();
+    for (i, ext) in extensions.iter().enumerate() {
+        let file = beside.join(ext.file_name());
+        let what = format!("--config {}: extensions[{i}]", config.display());
+        out.push(credentials::check(&ext.credential(), &file, &what)?);
+    }
+    Ok(out)
 }
 
 /// `qemu-img create` of a qcow2 overlay of `size` bytes over `backing`.
@@ -191,6 +215,53 @@ mod tests {
         }
         let e = write_seed(&img, &vec![b'x'; SEED_SIZE as usize], b"").unwrap_err();
         assert!(e.to_string().contains("too large"), "{e}");
+    }
+
+    #[test]
+    fn extensions_travel_as_credential_files() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = t.path().join("node.toml");
+        std::fs::write(&cfg, "extensions = [\"hello.raw\"]\n").unwrap();
+        let image = t.path().join("m-x86_64.raw");
+        std::fs::write(&image, b"").unwrap();
+        let opts = NodeOptions {
+            config: Some(cfg.clone()),
+            ..NodeOptions::default()
+        };
+        let firmware = crate::qemu::Firmware {
+            code: "/c".into(),
+            vars_template: "/v".into(),
+        };
+        let mut spec = RunSpec::new(&image, crate::manifest::Arch::X86_64, firmware);
+        // Not there: the error names the key and the file.
+        let e = format!("{:#}", prepare(&mut spec.clone(), &opts).unwrap_err());
+        assert!(
+            e.contains("extensions[0]: reading ") && e.contains("hello.raw"),
+            "{e}"
+        );
+        std::fs::write(t.path().join("hello.raw"), vec![5u8; 300 << 10]).unwrap();
+        let _files = prepare(&mut spec, &opts).unwrap();
+        assert_eq!(spec.credential_files.len(), 1);
+        let f = &spec.credential_files[0];
+        assert_eq!((f.name.as_str(), f.size), ("hull.sysext.hello", 300 << 10));
+        assert_eq!(f.path, t.path().join("hello.raw"));
+        spec.validate().unwrap();
+        let cmd = crate::qemu::command(&spec, Path::new("/vars")).display();
+        assert!(
+            cmd.contains(&format!(
+                "-fw_cfg name=opt/io.systemd.credentials/hull.sysext.hello,file={}",
+                f.path.display()
+            )),
+            "{cmd}"
+        );
+        // Too large for systemd: refused before QEMU, naming the file and the limit.
+        std::fs::write(t.path().join("hello.raw"), vec![5u8; 1100 << 10]).unwrap();
+        let e = prepare(&mut spec.clone(), &opts).unwrap_err().to_string();
+        assert!(
+            e.contains("extensions[0]: 1126400 bytes is too large"),
+            "{e}"
+        );
+        assert!(e.contains("at most 1024 KiB"), "{e}");
     }
 
     #[test]

@@ -219,7 +219,7 @@ fn remove_stale_network(root: &Dir, plan: &Plan) -> Result<()> {
 /// Writes `w` whole: a temp file beside it with the mode and owner already
 /// set, fsynced, renamed over the path, the directory fsynced. Parent
 /// directories are made (0755, root's) when missing.
-fn write_whole(root: &Dir, w: &Write, uid: u32, gid: u32) -> Result<()> {
+pub(super) fn write_whole(root: &Dir, w: &Write, uid: u32, gid: u32) -> Result<()> {
     let path = std::path::Path::new(&w.path);
     let name = path
         .file_name()

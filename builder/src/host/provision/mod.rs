@@ -15,6 +15,7 @@
 //! booted and reachable on the console: the unit fails and says why.
 
 pub mod apply;
+pub mod extensions;
 pub mod plan;
 pub mod seed;
 
@@ -47,6 +48,10 @@ pub struct ProvisionRecord {
     pub applied: Vec<String>,
     /// Keys present but not supported, by name: reported, not applied.
     pub unsupported: Vec<String>,
+    /// System extensions named but not delivered (`hello.raw (no
+    /// credential hull.sysext.hello)`): the source is applied again next boot.
+    #[serde(default)]
+    pub missing: Vec<String>,
     /// Why nothing (or not everything) was applied.
     pub error: Option<String>,
 }
@@ -72,6 +77,12 @@ impl ProvisionRecord {
             s.push_str(&format!(
                 "    not supported, not applied: {}\n",
                 self.unsupported.join(", ")
+            ));
+        }
+        if !self.missing.is_empty() {
+            s.push_str(&format!(
+                "    did not arrive, not placed: {}\n",
+                self.missing.join(", ")
             ));
         }
         s
@@ -177,6 +188,7 @@ pub fn provision(
         ok: false,
         applied: Vec::new(),
         unsupported: Vec::new(),
+        missing: Vec::new(),
         error: None,
     };
     let result = (|| -> Result<()> {
@@ -190,8 +202,15 @@ pub fn provision(
         let plan = plan::plan(&config, &name, root.exists(plan::HULL_FIREWALL));
         apply::apply(&root, &plan, live)?;
         record.applied = plan.describe();
+        let creds = paths.credentials.as_deref();
+        let placed = extensions::place(&root, &config.extensions, creds, live)?;
+        record.applied.extend(placed.applied);
         for line in &record.applied {
             println!("hull provision: {line}");
+        }
+        record.missing = placed.missing;
+        for m in &record.missing {
+            println!("hull provision: {name}: extension {m} did not arrive: not placed");
         }
         Ok(())
     })();
@@ -205,6 +224,11 @@ pub fn provision(
 
 /// `hull provision`, as hull-provision.service runs it.
 pub fn run(paths: &ProvisionPaths) -> Result<Outcome> {
+    run_with(paths, apply::Live::Yes)
+}
+
+/// [`run`], acting on the running host only when `live` says so.
+pub fn run_with(paths: &ProvisionPaths, live: apply::Live) -> Result<Outcome> {
     let Some(source) = find_source(paths)? else {
         return Ok(Outcome::NoSource);
     };
@@ -212,10 +236,12 @@ pub fn run(paths: &ProvisionPaths) -> Result<Outcome> {
         super::state::read(&ProvisionRecord::path(&paths.state));
     let instance_id = source.config().ok().and_then(|c| c.2);
     let id = source.id(instance_id.as_deref());
-    if let Some(p) = previous.filter(|p| p.ok && p.id == id && p.source == source.name()) {
+    // A run that missed an extension is tried again: it may arrive now.
+    let done = |p: &ProvisionRecord| p.ok && p.missing.is_empty();
+    if let Some(p) = previous.filter(|p| done(p) && p.id == id && p.source == source.name()) {
         return Ok(Outcome::AlreadyDone(p));
     }
-    provision(paths, &source, apply::Live::Yes).map(Outcome::Applied)
+    provision(paths, &source, live).map(Outcome::Applied)
 }
 
 /// `hull provision` on a host: the paths of a booted system, the
@@ -299,6 +325,50 @@ mod tests {
             "{}",
             r.render()
         );
+    }
+
+    #[test]
+    fn extensions_are_placed_and_a_missing_one_is_named() {
+        let t = tempfile::tempdir().unwrap();
+        let p = paths(&t);
+        let creds = p.credentials.clone().unwrap();
+        std::fs::create_dir_all(&creds).unwrap();
+        let text = "extensions = [\"hello.raw\", \"kubelet.raw\"]\n";
+        std::fs::write(creds.join(CREDENTIAL), text).unwrap();
+        std::fs::write(creds.join("hull.sysext.hello"), b"ext").unwrap();
+        let source = find_source(&p).unwrap().unwrap();
+        let r = provision(&p, &source, apply::Live::FilesOnly).unwrap();
+        assert!(r.ok);
+        assert_eq!(
+            r.applied,
+            ["extension /var/lib/extensions/hello.raw (3 bytes, from credential hull.sysext.hello)"]
+        );
+        assert_eq!(
+            r.missing,
+            ["kubelet.raw (no credential hull.sysext.kubelet)"]
+        );
+        assert!(
+            r.render().contains(
+                "did not arrive, not placed: kubelet.raw (no credential hull.sysext.kubelet)"
+            ),
+            "{}",
+            r.render()
+        );
+        // Not done yet: the next boot tries again (and places it once it arrives).
+        std::fs::write(creds.join("hull.sysext.kubelet"), b"k").unwrap();
+        let Outcome::Applied(r) = run_files_only(&p) else {
+            panic!("not applied again")
+        };
+        assert!(r.missing.is_empty() && r.applied.len() == 2, "{r:?}");
+        assert!(matches!(run_files_only(&p), Outcome::AlreadyDone(_)));
+        assert_eq!(
+            std::fs::read(p.root.join("var/lib/extensions/kubelet.raw")).unwrap(),
+            b"k"
+        );
+    }
+
+    fn run_files_only(p: &ProvisionPaths) -> Outcome {
+        run_with(p, apply::Live::FilesOnly).unwrap()
     }
 
     #[test]

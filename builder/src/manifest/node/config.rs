@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::extensions::Extension;
 use crate::manifest::strategy::{check_group, StrategyKind};
 
 /// The file as written.
@@ -27,8 +28,9 @@ pub struct RawNodeConfig {
     #[serde(default)]
     pub units: RawUnits,
     pub update: Option<RawUpdate>,
-    /// System extensions to place: not supported yet (refused by validate).
-    pub extensions: Option<toml::Value>,
+    /// System extension files beside the config, `NAME.raw` ([`super::extensions`]).
+    #[serde(default)]
+    pub extensions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +90,8 @@ pub struct NodeConfig {
     /// Units to enable and start.
     pub enable: Vec<String>,
     pub update: Option<UpdateSettings>,
+    /// System extensions placed into /var/lib/extensions.
+    pub extensions: Vec<Extension>,
 }
 
 /// An account and the keys that may log in as it.
@@ -174,9 +178,7 @@ impl RawNodeConfig {
 
     /// Checks every value; errors name the key (`users[0].name`) and value.
     pub fn validate(self) -> Result<NodeConfig> {
-        if self.extensions.is_some() {
-            bail!("extensions: placing system extensions is not supported by this hull yet; remove the key");
-        }
+        let extensions = super::extensions::validate(&self.extensions)?;
         let hostname = match self.hostname {
             Some(h) => Some(check_hostname(&h).context("hostname")?),
             None => None,
@@ -232,6 +234,7 @@ impl RawNodeConfig {
             files,
             enable: self.units.enable,
             update,
+            extensions,
         })
     }
 }
@@ -691,9 +694,10 @@ strategy = "fleet-lock"
             ),
             ("[update]\ngroup = \"a b\"".into(), "update: group: \"a b\""),
             (
-                "extensions = [\"kubelet.raw\"]".into(),
-                "extensions: placing system extensions is not supported",
+                "extensions = [\"../kubelet.raw\"]".into(),
+                "extensions[0]: \"../kubelet.raw\" is not a plain file name",
             ),
+            ("extensions = \"a.raw\"".into(), "extensions: invalid type"),
             ("hostname = 3".into(), "hostname: invalid type"),
         ] {
             let e = err(&text);
