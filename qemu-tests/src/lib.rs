@@ -173,6 +173,22 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
     Ok(report)
 }
 
+/// A system extension of Debian's `hello` (a package manifests/minimal.toml
+/// lacks) for `arch`, made by `hull sysext` into [`test_out`]: the extension
+/// node_image writes into its disk and provision's node A gets through its
+/// config.
+pub fn hello_sysext(arch: Arch) -> Result<hull::build::sysext::SysextReport> {
+    hull::build::sysext::build(&hull::build::sysext::SysextSpec {
+        manifest: workspace_root().join("manifests/minimal.toml"),
+        name: "hello".into(),
+        packages: vec!["hello".into()],
+        dir: None,
+        out: test_out(),
+        arch: Some(arch),
+    })
+    .context("building the hello system extension")
+}
+
 /// The architecture a build report names.
 pub fn report_arch(report: &BuildReport) -> Result<Arch> {
     match report.arch.as_str() {

@@ -278,28 +278,37 @@ fn publish_in(tools: &Path, work: &Path, inside: &str, port: u16) -> Result<Publ
             .with_context(|| format!("no digest for {tag}"))?;
         Ok(format!("sha256-{}.sig", d.trim_start_matches("sha256:")))
     };
+    // A copy from one place in the registry to another (`extra` before the
+    // source and destination references).
+    let within = |extra: &[&str], from: String, to: String| {
+        let mut args = vec![
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ];
+        args.extend_from_slice(extra);
+        let (from, to) = (
+            format!("docker://{host}/{from}"),
+            format!("docker://{host}/{to}"),
+        );
+        args.extend([from.as_str(), to.as_str()]);
+        chroot(&args)
+    };
     // Tampered: the good signature attached to the changed image's digest.
-    chroot(&[
-        "skopeo",
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--preserve-digests",
-        &format!("docker://{host}/{HOST_REPO}:{}", sig_tag("signed")?),
-        &format!("docker://{host}/{HOST_REPO}:{}", sig_tag("tampered")?),
-    ])
+    within(
+        &["--preserve-digests"],
+        format!("{HOST_REPO}:{}", sig_tag("signed")?),
+        format!("{HOST_REPO}:{}", sig_tag("tampered")?),
+    )
     .context("attaching the signed image's signature to the tampered one")?;
     // Outside the trusted scope (`10.0.2.100:80/hull`): the default decides.
-    chroot(&[
-        "skopeo",
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        &format!("docker://{host}/{HOST_REPO}:unsigned"),
-        &format!("docker://{host}/{ELSEWHERE_REPO}:unsigned"),
-    ])
+    within(
+        &[],
+        format!("{HOST_REPO}:unsigned"),
+        format!("{ELSEWHERE_REPO}:unsigned"),
+    )
     .context("pushing the test image outside the trusted scope")?;
     eprintln!("registry 127.0.0.1:{port}: pushed {:?}", published.digests);
     Ok(published)

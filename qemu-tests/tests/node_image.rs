@@ -17,7 +17,7 @@ use anyhow::{bail, Context, Result};
 use hull::build::image::formats;
 use hull::manifest::image_formats::ImageFormat;
 use hull::util::cmd::Cmd;
-use hull_qemu_tests::{build, enabled, report_arch, test_out, workspace_root, Boot};
+use hull_qemu_tests::{build, enabled, report_arch, test_out, Boot};
 
 const SCRIPT: &str = include_str!("../guest/node-image-check.sh");
 const CHECKS: &[&str] = &[
@@ -52,14 +52,7 @@ fn node_image() -> Result<()> {
     }
     let report = build("manifests/minimal.toml")?;
     let arch = report_arch(&report)?;
-    let ext = hull::build::sysext::build(&hull::build::sysext::SysextSpec {
-        manifest: workspace_root().join("manifests/minimal.toml"),
-        name: "hello".into(),
-        packages: vec!["hello".into()],
-        dir: None,
-        out: test_out(),
-        arch: Some(arch),
-    })?;
+    let ext = hull_qemu_tests::hello_sysext(arch)?;
     eprintln!(
         "sysext {} ({} bytes): {:?}",
         ext.path.display(),

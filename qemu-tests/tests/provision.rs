@@ -27,9 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use hull::qemu::node_run::{self, NodeOptions};
-use hull_qemu_tests::{
-    build, enabled, guest, report_arch, test_out, workspace_root, Boot, Outcome,
-};
+use hull_qemu_tests::{build, enabled, guest, report_arch, Boot, Outcome};
 
 /// The MAC QEMU gives the first NIC, which node A's network matches.
 const QEMU_MAC: &str = "52:54:00:12:34:56";
@@ -48,14 +46,7 @@ fn provision_two_nodes() -> Result<()> {
     let wrong = keygen(keys.path(), "wrong")?;
     // A's system extension: `hello`, which the minimal image lacks, beside
     // A's config as its `extensions` entry names it.
-    let ext = hull::build::sysext::build(&hull::build::sysext::SysextSpec {
-        manifest: workspace_root().join("manifests/minimal.toml"),
-        name: "hello".into(),
-        packages: vec!["hello".into()],
-        dir: None,
-        out: test_out(),
-        arch: Some(arch),
-    })?;
+    let ext = hull_qemu_tests::hello_sysext(arch)?;
     eprintln!("sysext {} ({} bytes)", ext.path.display(), ext.size);
     std::fs::copy(&ext.path, keys.path().join("hello.raw"))
         .with_context(|| format!("copying {}", ext.path.display()))?;

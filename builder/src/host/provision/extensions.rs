@@ -94,16 +94,7 @@ mod tests {
     #[test]
     fn placed_from_credentials_and_missing_named() {
         let t = tempfile::tempdir().unwrap();
-        let root = t.path().join("root");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        std::fs::write(
-            root.join("etc/passwd"),
-            format!("root:x:{uid}:{gid}::/root:/bin/sh\n"),
-        )
-        .unwrap();
-        std::fs::write(root.join("etc/group"), format!("root:x:{gid}:\n")).unwrap();
+        let root = crate::host::provision::tests::test_root(&t);
         let creds = t.path().join("creds");
         std::fs::create_dir_all(&creds).unwrap();
         std::fs::write(creds.join("hull.sysext.hello"), b"\0erofs bytes").unwrap();

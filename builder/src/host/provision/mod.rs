@@ -272,10 +272,12 @@ pub fn run_cli() -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn paths(t: &tempfile::TempDir) -> ProvisionPaths {
+    /// `<t>/root` with an /etc/passwd and /etc/group naming this process's
+    /// uid and gid as root (files owned by "root" are then ours).
+    pub(super) fn test_root(t: &tempfile::TempDir) -> std::path::PathBuf {
         let root = t.path().join("root");
         std::fs::create_dir_all(root.join("etc")).unwrap();
         let uid = rustix::process::getuid().as_raw();
@@ -286,6 +288,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("etc/group"), format!("root:x:{gid}:\n")).unwrap();
+        root
+    }
+
+    fn paths(t: &tempfile::TempDir) -> ProvisionPaths {
+        let root = test_root(t);
         ProvisionPaths {
             root,
             state: t.path().join("state"),
