@@ -59,13 +59,7 @@ pub struct SysextReport {
 
 /// Checks an extension name: it is a file name and a suffix of a file name.
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !ok {
+    if name.len() > 64 || !crate::manifest::node::extensions::is_plain_name(name) {
         bail!("--name {name:?}: 1 to 64 of A-Z a-z 0-9 . _ -, not starting with a dot");
     }
     Ok(())

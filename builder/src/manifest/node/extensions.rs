@@ -60,13 +60,18 @@ pub fn validate(entries: &[String]) -> Result<Vec<Extension>> {
     Ok(out)
 }
 
+/// Whether `s` is a plain file name as extension names must be: not empty,
+/// only letters, digits, `_`, `-` and `.`, not starting with `.` (so no
+/// `/`, no `..`). Shared with `hull sysext --name`.
+pub fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
 fn check(entry: &str) -> Result<Extension> {
-    let plain = !entry.is_empty()
-        && !entry.starts_with('.')
-        && entry
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
-    if !plain {
+    if !is_plain_name(entry) {
         bail!("{entry:?} is not a plain file name (letters, digits, '_', '-' and '.', no '/', not starting with '.'): the file lies beside the node config");
     }
     let Some(name) = entry.strip_suffix(".raw").filter(|n| !n.is_empty()) else {
