@@ -90,24 +90,18 @@ pub const PHASES: &[(&str, &str)] = &[
 /// one running to `end` ("the rest": package list, cache sync, cleanup).
 /// Unknown or missing marks are skipped, so a partial file still reads.
 pub fn phase_times(marks: &str, start: f64, end: f64) -> Vec<(String, f64)> {
-    let mut at: Vec<(&str, f64)> = Vec::new();
-    for line in marks.lines() {
-        let mut it = line.split_whitespace();
-        if let (Some(mark), Some(t)) = (it.next(), it.next().and_then(|t| t.parse().ok())) {
-            if let Some((m, _)) = PHASES.iter().find(|(m, _)| *m == mark) {
-                at.push((m, t));
-            }
-        }
-    }
     let mut out = Vec::new();
     let mut prev = start;
-    for (mark, t) in at {
-        let phase = PHASES
-            .iter()
-            .find(|(m, _)| *m == mark)
-            .map_or(mark, |p| p.1);
-        out.push((phase.to_string(), (t - prev).max(0.0)));
-        prev = t;
+    for line in marks.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(mark), Some(t)) = (it.next(), it.next().and_then(|t| t.parse::<f64>().ok()))
+        else {
+            continue;
+        };
+        if let Some((_, phase)) = PHASES.iter().find(|(m, _)| *m == mark) {
+            out.push((phase.to_string(), (t - prev).max(0.0)));
+            prev = t;
+        }
     }
     out.push((
         "the rest: package list, cache sync, cleanup".to_string(),
