@@ -82,7 +82,8 @@ pub fn rollback_reason(host: &Host, failed: &str, tries: u32) -> String {
     match health {
         Some(h) if !h.ok => format!("its health check failed: {}", h.failures.join("; ")),
         _ => format!(
-            "it used up its {tries} boot tries without reaching a passing health check (no failure was recorded: it crashed or hung before the check ran)"
+            "it used up its {} without reaching a passing health check (no failure was recorded: it crashed or hung before the check ran)",
+            super::status::boot_tries(tries)
         ),
     }
 }

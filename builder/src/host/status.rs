@@ -232,12 +232,12 @@ pub fn render(s: &Status) -> String {
         }
         let state = match (d.state, d.tries_left, d.tries_done) {
             (DeploymentState::Trial, l, done) => format!(
-                "on trial, {} boot tries left ({} used)",
-                l.unwrap_or(0),
+                "on trial, {} left ({} used)",
+                boot_tries(l.unwrap_or(0)),
                 done.unwrap_or(0)
             ),
             (DeploymentState::Failed, _, done) => {
-                format!("failed: used all {} boot tries", done.unwrap_or(0))
+                format!("failed: used all {}", boot_tries(done.unwrap_or(0)))
             }
             (DeploymentState::Good, ..) => "good".to_string(),
             (DeploymentState::NoEntry, ..) => "no boot entry on the ESP".to_string(),
@@ -289,9 +289,25 @@ pub fn render(s: &Status) -> String {
     out
 }
 
+/// "1 boot try", "2 boot tries".
+pub fn boot_tries(n: u32) -> String {
+    if n == 1 {
+        "1 boot try".to_string()
+    } else {
+        format!("{n} boot tries")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_tries_counts_in_words() {
+        for (n, want) in [(0, "0 boot tries"), (1, "1 boot try"), (3, "3 boot tries")] {
+            assert_eq!(boot_tries(n), want);
+        }
+    }
 
     #[test]
     fn entry_selected_variable() {
