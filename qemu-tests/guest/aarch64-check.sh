@@ -1,5 +1,6 @@
-# The aarch64 image's own checks, run before boot-check.sh's on the first
-# boot (the harness joins the two scripts): the machine is arm64, the
+# The aarch64 image's own checks, the function aarch64_checks, which the
+# aarch64 update test calls on image A's first boot (tests/aarch64.rs;
+# the harness joins the scripts): the machine is arm64, the
 # cross-built agent runs against the image's libostree, systemd-boot is the
 # ESP's BOOTAA64.EFI, the root partition has the arm64 root type and the
 # console is the PL011 UART.
@@ -59,5 +60,3 @@ aarch64_checks() {
 	*) check hardening-cmdline fail "no kpti=1 in: $cmdline" ;;
 	esac
 }
-
-[ -e "${HULL_CHECK_ROOT:-}/var/lib/hull-check/boot1" ] || aarch64_checks

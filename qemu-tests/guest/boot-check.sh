@@ -9,6 +9,11 @@
 # Each check prints one line, `HULL-CHECK <name> ok|fail <detail>`, and every
 # check runs whatever the others found: no `set -e`, nothing exits early.
 # `HULL-CHECK-DONE boot=<n>` ends each boot.
+#
+# With BOOT_CHECK_LIB=1 set in front, it only defines its checks as
+# functions (boot_checks, var_write, var_persists) for another script to
+# call: the update tests run them on the first two boots of image A, the
+# minimal image made updatable (tests/updates.rs, tests/aarch64.rs).
 
 export LC_ALL=C
 # HULL_CHECK_ROOT is for the harness's own test of this script, off the guest;
@@ -17,7 +22,8 @@ ROOT=${HULL_CHECK_ROOT:-}
 STATE=$ROOT/var/lib/hull-check
 TOKEN=$STATE/boot1
 
-first_boot() {
+# The checks every image's first boot must pass.
+boot_checks() {
 	if [ -e "$ROOT/run/ostree-booted" ]; then
 		check ostree-booted ok /run/ostree-booted exists
 	else
@@ -71,31 +77,49 @@ first_boot() {
 	*" ostree="*) check kernel-cmdline ok "$cmdline" ;;
 	*) check kernel-cmdline fail "no ostree= in: $cmdline" ;;
 	esac
+}
 
+# A token to /var, for var_persists on the next boot; fails when nothing
+# can be written there.
+var_write() {
 	token=$(cat /proc/sys/kernel/random/uuid)
 	if out=$( { mkdir -p "$STATE" && printf '%s\n' "$token" >"$TOKEN" && sync; } 2>&1); then
 		check var-write ok "$token"
-		printf 'HULL-CHECK-DONE boot=1\n'
-		exec systemctl reboot
+		return 0
 	fi
-	# Nothing can persist: rebooting would only come back to a first boot.
 	check var-write fail "writing $TOKEN: $out"
-	printf 'HULL-CHECK-DONE boot=1\n'
-	exec systemctl poweroff
+	return 1
 }
 
-second_boot() {
+var_persists() {
 	token=$(cat "$TOKEN" 2>&1)
 	if [ -n "$token" ]; then
 		check var-persists ok "$token"
 	else
 		check var-persists fail "$TOKEN is empty"
 	fi
+}
+
+first_boot() {
+	boot_checks
+	if var_write; then
+		printf 'HULL-CHECK-DONE boot=1\n'
+		exec systemctl reboot
+	fi
+	# Nothing can persist: rebooting would only come back to a first boot.
+	printf 'HULL-CHECK-DONE boot=1\n'
+	exec systemctl poweroff
+}
+
+second_boot() {
+	var_persists
 	printf 'HULL-CHECK-DONE boot=2\n'
 	exec systemctl poweroff
 }
 
-if [ -e "$TOKEN" ]; then
+if [ -n "${BOOT_CHECK_LIB:-}" ]; then
+	:
+elif [ -e "$TOKEN" ]; then
 	second_boot
 else
 	first_boot

@@ -13,6 +13,11 @@
 #   NODE_UPDATE     a line /etc/hull/update.toml must hold, when given
 #   NODE_SYSEXT     a system extension the config named (NAME; its binary
 #                   /usr/bin/NAME prints "Hello, world!"), when given
+#   NODE_DISK       set when the node boots on a disk larger than the image:
+#                   the sizes of the disk, the root partition, its ext4 and
+#                   the ESP are reported (the harness compares them), and
+#                   systemd-repart/growfs grew the root, the backup GPT
+#                   header moved to the disk's end, /usr stays read-only
 # Then it waits (bounded) for the harness to log in over SSH, which leaves
 # ~/.harness-ssh-ok behind, and powers off.
 
@@ -97,6 +102,35 @@ if [ -n "${NODE_SYSEXT:-}" ]; then
 	else
 		check sysext-binary-runs fail "$where: $out"
 	fi
+fi
+
+if [ -n "${NODE_DISK:-}" ]; then
+	root_dev=$(findmnt -n -v -o SOURCE /sysroot 2>/dev/null || findmnt -n -v -o SOURCE / 2>/dev/null)
+	disk=/dev/$(lsblk -n -o PKNAME "$root_dev" 2>/dev/null | head -n 1)
+	disk_bytes=$(blockdev --getsize64 "$disk" 2>&1)
+	check disk-size ok "$disk_bytes"
+	# The ext4 at / (OSTree's deployment, on the root partition) as df sees it.
+	check root-fs-size ok "$(df -B1 --output=size / 2>&1 | tail -n 1 | tr -d ' ')"
+	check root-part-size ok "$(blockdev --getsize64 "$root_dev" 2>&1)"
+	check esp-size ok "$(blockdev --getsize64 /dev/disk/by-label/HULL-ESP 2>&1)"
+	for u in systemd-repart.service systemd-growfs-root.service systemd-sysext.service; do
+		r=$(systemctl show -P Result "$u" 2>&1)
+		a=$(systemctl is-active "$u" 2>&1)
+		[ "$r" = success ] && [ "$a" = active ]
+		pass "unit-$u" $? "$a $r: $(journalctl -b -u "$u" -o cat 2>&1 | tail -n 3 | tr '\n' ';')"
+	done
+	# The primary GPT header is LBA 1; its AlternateLBA field (offset 32) names
+	# where the backup header is: the disk's last 512-byte sector.
+	sectors=$((disk_bytes / 512))
+	alt=$(dd if="$disk" bs=512 skip=1 count=1 2>/dev/null | od -An -tu8 -j32 -N8 | tr -d ' ')
+	backup_sig=$(dd if="$disk" bs=512 skip=$((sectors - 1)) count=1 2>/dev/null | head -c 8)
+	[ "$alt" = "$((sectors - 1))" ] && [ "$backup_sig" = "EFI PART" ]
+	pass gpt-backup-at-end $? "alternate LBA $alt of $sectors sectors, last sector starts with '$backup_sig'"
+	touch /usr/hull-write-test 2>/dev/null
+	rc=$?
+	rm -f /usr/hull-write-test 2>/dev/null
+	[ "$rc" -ne 0 ]
+	pass usr-still-readonly $? "touch /usr exit $rc"
 fi
 
 if [ -n "${NODE_UNKNOWN:-}" ]; then

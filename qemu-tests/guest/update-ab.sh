@@ -7,6 +7,7 @@
 case $(phase) in
 0)
 	settle
+	first_boot_checks
 	b=$(booted)
 	[ "$b" = "$A" ] && check booted-a ok "$b" || check booted-a fail "booted $b, expected A $A"
 	out=$(hull status 2>&1)
@@ -21,9 +22,9 @@ case $(phase) in
 	# A → B came through B's static delta: "(fetched N object(s), M delta part(s), …)", M > 0.
 	expect update-delta "$out" sh -c 'printf "%s" "$1" | grep -Eq ", [1-9][0-9]* delta part"' _ "$out"
 	out=$(hull status 2>&1)
-	expect status-pending "$out" contains "$out" "2.0.0 $B.0 [default, next boot] on trial, 2 boot tries left"
+	expect status-pending "$out" contains "$out" "2.0.0 $B.0 [default, next boot] on trial, 1 boot try left"
 	e=$(entries)
-	expect esp-entries "$e" contains "$e" "-$B-0+2.conf"
+	expect esp-entries "$e" contains "$e" "-$B-0+1.conf"
 	# The agent's timer is on (every week: it does not fire during the test).
 	t="$(systemctl is-enabled hull-update.timer 2>&1) $(systemctl is-active hull-update.timer 2>&1)"
 	expect agent-timer "$t" test "$t" = "enabled active"
@@ -42,6 +43,7 @@ case $(phase) in
 	;;
 1)
 	settle
+	second_boot_checks
 	b=$(booted)
 	[ "$b" = "$B" ] && check booted-b ok "$b" || check booted-b fail "booted $b, expected B $B"
 	expect new-usr "$(cat /usr/lib/hull-test/marker 2>&1)" test -f /usr/lib/hull-test/marker

@@ -1,7 +1,8 @@
 # Shared by the update checks; the test puts A=, B=, C= (commit checksums)
 # and this file in front of each script.
 export LC_ALL=C
-STATE=/var/lib/hull-check
+# HULL_CHECK_ROOT: as in boot-check.sh, for the harness's own test off the guest.
+STATE=${HULL_CHECK_ROOT:-}/var/lib/hull-check
 mkdir -p "$STATE"
 
 # expect NAME CONDITION-COMMAND DETAIL: ok when the command succeeds.
@@ -40,6 +41,12 @@ next_phase() {
 	printf '%s\n' "$1" >"$STATE/phase"
 	sync
 }
+
+# Hooks for the checks a test adds to A's first and second boot (the
+# image's own boot checks: guest::update_script_with_boot_checks); a
+# later definition replaces these.
+first_boot_checks() { :; }
+second_boot_checks() { :; }
 
 # Waits (bounded) for the boot to settle: hull-health has run by then.
 settle() {

@@ -5,7 +5,7 @@
 //! # fn main() -> anyhow::Result<()> {
 //! use hull_qemu_tests::{build, guest, Boot};
 //! let report = build("manifests/minimal.toml")?;
-//! let outcome = Boot::new("boot_minimal", &report.image, hull_qemu_tests::report_arch(&report)?)?
+//! let outcome = Boot::new("minimal", &report.image, hull_qemu_tests::report_arch(&report)?)?
 //!     .check_script(guest::BOOT_CHECK)
 //!     .expect_boots(2)
 //!     .run()?;
@@ -175,8 +175,7 @@ pub fn build(manifest: &str) -> Result<BuildReport> {
 
 /// A system extension of Debian's `hello` (a package manifests/minimal.toml
 /// lacks) for `arch`, made by `hull sysext` into [`test_out`]: the extension
-/// node_image writes into its disk and provision's node A gets through its
-/// config.
+/// provision's node A gets through its config.
 pub fn hello_sysext(arch: Arch) -> Result<hull::build::sysext::SysextReport> {
     hull::build::sysext::build(&hull::build::sysext::SysextSpec {
         manifest: workspace_root().join("manifests/minimal.toml"),

@@ -26,7 +26,7 @@ use ostree::prelude::*;
 use crate::{agents, test_out, workspace_root};
 
 /// Boot tries the test images give a new deployment.
-pub const BOOT_TRIES: u32 = 2;
+pub const BOOT_TRIES: u32 = 1;
 
 pub struct Fixture {
     pub dir: PathBuf,

@@ -1,5 +1,7 @@
-//! Boots manifests/minimal.toml (the build boot_minimal uses, when both run
-//! from one HULL_TEST_OUT) once with guest/hardening-check.sh: the hardening
+//! Builds manifests/minimal.toml, the default manifest (the build provision
+//! and reproducible use, when they run from one HULL_TEST_OUT), asserts its
+//! deployed tree stays under the size bar, and boots it once with
+//! guest/hardening-check.sh: the hardening
 //! profile is in force on the host (sysctls, kernel arguments, read-only
 //! /usr, no exposed TCP listener, default-deny firewall, audit, nosuid,nodev
 //! temp dirs, sshd off, the pruned units off, the sandboxed services at low
@@ -53,6 +55,13 @@ fn hardening() -> Result<()> {
         return Ok(());
     }
     let report = build("manifests/minimal.toml")?;
+    // The deployed tree, security fixes in (docs/supply-chain.md, "Size").
+    const MAX_TREE: u64 = 300_000_000;
+    anyhow::ensure!(
+        report.rootfs_size < MAX_TREE,
+        "the minimal tree is {} bytes, over the bar of {MAX_TREE}",
+        report.rootfs_size
+    );
     let outcome = Boot::new("hardening", &report.image, report_arch(&report)?)?
         .check_script(SCRIPT)
         .run()?;

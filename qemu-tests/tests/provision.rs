@@ -2,7 +2,9 @@
 //! lane already has for `reproducible`) booted twice, each boot a different node.
 //!
 //! - Node A through the credential `hull.node` (a node config), on a 10 GiB
-//!   disk (`hull run --disk-size`'s overlay): its host name, a user with a
+//!   disk (`hull run --disk-size`'s overlay), which the root partition and its
+//!   ext4 grow to at boot (systemd-repart, growfs; the ESP keeps its size, the
+//!   backup GPT header moves to the disk's end): its host name, a user with a
 //!   key, a static address on the restricted user network (matched by MAC),
 //!   a file with mode and owner, update settings, and a system extension
 //!   made by `hull sysext` from a real Debian package the image lacks
@@ -16,6 +18,9 @@
 //!   hull does not support (`packages`), which the boot names on the
 //!   console and in the journal. The harness logs in with B's key.
 //!
+//! Before the boots, the qcow2 that `[image] formats` writes is compared
+//! with the raw image (`qemu-img compare`): the same disk.
+//!
 //! Inside the guest, qemu-tests/guest/provision-check.sh checks each and
 //! waits for the harness's login. Needs HULL_QEMU_TESTS=1, root, QEMU with
 //! OVMF and an ssh client; `cargo test` lists it as ignored.
@@ -26,11 +31,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use hull::build::image::formats;
+use hull::manifest::image_formats::ImageFormat;
 use hull::qemu::node_run::{self, NodeOptions};
+use hull::util::cmd::Cmd;
 use hull_qemu_tests::{build, enabled, guest, report_arch, Boot, Outcome};
 
 /// The MAC QEMU gives the first NIC, which node A's network matches.
 const QEMU_MAC: &str = "52:54:00:12:34:56";
+const GIB: u64 = 1 << 30;
+/// Node A's disk.
+const DISK: u64 = 10 * GIB;
 
 #[test]
 #[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
@@ -40,6 +51,7 @@ fn provision_two_nodes() -> Result<()> {
     }
     let report = build("manifests/minimal.toml")?;
     let arch = report_arch(&report)?;
+    qcow2_is_the_same_disk(&report.image)?;
     let keys = tempfile::tempdir()?;
     let key_a = keygen(keys.path(), "a")?;
     let key_b = keygen(keys.path(), "b")?;
@@ -87,6 +99,7 @@ strategy = "immediate"
         ("NODE_STATIC", "10.0.2.15/24"),
         ("NODE_UPDATE", "group = \"workers\""),
         ("NODE_SYSEXT", "hello"),
+        ("NODE_DISK", "1"),
     ]);
     let a = boot_node(
         "provision-a",
@@ -95,7 +108,7 @@ strategy = "immediate"
         &script,
         &NodeOptions {
             config: Some(config_path),
-            disk_size: Some(10 << 30),
+            disk_size: Some(DISK),
             ..NodeOptions::default()
         },
         "alice",
@@ -114,7 +127,17 @@ strategy = "immediate"
         "status-provision",
         "sshd",
         "ssh-login",
+        "disk-size",
+        "root-fs-size",
+        "root-part-size",
+        "esp-size",
+        "unit-systemd-repart.service",
+        "unit-systemd-growfs-root.service",
+        "unit-systemd-sysext.service",
+        "gpt-backup-at-end",
+        "usr-still-readonly",
     ])?;
+    grew_to_the_disk(&a.outcome, &report.image)?;
     ensure!(
         a.remote_hostname == "node-a",
         "ssh to A answered {:?}",
@@ -185,6 +208,76 @@ strategy = "immediate"
         b.outcome.log.display()
     );
     Ok(())
+}
+
+/// The qcow2 `[image] formats` writes (formats::convert, as `hull build`
+/// calls it) holds the same disk as the raw image.
+fn qcow2_is_the_same_disk(image: &Path) -> Result<()> {
+    let dir = tempfile::tempdir_in(image.parent().context("the image has no folder")?)?;
+    let raw = dir.path().join("node.raw");
+    std::fs::hard_link(image, &raw).with_context(|| format!("linking {}", image.display()))?;
+    let started = Instant::now();
+    let qcow2 = formats::convert(&raw, ImageFormat::Qcow2)?;
+    Cmd::new("qemu-img")
+        .args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
+        .arg(&raw)
+        .arg(&qcow2.path)
+        .run()
+        .context("the qcow2 differs from the raw image")?;
+    eprintln!(
+        "{} ({} MiB): the same disk as the raw image, converted and compared in {:.0} s",
+        qcow2.path.display(),
+        qcow2.size >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Node A's root grew to its 10 GiB disk at boot, and its ESP kept the
+/// size it has in `image`.
+fn grew_to_the_disk(o: &Outcome, image: &Path) -> Result<()> {
+    let num = |name: &str| -> Result<u64> {
+        let d = o.detail(name).unwrap_or_default();
+        d.trim()
+            .parse()
+            .with_context(|| format!("{name}: {d:?} is not a number"))
+    };
+    let (disk, root_fs, root_part, esp) = (
+        num("disk-size")?,
+        num("root-fs-size")?,
+        num("root-part-size")?,
+        num("esp-size")?,
+    );
+    ensure!(disk == DISK, "A sees a disk of {disk} bytes, not {DISK}");
+    ensure!(
+        root_fs > 9 * GIB && root_part > 9 * GIB,
+        "A's root did not grow to the 10 GiB disk: partition {root_part} bytes, file system {root_fs} bytes"
+    );
+    let esp_before = esp_bytes(image)?;
+    ensure!(
+        esp == esp_before,
+        "the ESP changed size: {esp_before} bytes in the image, {esp} in A"
+    );
+    Ok(())
+}
+
+/// Bytes of the ESP (GPT entry 1, as hull writes it) of `disk`.
+fn esp_bytes(disk: &Path) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(disk).with_context(|| format!("opening {}", disk.display()))?;
+    let mut header = [0u8; 92];
+    f.read_exact_at(&mut header, 512)?;
+    ensure!(
+        &header[..8] == b"EFI PART",
+        "{}: no GPT header at LBA 1",
+        disk.display()
+    );
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let entries = u64_at(&header, 72);
+    let entry_size = u32::from_le_bytes(header[84..88].try_into().unwrap()) as u64;
+    let mut esp = vec![0u8; entry_size as usize];
+    f.read_exact_at(&mut esp, entries * 512)?;
+    Ok((u64_at(&esp, 40) - u64_at(&esp, 32) + 1) * 512)
 }
 
 /// An ed25519 key pair made for the test.

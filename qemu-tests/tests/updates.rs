@@ -58,9 +58,15 @@ fn update_a_to_b_and_roll_back() -> Result<()> {
     let f = shared()?;
     let nginx = Nginx::serve(&[("/repo/", &f.repo("b"))])?;
     let fleet = Fleet::start()?;
-    let script = guest::update_script(&[("A", &f.a.commit), ("B", &f.b.commit)], guest::UPDATE_AB);
+    // A's first boot also runs the image's own boot checks (boot-check.sh).
+    let script = guest::update_script_with_boot_checks(
+        &[("A", &f.a.commit), ("B", &f.b.commit)],
+        guest::UPDATE_AB,
+        false,
+    );
     let o = boot("update_a_to_b", f, &nginx, Some(&fleet), script, 3, 1)?;
     guest::require_update_ab(&o, &nginx, &fleet)?;
+    guest::require_boot_checks(&o, &guest::boot_check_names(), &f.a.commit)?;
     // A measurement for docs/benchmarks.md, not a check.
     let (requests, bytes) = nginx.served();
     eprintln!(
@@ -164,8 +170,16 @@ fn update_that_fails_its_health_check_rolls_back() -> Result<()> {
         &[("A", &f.a.commit), ("C", &f.c()?.commit)],
         guest::UPDATE_BROKEN,
     );
-    // Between its two markers the guest boots three times: C, C again, then A.
-    let o = boot("update_broken", f, &nginx, Some(&fleet), script, 2, 3)?;
+    // Between its two markers the guest boots C on each of its tries, then A.
+    let o = boot(
+        "update_broken",
+        f,
+        &nginx,
+        Some(&fleet),
+        script,
+        2,
+        1 + hull_qemu_tests::updates::BOOT_TRIES,
+    )?;
     o.require(&[
         "booted-a",
         "update",
