@@ -1,47 +1,23 @@
-//! Keeps the mounted ESP in step with OSTree's deployment list.
-//!
-//! The same plan the image builder writes into a fresh FAT image
-//! ([`crate::boot::bls::plan`]), applied to a live ESP so that a power cut
-//! at any instant leaves a bootable menu:
-//! 1. kernels and initramfs files first (content-addressed paths: a file
-//!    already there is the right one), each written to a temp name, synced
-//!    and renamed;
-//! 2. then new entry files, the same way: an entry appears whole or not at
-//!    all, and only after what it names is on disk;
-//! 3. only then the entries of deployments that are gone, and last the
-//!    kernels no entry names.
-//!
-//! No file is rewritten in place (see [`crate::boot::bls::name_entries`]),
-//! so an existing entry, and the deployment it boots, stays usable until the
-//! very end.
+//! The mounted ESP of a host: opening it, what is on it, and the backend
+//! through which [`crate::boot::esp_apply::apply`] keeps it in step with
+//! OSTree's deployment list, each file written to a temp name, synced and
+//! renamed, so that a power cut at any instant leaves a bootable menu.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use serde::Serialize;
 
-use crate::boot::bls::{self, DeploymentKey, EntryName, EspPlan, ExistingEntry, ENTRIES_DIR};
+use crate::boot::bls::{DeploymentKey, EntryName, EspPlan, ENTRIES_DIR};
+use crate::boot::esp_apply::{self, EspBackend, TMP_PREFIX};
 use crate::boot::fat::EspSource;
 
-/// Temp files hull writes on the ESP start with this; systemd-boot reads
-/// only `*.conf` entries, and a later sync removes leftovers.
-const TMP_PREFIX: &str = ".hull-tmp-";
+pub use crate::boot::esp_apply::SyncReport;
+
 /// statfs type of a FAT file system.
 const MSDOS_SUPER_MAGIC: i64 = 0x4d44;
-
-/// What a sync did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SyncReport {
-    pub copied: Vec<String>,
-    pub entries_written: Vec<String>,
-    pub removed: Vec<String>,
-    /// Every entry on the ESP afterwards, default first.
-    pub entries: Vec<String>,
-}
 
 /// Opens the ESP at `path`, which must be a mounted FAT file system.
 pub fn open(path: &Path) -> Result<Dir> {
@@ -89,114 +65,87 @@ pub fn entries(esp: &Dir) -> Result<Vec<EntryName>> {
         .collect())
 }
 
-/// Applies `plan` to the ESP in `esp` (found at `esp_path`, for messages).
+/// Applies `plan` to the ESP in `esp` (found at `esp_path`, for messages):
+/// [`esp_apply::apply`] with the mounted backend.
 pub fn sync(
     esp: &Dir,
     esp_path: &Path,
     plan: EspPlan,
     new_tries: Option<(&DeploymentKey, u32)>,
 ) -> Result<SyncReport> {
-    let mut report = SyncReport::default();
-    let existing = entry_names(esp)?;
-    let mut on_esp = Vec::new();
-    for name in existing.iter().filter(|n| EntryName::parse(n).is_some()) {
-        let text = esp
-            .read_to_string(format!("{ENTRIES_DIR}/{name}"))
-            .with_context(|| format!("reading {}/{ENTRIES_DIR}/{name}", esp_path.display()))?;
-        on_esp.push(ExistingEntry {
-            name: name.clone(),
-            text,
-        });
-    }
-    // Non-hull .conf files are listed too, so that they are removed.
-    on_esp.extend(
-        existing
-            .iter()
-            .filter(|n| EntryName::parse(n).is_none())
-            .map(|n| ExistingEntry {
-                name: n.clone(),
-                text: String::new(),
-            }),
-    );
-    let changes = bls::name_entries(&plan.entries, &on_esp, new_tries);
-
-    // 1. Files the entries need. systemd-boot and loader.conf are written
-    // only when missing: replacing the boot loader is not an OS update.
-    let mut referenced = BTreeSet::new();
-    for file in &plan.files {
-        referenced.insert(file.path.clone());
-        if esp.exists(&file.path) {
-            continue;
-        }
-        let bytes = match &file.source {
-            EspSource::Bytes(b) => b.clone(),
-            EspSource::File(p) => {
-                std::fs::read(p).with_context(|| format!("reading {}", p.display()))?
-            }
-        };
-        write_atomically(esp, &file.path, &bytes)
-            .with_context(|| format!("writing {}/{}", esp_path.display(), file.path))?;
-        report.copied.push(file.path.clone());
-    }
-
-    // 2. New entries.
-    log::info!(
-        "ESP: {} file(s) copied; writing entries",
-        report.copied.len()
-    );
-    esp.create_dir_all(ENTRIES_DIR)
-        .with_context(|| format!("creating {}/{ENTRIES_DIR}", esp_path.display()))?;
-    for entry in &changes.write {
-        let path = format!("{ENTRIES_DIR}/{}", entry.name);
-        write_atomically(esp, &path, entry.text.as_bytes())
-            .with_context(|| format!("writing {}/{path}", esp_path.display()))?;
-        report.entries_written.push(entry.name.clone());
-    }
-
-    // 3. Entries of deployments that are gone, leftover temp files, then
-    // kernels nothing names.
-    // Everything written so far is on disk before anything is removed.
-    rustix::fs::syncfs(open_readable(esp, ".")?).context("syncing the ESP")?;
-    log::info!("ESP: removing what no deployment uses");
-    let mut gone: BTreeSet<String> = changes.remove.iter().cloned().collect();
-    gone.extend(
-        existing
-            .iter()
-            .filter(|n| n.starts_with(TMP_PREFIX))
-            .cloned(),
-    );
-    for name in gone {
-        let path = format!("{ENTRIES_DIR}/{name}");
-        esp.remove_file(&path)
-            .with_context(|| format!("removing {}/{path}", esp_path.display()))?;
-        report.removed.push(path);
-    }
-    sync_dir(esp, ENTRIES_DIR)?;
-    for dir in unreferenced_kernel_dirs(esp, &referenced)? {
-        esp.remove_dir_all(&dir)
-            .with_context(|| format!("removing {}/{dir}", esp_path.display()))?;
-        report.removed.push(dir);
-    }
-    sync_dir(esp, "ostree")?;
-    report.entries = changes.all.into_iter().map(|e| e.name).collect();
-    Ok(report)
+    esp_apply::apply(&mut MountedEsp { esp, esp_path }, plan, new_tries)
 }
 
-/// `ostree/<dir>` directories on the ESP holding no file that is referenced.
-fn unreferenced_kernel_dirs(esp: &Dir, referenced: &BTreeSet<String>) -> Result<Vec<String>> {
-    if !esp.is_dir("ostree") {
-        return Ok(Vec::new());
+/// The mounted ESP as an [`EspBackend`]: every write through a synced temp
+/// file and a rename, then a sync of its directory.
+struct MountedEsp<'a> {
+    esp: &'a Dir,
+    /// Where it is mounted, for messages.
+    esp_path: &'a Path,
+}
+
+impl MountedEsp<'_> {
+    fn at(&self, path: &str) -> String {
+        format!("{}/{path}", self.esp_path.display())
     }
-    let mut out = Vec::new();
-    for entry in esp.read_dir("ostree")? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let prefix = format!("ostree/{name}/");
-        if !referenced.iter().any(|r| r.starts_with(&prefix)) {
-            out.push(format!("ostree/{name}"));
+}
+
+impl EspBackend for MountedEsp<'_> {
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        if !self.esp.is_dir(dir) {
+            return Ok(Vec::new());
         }
+        let mut names: Vec<String> = self
+            .esp
+            .read_dir(dir)
+            .with_context(|| format!("reading {}", self.at(dir)))?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading {}", self.at(dir)))?;
+        names.sort();
+        Ok(names)
     }
-    out.sort();
-    Ok(out)
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        Ok(self.esp.exists(path))
+    }
+
+    fn read_to_string(&self, path: &str) -> Result<String> {
+        self.esp
+            .read_to_string(path)
+            .with_context(|| format!("reading {}", self.at(path)))
+    }
+
+    fn write(&mut self, path: &str, source: &EspSource) -> Result<()> {
+        let bytes = match source {
+            EspSource::Bytes(b) => std::borrow::Cow::Borrowed(b.as_slice()),
+            EspSource::File(p) => std::borrow::Cow::Owned(
+                std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+            ),
+        };
+        write_atomically(self.esp, path, &bytes)
+            .with_context(|| format!("writing {}", self.at(path)))
+    }
+
+    fn remove_file(&mut self, path: &str) -> Result<()> {
+        self.esp
+            .remove_file(path)
+            .with_context(|| format!("removing {}", self.at(path)))
+    }
+
+    fn remove_dir_all(&mut self, path: &str) -> Result<()> {
+        self.esp
+            .remove_dir_all(path)
+            .with_context(|| format!("removing {}", self.at(path)))
+    }
+
+    fn sync_all(&mut self) -> Result<()> {
+        rustix::fs::syncfs(open_readable(self.esp, ".")?).context("syncing the ESP")
+    }
+
+    fn sync_dir(&mut self, dir: &str) -> Result<()> {
+        sync_dir(self.esp, dir)
+    }
 }
 
 /// Writes `path` (relative to `esp`) through a synced temp file in the same

@@ -5,8 +5,11 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions};
+use fatfs::{FatType, FileSystem, FormatVolumeOptions, FsOptions, ReadWriteSeek};
 use sha2::Digest;
+
+use crate::boot::bls::EspPlan;
+use crate::boot::esp_apply::{self, EspBackend};
 
 /// One file to place on the ESP.
 #[derive(Debug, Clone)]
@@ -208,37 +211,19 @@ pub fn write_esp_with_id<T: Read + Write + Seek>(
             fs.fat_type()
         );
     }
-    let root = fs.root_dir();
-    for f in files {
-        let parts = components(&f.path)?;
-        let mut dir = root.clone();
-        for part in &parts[..parts.len() - 1] {
-            // Opens the directory when it exists already.
-            dir = dir
-                .create_dir(part)
-                .with_context(|| format!("creating the directories of {} on the ESP", f.path))?;
-        }
-        let mut out = dir
-            .create_file(parts[parts.len() - 1])
-            .with_context(|| format!("creating {} on the ESP", f.path))?;
-        out.truncate()?;
-        let copied = match &f.source {
-            EspSource::Bytes(b) => out.write_all(b).map(|_| b.len() as u64),
-            EspSource::File(p) => {
-                let mut src =
-                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-                copy(&mut src, &mut out)
-            }
-        };
-        copied.with_context(|| {
-            format!(
-                "writing {} to the ESP (is image.esp-size large enough?)",
-                f.path
-            )
-        })?;
-        out.flush()?;
-    }
-    drop(root);
+    // The one applier, onto the fresh file system: every file written once,
+    // nothing to remove.
+    let plan = EspPlan {
+        files: files.to_vec(),
+        entries: Vec::new(),
+    };
+    esp_apply::apply(
+        &mut FatImage {
+            root: fs.root_dir(),
+        },
+        plan,
+        None,
+    )?;
     // Counting the free clusters also records the count in the FSInfo
     // sector, which fsck.vfat expects filled in.
     let stats = fs.stats().context("counting the ESP's free space")?;
@@ -256,6 +241,121 @@ pub fn write_esp_with_id<T: Read + Write + Seek>(
     }
     fs.unmount().context("closing the ESP")?;
     Ok(())
+}
+
+/// A FAT file system being written from user space, as an [`EspBackend`]:
+/// a build's fresh ESP, so a write goes straight to its file (the image
+/// file itself is written to a temp path and renamed).
+struct FatImage<'a, T: ReadWriteSeek> {
+    root: fatfs::Dir<'a, T>,
+}
+
+impl<T: ReadWriteSeek> FatImage<'_, T> {
+    /// Directory `path` (`""` is the root), when it exists.
+    fn dir(&self, path: &str) -> Option<fatfs::Dir<'_, T>> {
+        if path.is_empty() {
+            return Some(self.root.clone());
+        }
+        self.root.open_dir(path).ok()
+    }
+}
+
+impl<T: ReadWriteSeek> EspBackend for FatImage<'_, T> {
+    fn list(&self, dir: &str) -> Result<Vec<String>> {
+        let Some(d) = self.dir(dir) else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        for e in d.iter() {
+            let name = e
+                .with_context(|| format!("reading {dir} on the ESP"))?
+                .file_name();
+            if name != "." && name != ".." {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        let parts = components(path)?;
+        let (parent, name) = parts.split_at(parts.len() - 1);
+        Ok(self.dir(&parent.join("/")).is_some_and(|d| {
+            d.iter()
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name().eq_ignore_ascii_case(name[0]))
+        }))
+    }
+
+    fn read_to_string(&self, path: &str) -> Result<String> {
+        let mut text = String::new();
+        self.root
+            .open_file(path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .with_context(|| format!("reading {path} on the ESP"))?;
+        Ok(text)
+    }
+
+    fn write(&mut self, path: &str, source: &EspSource) -> Result<()> {
+        let parts = components(path)?;
+        let mut dir = self.root.clone();
+        for part in &parts[..parts.len() - 1] {
+            // Opens the directory when it exists already.
+            dir = dir
+                .create_dir(part)
+                .with_context(|| format!("creating the directories of {path} on the ESP"))?;
+        }
+        let mut out = dir
+            .create_file(parts[parts.len() - 1])
+            .with_context(|| format!("creating {path} on the ESP"))?;
+        out.truncate()?;
+        let copied = match source {
+            EspSource::Bytes(b) => out.write_all(b).map(|_| b.len() as u64),
+            EspSource::File(p) => {
+                let mut src =
+                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+                copy(&mut src, &mut out)
+            }
+        };
+        copied.with_context(|| {
+            format!("writing {path} to the ESP (is image.esp-size large enough?)")
+        })?;
+        out.flush()?;
+        Ok(())
+    }
+
+    fn remove_file(&mut self, path: &str) -> Result<()> {
+        self.root
+            .remove(path)
+            .with_context(|| format!("removing {path} on the ESP"))
+    }
+
+    fn remove_dir_all(&mut self, path: &str) -> Result<()> {
+        for name in self.list(path)? {
+            let child = format!("{path}/{name}");
+            let is_dir = self.dir(&child).is_some();
+            if is_dir {
+                self.remove_dir_all(&child)?;
+            } else {
+                self.remove_file(&child)?;
+            }
+        }
+        self.remove_file(path)
+    }
+
+    fn sync_all(&mut self) -> Result<()> {
+        // The file system is unmounted (and so flushed) when the image is done.
+        Ok(())
+    }
+
+    fn sync_dir(&mut self, _dir: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn log_steps(&self) -> bool {
+        false
+    }
 }
 
 /// `io::copy` with a buffer of a few clusters: fewer, larger writes.
@@ -386,6 +486,83 @@ mod tests {
         assert_eq!(&info[484..488], b"rrAa", "FSInfo signature");
         let free = u32::from_le_bytes(info[488..492].try_into().unwrap());
         assert_eq!(free, stats.free_clusters());
+    }
+
+    /// The applier on the FAT backend goes through an update and a prune
+    /// as on a mounted ESP (boot/esp.rs tests the same steps there).
+    #[test]
+    fn the_applier_updates_and_prunes_a_fat_esp() {
+        use crate::boot::bls::{BlsEntry, DeploymentKey, PlannedEntry};
+        let key = |c: char| DeploymentKey {
+            osname: "m".into(),
+            csum: c.to_string().repeat(64),
+            serial: 0,
+        };
+        let plan = |keys: &[(char, &str)]| {
+            let mut files = vec![EspFile {
+                path: "EFI/BOOT/BOOTX64.EFI".into(),
+                source: EspSource::Bytes(b"MZ".to_vec()),
+            }];
+            let mut entries = Vec::new();
+            for (c, kdir) in keys {
+                files.push(EspFile {
+                    path: format!("ostree/{kdir}/vmlinuz"),
+                    source: EspSource::Bytes(format!("kernel {kdir}").into_bytes()),
+                });
+                let text = format!(
+                    "title t\noptions ostree=/{}\nlinux /ostree/{kdir}/vmlinuz\n",
+                    key(*c).dir()
+                );
+                entries.push(PlannedEntry {
+                    key: key(*c),
+                    entry: BlsEntry::parse(&text).unwrap(),
+                });
+            }
+            EspPlan { files, entries }
+        };
+        let size = 64 * MIB;
+        let mut dev = Cursor::new(vec![0u8; size as usize]);
+        write_esp(&mut dev, size, "HULL-ESP", &[]).unwrap();
+        dev.set_position(0);
+        let fs = FileSystem::new(&mut dev, FsOptions::new()).unwrap();
+        let mut esp = FatImage {
+            root: fs.root_dir(),
+        };
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let r = esp_apply::apply(&mut esp, plan(&[('a', "m-k1")]), None).unwrap();
+        assert_eq!(r.entries, [format!("hull-1-{a}-0.conf")]);
+        assert_eq!(r.copied, ["EFI/BOOT/BOOTX64.EFI", "ostree/m-k1/vmlinuz"]);
+
+        let kb = key('b');
+        let r = esp_apply::apply(
+            &mut esp,
+            plan(&[('b', "m-k2"), ('a', "m-k1")]),
+            Some((&kb, 2)),
+        )
+        .unwrap();
+        assert_eq!(r.copied, ["ostree/m-k2/vmlinuz"]);
+        assert_eq!(r.entries_written, [format!("hull-2-{b}-0+2.conf")]);
+        assert!(r.removed.is_empty(), "{r:?}");
+        let text = esp
+            .read_to_string(&format!("loader/entries/hull-2-{b}-0+2.conf"))
+            .unwrap();
+        assert!(text.contains("version 2\n"), "{text}");
+
+        let r = esp_apply::apply(&mut esp, plan(&[('b', "m-k2")]), None).unwrap();
+        assert_eq!(
+            r.removed,
+            [
+                format!("loader/entries/hull-1-{a}-0.conf"),
+                "ostree/m-k1".to_string()
+            ]
+        );
+        assert_eq!(
+            esp.list("loader/entries").unwrap(),
+            [format!("hull-2-{b}-0+2.conf")]
+        );
+        assert_eq!(esp.list("ostree").unwrap(), ["m-k2"]);
+        assert!(esp.exists("ostree/m-k2/vmlinuz").unwrap());
+        assert!(!esp.exists("ostree/m-k1/vmlinuz").unwrap());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod bls;
 pub mod cmdline;
 pub mod esp;
+pub mod esp_apply;
 pub mod fat;
 
 use crate::util::arch::Arch;
