@@ -9,9 +9,12 @@
 # log) next to the compressed size of the files that changed, and appends the
 # figures with the date to docs/benchmarks.md.
 #
-# Cases: overlay (one overlay file changed). A library upgrade and a new
-# kernel version need two versions of a package on the mirror; see
-# docs/benchmarks.md for why they are not measured yet.
+# Cases: (a) one overlay file changed (A → B, both built without the
+# security archive); (c) a security update (B → C: C is B with
+# `<suite>-security` on, which today moves the kernel, 6.12.117 →
+# 6.12.118, and the libraries with a published fix). The packages C
+# upgrades are printed. A lone library upgrade needs a package whose only
+# newer version is a library: see docs/benchmarks.md.
 # Usage: bench/update-bytes.sh ; needs root, nginx, ostree and the packages of
 # .ci/install-deps. BENCH_OUT (default out/bench-updates) keeps the cache.
 set -euo pipefail
@@ -37,11 +40,12 @@ open(path, "w").write("\n".join(lines) + "\n")
 PY
 }
 
-write_manifest() {
+write_manifest() { # version security(true|false)
   cat >"$work/bench.toml" <<EOF
 include = ["$root/manifests/minimal.toml"]
 name = "bench-updates"
 version = "$1"
+security = $2
 overlays = ["bench"]
 EOF
 }
@@ -128,20 +132,43 @@ measure() { # case A B
   rows+="| $1 | $files | $compressed | **$d_bytes** in $d_req requests ($parts part) | $o_bytes in $o_req requests |"$'\n'
 }
 
+# The packages C upgrades against B (name: old → new), from the commits'
+# hull.packages metadata.
+upgraded() { # B C
+  python3 - "$out/repo" "$1" "$2" <<'PY'
+import subprocess, sys
+repo, b, c = sys.argv[1:]
+def pkgs(commit):
+    out = subprocess.run(["ostree", "show", f"--repo={repo}", "--print-metadata-key=hull.packages", commit],
+                         check=True, capture_output=True, text=True).stdout
+    # a GVariant string array: ['name version arch', ...]
+    items = [x.strip(" '\n") for x in out.strip().strip("[]").split("',")]
+    return {i.split()[0]: i.split()[1] for i in items if i}
+old, new = pkgs(b), pkgs(c)
+moved = [f"{n}: {old[n]} → {v}" for n, v in sorted(new.items()) if n in old and old[n] != v]
+print(f"{len(moved)} package(s) upgraded: " + "; ".join(moved))
+PY
+}
+
 rows=
 write_overlay 1
-write_manifest 1.0.0
+write_manifest 1.0.0 false
 A=$(build a)
 ref=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ref"])' "$out/build.json")
 write_overlay 2
-write_manifest 1.0.1
+write_manifest 1.0.1 false
 B=$(build b)
+write_manifest 1.0.2 true
+C=$(build c)
 start_nginx
 measure "one overlay file changed" "$A" "$B"
+moved=$(upgraded "$B" "$C")
+echo "security update: $moved"
+measure "a security update (the kernel and every library with a fix)" "$B" "$C"
 
 {
   echo
-  echo "Measured $(date -u +%Y-%m-%d) with bench/update-bytes.sh (A $A, B $B):"
+  echo "Measured $(date -u +%Y-%m-%d) with bench/update-bytes.sh (A $A, B $B, C $C; B → C: $moved):"
   echo
   echo "| change | files | compressed size of the changed files | pulled through the delta | objects only |"
   echo "|---|---|---|---|---|"

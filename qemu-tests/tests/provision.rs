@@ -3,7 +3,7 @@
 //!
 //! - Node A through the credential `hull.node` (a node config), on a 10 GiB
 //!   disk (`hull run --disk-size`'s overlay), which the root partition and its
-//!   ext4 grow to at boot (systemd-repart, growfs; the ESP keeps its size, the
+//!   ext4 grow to at boot (systemd-repart, growfs-root; the ESP keeps its size, the
 //!   backup GPT header moves to the disk's end): its host name, a user with a
 //!   key, a static address on the restricted user network (matched by MAC),
 //!   a file with mode and owner, update settings, and a system extension
@@ -133,7 +133,6 @@ strategy = "immediate"
         "esp-size",
         "unit-systemd-repart.service",
         "unit-systemd-growfs-root.service",
-        "unit-systemd-sysext.service",
         "gpt-backup-at-end",
         "usr-still-readonly",
     ])?;
