@@ -12,7 +12,7 @@
 //! Checks and settings reach the guest without touching the image, as systemd
 //! credentials in SMBIOS type 11 OEM strings ([`RunSpec::credentials`]).
 //!
-//! [`command`] only builds the argument vector (unit tested); [`run`] and
+//! [`command()`] only builds the argument vector (unit tested); [`run`] and
 //! [`spawn`] check the prerequisites, copy the firmware's variable store to a
 //! temporary directory, and start QEMU.
 

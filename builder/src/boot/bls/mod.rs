@@ -2,7 +2,7 @@
 //!
 //! OSTree writes Boot Loader Specification entries and kernels under the
 //! sysroot's `/boot`. systemd-boot reads only FAT, so hull copies them to the
-//! ESP. The plan of what to copy is plain data ([`plan`]); the image builder
+//! ESP. The plan of what to copy is plain data ([`plan()`]); the image builder
 //! writes it into a FAT image, and the on-host updater will write the same
 //! plan into the mounted ESP.
 
