@@ -1,4 +1,10 @@
 //! One Boot Loader Specification entry as text: its keys in file order.
+//!
+//! Why not libostree's `BootconfigParser` (which hosts use for the booted
+//! deployment's `options`): it reads only from a file, answers only `get`
+//! of a key it is asked for (no list of keys, so an entry cannot be copied
+//! to the ESP key by key in its order), keeps a value's leading blanks,
+//! drops indented lines, and accepts an entry with no key at all.
 
 use anyhow::{bail, Result};
 
@@ -9,6 +15,9 @@ pub struct BlsEntry {
 }
 
 impl BlsEntry {
+    /// Parses an entry's text: one `key value` per line (split at the first
+    /// blank, the value trimmed), blank lines and `#` comments skipped.
+    /// Errors when no key is left.
     pub fn parse(text: &str) -> Result<BlsEntry> {
         let mut fields = Vec::new();
         for line in text.lines() {
@@ -25,6 +34,7 @@ impl BlsEntry {
         Ok(BlsEntry { fields })
     }
 
+    /// The first value of `key`, if any.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -40,6 +50,7 @@ impl BlsEntry {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The entry's text: `key value` lines in order, each ending in `\n`.
     pub fn render(&self) -> String {
         self.fields
             .iter()
