@@ -1,5 +1,5 @@
 //! When an updating host may reboot: the update strategies as plain data and
-//! pure decisions, for the update agent (`host/agent.rs`) to carry out. Times
+//! pure decisions, for the update agent (`host/agent/`) to carry out. Times
 //! are Unix seconds, UTC. The strategy names and the FleetLock group rule are
 //! here once, for the manifest's `[update]`, update.toml and the node config.
 

@@ -1,5 +1,6 @@
 use super::*;
 use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 
 /// A dpkg status file in the shape of the minimal image's (real names and
 /// versions), with one package that is no longer installed.

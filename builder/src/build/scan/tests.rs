@@ -1,5 +1,7 @@
 use super::*;
+use crate::build::sbom;
 use crate::build::sbom::tests::fixture_document;
+use std::path::Path;
 
 /// A file in the tracker's exact shape: the real source packages and
 /// versions of the minimal image (as in the SBOM fixture), made-up CVE ids.

@@ -16,6 +16,11 @@
 //! written atomically); its metrics go to node_exporter's textfile
 //! directory on every run ([`crate::host::metrics`]).
 
+mod release;
+mod status;
+
+pub use release::after_health;
+pub use status::{describe, render, status, AgentStatus};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,9 +35,10 @@ use crate::manifest::agent_config::{self, AgentSettings};
 use crate::manifest::strategy::{self, Action, Strategy};
 use crate::repo::summary::utc;
 use crate::util::cmd::Cmd;
+use release::release_if_due;
 
 /// How long one FleetLock request may take.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the agent remembers across runs and boots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +107,7 @@ impl Default for AgentPaths {
     }
 }
 
-fn load_settings(p: &AgentPaths) -> Result<AgentSettings> {
+pub(super) fn load_settings(p: &AgentPaths) -> Result<AgentSettings> {
     agent_config::load(&p.image_settings, &p.node_settings)?.with_context(|| {
         format!(
             "{} is missing: this image was built without [update] auto = true, so it has no update agent",
@@ -112,7 +118,7 @@ fn load_settings(p: &AgentPaths) -> Result<AgentSettings> {
 
 /// Counts a rollback from the agent's target once, and remembers the commit
 /// that failed so that it is not staged again.
-fn note_rollback(st: &mut AgentState, booted: &str, record: Option<&RollbackRecord>) {
+pub(super) fn note_rollback(st: &mut AgentState, booted: &str, record: Option<&RollbackRecord>) {
     let Some(target) = st.target.clone() else {
         return;
     };
@@ -127,83 +133,7 @@ fn note_rollback(st: &mut AgentState, booted: &str, record: Option<&RollbackReco
     }
 }
 
-/// Gives the slot back when [`strategy::release_lock`] says so: the booted
-/// deployment is the one the agent rebooted into, and it is healthy.
-/// Returns the line to report; errors reaching the server leave the slot
-/// held (the next run retries).
-fn release_if_due(
-    st: &mut AgentState,
-    booted: &str,
-    healthy: bool,
-    node_id: impl Fn() -> Result<String>,
-) -> Result<Option<String>> {
-    let (Some(url), Some(group)) = (st.lock_url.clone(), st.lock_group.clone()) else {
-        return Ok(None);
-    };
-    let held_strategy = Strategy::FleetLock {
-        url: url.clone(),
-        group: group.clone(),
-    };
-    let rolled_back = st.target.as_deref() != Some(booted);
-    if !strategy::release_lock(&held_strategy, st.lock_held, healthy, rolled_back) {
-        return Ok(None);
-    }
-    let client = Client::new(&url, &node_id()?, &group, LOCK_TIMEOUT)?;
-    match client.steady_state()? {
-        Answer::Granted => {
-            st.lock_held = false;
-            st.lock_url = None;
-            st.lock_group = None;
-            st.waiting = None;
-            Ok(Some(format!(
-                "healthy on {booted}: gave the FleetLock slot of group {group} back to {url}"
-            )))
-        }
-        Answer::Refused(r) => {
-            anyhow::bail!(
-                "{url}: the FleetLock server refused to take the slot of group {group} back: {r}"
-            )
-        }
-    }
-}
-
-/// Called by `hull health` after each check: gives the FleetLock slot back
-/// when the boot the agent rebooted into is healthy; on a rolled-back host
-/// it is kept. Writes the state and the metrics. Never fails the health
-/// check: problems are logged.
-pub fn after_health(host: &Host, healthy: bool) {
-    let p = AgentPaths::default();
-    if !p.image_settings.exists() {
-        return;
-    }
-    let path = state_path(&host.paths.state);
-    let mut st: AgentState = state::read(&path).unwrap_or_default();
-    let booted = host.booted.csum().to_string();
-    let rollback: Option<RollbackRecord> = state::read(&state::rollback_path(&host.paths.state));
-    note_rollback(&mut st, &booted, rollback.as_ref());
-    match release_if_due(&mut st, &booted, healthy, || {
-        crate::fleetlock::client::node_id_from(&p.machine_id)
-    }) {
-        Ok(Some(line)) => log::info!("{line}"),
-        Ok(None) if st.lock_held => log::warn!(
-            "keeping the FleetLock slot of group {}: {}",
-            st.lock_group.as_deref().unwrap_or("?"),
-            if st.target.as_deref() != Some(booted.as_str()) {
-                "the update it was taken for rolled back (this stops the group's rollout until someone acts)"
-            } else {
-                "this boot is not healthy"
-            }
-        ),
-        Ok(None) => {}
-        Err(e) => log::warn!("giving the FleetLock slot back: {e:#} (the next agent run retries)"),
-    }
-    if let Err(e) = state::write(&path, &st) {
-        log::warn!("{e:#}");
-    }
-    write_metrics(host, &p, &st);
-}
-
-fn write_metrics(host: &Host, p: &AgentPaths, st: &AgentState) {
+pub(super) fn write_metrics(host: &Host, p: &AgentPaths, st: &AgentState) {
     let booted = host.booted.csum().to_string();
     let m = crate::host::metrics::Metrics {
         version: host.version_of(&booted),
@@ -398,149 +328,6 @@ fn step(
     })();
     (r, reboot)
 }
-
-/// The agent's part of `hull status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentStatus {
-    /// `auto`: whether the agent acts.
-    pub enabled: bool,
-    /// The strategy, for people.
-    pub strategy: String,
-    pub strategy_settings: Option<Strategy>,
-    /// The next check: from the timer, else computed from the last run and
-    /// the interval.
-    pub next_check: Option<String>,
-    /// This host's node id (FleetLock's, and its place in rollout waves).
-    pub node_id: Option<String>,
-    /// Whether this host holds a FleetLock slot, and of which group.
-    pub lock_held: bool,
-    pub lock_group: Option<String>,
-    /// What the agent waits for before rebooting.
-    pub waiting: Option<String>,
-    pub last_result: Option<String>,
-    /// When the settings cannot be read: why.
-    pub error: Option<String>,
-}
-
-/// A strategy in one phrase.
-pub fn describe(s: &Strategy) -> String {
-    match s {
-        Strategy::Immediate => "immediate (reboot once staged)".into(),
-        Strategy::Kured => "kured (writes /var/run/reboot-required)".into(),
-        Strategy::FleetLock { url, group } => format!("fleet-lock (group {group} at {url})"),
-        Strategy::Window(w) => {
-            let days: Vec<String> = w
-                .days
-                .iter()
-                .map(|d| format!("{d:?}").to_lowercase())
-                .collect();
-            format!(
-                "window ({} at {:02}:{:02} UTC for {})",
-                days.join(","),
-                w.start_minute / 60,
-                w.start_minute % 60,
-                humantime::format_duration(Duration::from_secs(w.length))
-            )
-        }
-    }
-}
-
-/// The agent's status; `None` on an image without the agent.
-pub fn status(host: &Host) -> Option<AgentStatus> {
-    let p = AgentPaths::default();
-    if !p.image_settings.exists() {
-        return None;
-    }
-    let st: AgentState = state::read(&state_path(&host.paths.state)).unwrap_or_default();
-    let settings = load_settings(&p);
-    let (enabled, strategy, strategy_settings, interval, error) = match &settings {
-        Ok(s) => (
-            s.enabled,
-            describe(&s.strategy),
-            Some(s.strategy.clone()),
-            Some(s.interval),
-            None,
-        ),
-        Err(e) => (false, "unknown".into(), None, None, Some(format!("{e:#}"))),
-    };
-    Some(AgentStatus {
-        enabled,
-        strategy,
-        strategy_settings,
-        next_check: next_check(st.last_run, interval),
-        node_id: crate::fleetlock::client::node_id_from(&p.machine_id).ok(),
-        lock_held: st.lock_held,
-        lock_group: st.lock_group.clone().filter(|_| st.lock_held),
-        waiting: st.waiting.clone(),
-        last_result: st.last_result.clone(),
-        error,
-    })
-}
-
-/// The timer's next elapse in wall-clock time, when systemd gives one
-/// (calendar timers); else the last run plus the interval, or the boot plus
-/// the interval before the first run (monotonic timers, whose next elapse
-/// systemd gives only relative to the boot).
-fn next_check(last_run: Option<u64>, interval: Option<u64>) -> Option<String> {
-    let shown = Cmd::new("systemctl")
-        .args([
-            "show",
-            "hull-update.timer",
-            "--property=NextElapseUSecRealtime",
-            "--value",
-        ])
-        .output_string()
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty() && s != "n/a" && s != "infinity");
-    if shown.is_some() {
-        return shown;
-    }
-    let interval = interval?;
-    let from = match last_run {
-        Some(t) => t,
-        None => {
-            let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
-            let up: f64 = uptime.split_whitespace().next()?.parse().ok()?;
-            state::now().saturating_sub(up as u64)
-        }
-    };
-    Some(format!(
-        "about {} (every {})",
-        utc(from + interval),
-        humantime::format_duration(Duration::from_secs(interval))
-    ))
-}
-
-/// The agent's lines of `hull status`.
-pub fn render(a: &AgentStatus) -> String {
-    let mut out = format!(
-        "update agent: {}, strategy {}\n",
-        if a.enabled { "on" } else { "off" },
-        a.strategy
-    );
-    if let Some(e) = &a.error {
-        out.push_str(&format!("  settings: {e}\n"));
-    }
-    if let Some(n) = &a.next_check {
-        out.push_str(&format!("  next check: {n}\n"));
-    }
-    if let Some(n) = &a.node_id {
-        out.push_str(&format!("  node id: {n}\n"));
-    }
-    out.push_str(&match &a.lock_group {
-        Some(g) if a.lock_held => format!("  fleet lock: held (group {g})\n"),
-        _ => "  fleet lock: not held\n".to_string(),
-    });
-    if let Some(w) = &a.waiting {
-        out.push_str(&format!("  waiting for: {w}\n"));
-    }
-    if let Some(r) = &a.last_result {
-        out.push_str(&format!("  last run: {r}\n"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,92 +365,5 @@ mod tests {
         note_rollback(&mut other, "a", Some(&record("c", "a")));
         note_rollback(&mut other, "a", None);
         assert_eq!(other.rollbacks, 1);
-    }
-
-    /// A real FleetLock server is tested in tests/fleetlock.rs; here the
-    /// decisions before any request: nothing is asked of a server (the
-    /// node id is never even read) unless the slot is due back.
-    #[test]
-    fn the_slot_goes_back_only_from_a_healthy_target() {
-        let held = |target: &str| AgentState {
-            target: Some(target.into()),
-            lock_held: true,
-            lock_url: Some("http://127.0.0.1:9/".into()),
-            lock_group: Some("g".into()),
-            ..Default::default()
-        };
-        let no_id = || -> Result<String> { anyhow::bail!("the node id was read") };
-        for (st, booted, healthy) in [
-            (held("b"), "a", true),  // rolled back
-            (held("b"), "b", false), // unhealthy
-            (
-                AgentState {
-                    lock_held: false,
-                    ..held("b")
-                },
-                "b",
-                true,
-            ),
-            (
-                AgentState {
-                    lock_url: None,
-                    ..held("b")
-                },
-                "b",
-                true,
-            ),
-        ] {
-            let mut s = st.clone();
-            assert_eq!(
-                release_if_due(&mut s, booted, healthy, no_id).unwrap(),
-                None
-            );
-            assert_eq!(s, st);
-        }
-        // Due: the node id is read and the server asked (here nobody
-        // listens on port 9: the slot stays held and the error says where).
-        let mut s = held("b");
-        let e = release_if_due(&mut s, "b", true, || Ok("n1".into())).unwrap_err();
-        assert!(
-            format!("{e:#}").contains("http://127.0.0.1:9/v1/steady-state"),
-            "{e:#}"
-        );
-        assert!(s.lock_held);
-    }
-
-    #[test]
-    fn status_lines() {
-        let a = AgentStatus {
-            enabled: true,
-            strategy: describe(&Strategy::FleetLock {
-                url: "http://10.0.2.101".into(),
-                group: "default".into(),
-            }),
-            strategy_settings: None,
-            next_check: Some("Mon 2026-11-30 10:00:00 UTC".into()),
-            node_id: Some("975228d46dc94622b9bbe16671e2b58d".into()),
-            lock_held: true,
-            lock_group: Some("default".into()),
-            waiting: Some("the maintenance window, which opens at x".into()),
-            last_result: None,
-            error: None,
-        };
-        assert_eq!(
-            render(&a),
-            "update agent: on, strategy fleet-lock (group default at http://10.0.2.101)\n\
-             \x20 next check: Mon 2026-11-30 10:00:00 UTC\n\
-             \x20 node id: 975228d46dc94622b9bbe16671e2b58d\n\
-             \x20 fleet lock: held (group default)\n\
-             \x20 waiting for: the maintenance window, which opens at x\n"
-        );
-        let w = Strategy::Window(crate::manifest::strategy::Window {
-            days: vec![
-                crate::manifest::strategy::Weekday::Sat,
-                crate::manifest::strategy::Weekday::Sun,
-            ],
-            start_minute: 23 * 60 + 30,
-            length: 5400,
-        });
-        assert_eq!(describe(&w), "window (sat,sun at 23:30 UTC for 1h 30m)");
     }
 }

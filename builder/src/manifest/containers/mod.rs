@@ -17,11 +17,16 @@
 //! them ([`resolve_paths`]). The rootfs stage turns the result into files
 //! (`crate::build::rootfs::containers`).
 
+mod keys;
+mod scope;
+
+pub use keys::parse_public_key;
+pub use scope::check_scope;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use spki::der::Decode;
 
 use super::{Arch, Target};
 
@@ -255,187 +260,6 @@ pub fn validate(
         }
     }
     Ok(Containers { policy, sandbox })
-}
-
-/// Checks a policy scope of the `docker` transport (containers-policy.json(5)):
-/// `host[:port]`, `host[:port]/path/...` with lowercase path components, or
-/// `*.domain`. The host must look like a registry (a dot, a port, or
-/// `localhost`), as image references tell registries from namespaces; tags
-/// and digests are refused, as a scope names where images come from.
-pub fn check_scope(scope: &str) -> Result<(), String> {
-    let not = |why: &str| {
-        Err(format!(
-            "{scope:?} is not a registry or repository scope ({why}; \
-             e.g. \"registry.example:5000\" or \"registry.example:5000/ns/repo\")"
-        ))
-    };
-    if scope.is_empty() {
-        return not("empty");
-    }
-    if scope.contains("://") {
-        return not("no scheme: write the host without https://");
-    }
-    if let Some(domain) = scope.strip_prefix("*.") {
-        if !is_dns_name(domain) || !domain.contains('.') {
-            return not("a wildcard is *. and a domain with a dot, without port or path");
-        }
-        return Ok(());
-    }
-    if scope.contains('@') {
-        return not("a digest names one image, not a scope");
-    }
-    let (host_port, path) = match scope.split_once('/') {
-        Some((h, p)) => (h, Some(p)),
-        None => (scope, None),
-    };
-    let (host, port) = match host_port.split_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (host_port, None),
-    };
-    if !is_dns_name(host) {
-        return not("the registry host is not a host name or IPv4 address");
-    }
-    if let Some(p) = port {
-        if p.parse::<u16>().map_or(true, |n| n == 0) {
-            return not("the port is not a number from 1 to 65535");
-        }
-    }
-    if port.is_none() && !host.contains('.') && host != "localhost" {
-        return not(&format!(
-            "{host:?} would be a Docker Hub namespace, not a registry: write docker.io/{scope}"
-        ));
-    }
-    if let Some(path) = path {
-        for component in path.split('/') {
-            if component.contains(':') {
-                return not("a tag names one image, not a scope");
-            }
-            if !is_path_component(component) {
-                return not(&format!(
-                    "path component {component:?}: lowercase letters and digits, \
-                     separated by '.', '_', '__' or '-'"
-                ));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A host name (labels of letters, digits and inner hyphens) or IPv4 address.
-fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
-/// The distribution reference grammar's path component:
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn is_path_component(s: &str) -> bool {
-    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let b = s.as_bytes();
-    if b.is_empty() || !alnum(b[0] as char) || !alnum(b[b.len() - 1] as char) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i] as char;
-        if alnum(c) {
-            i += 1;
-            continue;
-        }
-        // A separator: '.', '_', '__' or a run of '-', then an alphanumeric.
-        let start = i;
-        match c {
-            '.' => i += 1,
-            '_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            '-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        if i == start || i >= b.len() || !alnum(b[i] as char) {
-            return false;
-        }
-    }
-    true
-}
-
-/// Parses a cosign public key file: one PEM block `PUBLIC KEY` holding a
-/// SubjectPublicKeyInfo of an ECDSA (P-256, P-384, P-521), Ed25519 or RSA
-/// key, the kinds containers/image verifies. Returns the PEM re-encoded and
-/// the key's kind; the error names what the file is instead.
-pub fn parse_public_key(bytes: &[u8]) -> Result<(String, &'static str), String> {
-    use spki::der::pem::{self, LineEnding};
-    use spki::ObjectIdentifier as Oid;
-    const EC: Oid = Oid::new_unwrap("1.2.840.10045.2.1");
-    const P256: Oid = Oid::new_unwrap("1.2.840.10045.3.1.7");
-    const P384: Oid = Oid::new_unwrap("1.3.132.0.34");
-    const P521: Oid = Oid::new_unwrap("1.3.132.0.35");
-    const ED25519: Oid = Oid::new_unwrap("1.3.101.112");
-    const RSA: Oid = Oid::new_unwrap("1.2.840.113549.1.1.1");
-
-    let text = std::str::from_utf8(bytes).map_err(|_| "not a PEM text file".to_string())?;
-    let trimmed = text.trim();
-    let (label, der) = pem::decode_vec(trimmed.as_bytes()).map_err(|e| {
-        format!("not a PEM public key (cosign.pub's -----BEGIN PUBLIC KEY----- block): {e}")
-    })?;
-    if label.contains("PRIVATE") {
-        return Err(format!(
-            "a private key ({label}): give the public half (cosign.pub), never the signing key"
-        ));
-    }
-    if label != "PUBLIC KEY" {
-        return Err(format!(
-            "a PEM {label:?} block, not a PUBLIC KEY (cosign.pub's format)"
-        ));
-    }
-    let spki = spki::SubjectPublicKeyInfoRef::from_der(&der)
-        .map_err(|e| format!("not a public key (SubjectPublicKeyInfo): {e}"))?;
-    let key_len = spki.subject_public_key.raw_bytes().len();
-    let algorithm = match spki.algorithm.oid {
-        EC => {
-            let curve = spki
-                .algorithm
-                .parameters_oid()
-                .map_err(|e| format!("an EC key without a named curve: {e}"))?;
-            // Uncompressed points: 0x04, then x and y.
-            match (curve, key_len) {
-                (P256, 65) => "ECDSA P-256",
-                (P384, 97) => "ECDSA P-384",
-                (P521, 133) => "ECDSA P-521",
-                (P256 | P384 | P521, n) => {
-                    return Err(format!(
-                        "an EC public key of {n} bytes, not an uncompressed point of its curve"
-                    ))
-                }
-                (c, _) => return Err(format!("an EC key on curve {c}, not P-256, P-384 or P-521")),
-            }
-        }
-        ED25519 if key_len == 32 => "Ed25519",
-        ED25519 => return Err(format!("an Ed25519 public key of {key_len} bytes, not 32")),
-        RSA => "RSA",
-        other => {
-            return Err(format!(
-                "a public key of algorithm {other}, not ECDSA, Ed25519 or RSA"
-            ))
-        }
-    };
-    let pem = pem::encode_string("PUBLIC KEY", LineEnding::LF, &der)
-        .map_err(|e| format!("re-encoding the key: {e}"))?;
-    Ok((pem, algorithm))
 }
 
 #[cfg(test)]

@@ -16,110 +16,25 @@
 //!    checksum against the signed tree);
 //! 6. the local /etc must merge into it; only then is it deployed.
 
+mod remote;
+mod report;
+mod sizes;
+
+pub use report::{Outcome, SourceRecord, UpdateOptions, UpdateReport};
+pub use sizes::{missing_bytes, parse_size_entry, Missing, SizeEntry};
+
 use anyhow::{bail, Context, Result};
 use ostree::gio;
 use ostree::glib;
-use serde::{Deserialize, Serialize};
 
-use super::fetch::{Fetcher, Limits};
+use super::fetch::Fetcher;
 use super::verdict::{self, CommitFacts, Space};
 use super::{key_of, state, Host};
 use crate::boot::esp;
 use crate::repo::commit::META_KARGS;
 use crate::repo::sign;
-use crate::repo::summary::{self, Freshness, SignedSummary};
-
-/// What `hull update` was asked to do.
-#[derive(Debug, Clone)]
-pub struct UpdateOptions {
-    /// Only say whether an update is available.
-    pub check: bool,
-    /// Download and verify, but do not deploy.
-    pub download_only: bool,
-    /// Accept a commit older than the booted one.
-    pub allow_downgrade: bool,
-    /// Bounds of hull's own downloads.
-    pub limits: Limits,
-    /// Take the update now, before this host's turn in its rollout wave.
-    pub now: bool,
-}
-
-impl Default for UpdateOptions {
-    fn default() -> Self {
-        UpdateOptions {
-            check: false,
-            download_only: false,
-            allow_downgrade: false,
-            limits: Limits::DEFAULT,
-            now: false,
-        }
-    }
-}
-
-/// What `hull update` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// The booted commit is the ref's head.
-    UpToDate,
-    /// A newer commit is there (`--check`).
-    Available,
-    /// Pulled and verified, not deployed (`--download-only`).
-    Downloaded,
-    /// Deployed as the default for the next boot, on trial.
-    Deployed,
-    /// A newer commit is there, but this host's turn in its rollout wave
-    /// (`not_before`) has not come (`--now` overrides).
-    NotYet,
-}
-
-/// What `hull update` did, and with what.
-#[derive(Debug, Clone, Serialize)]
-pub struct UpdateReport {
-    pub remote: String,
-    pub url: String,
-    #[serde(rename = "ref")]
-    pub ostree_ref: String,
-    pub booted: String,
-    pub available: Option<String>,
-    pub version: Option<String>,
-    pub result: Outcome,
-    /// Until when the source's signed summary holds.
-    pub source: Freshness,
-    pub boot_tries: Option<u32>,
-    pub esp: Option<esp::SyncReport>,
-    /// When this host's turn in the commit's rollout wave comes (Unix
-    /// seconds); `None`: the commit has no rollout period.
-    pub not_before: Option<u64>,
-    /// What the pull fetched (`None`: nothing was pulled).
-    pub pulled: Option<super::pull::PullStats>,
-}
-
-/// What the last look at the update source found, kept in
-/// /var/lib/hull/source.json for `hull status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceRecord {
-    pub url: String,
-    #[serde(rename = "ref")]
-    pub ostree_ref: String,
-    /// Seconds since the epoch.
-    pub checked_at: u64,
-    /// `ostree.summary.expires` of the verified summary, seconds since the epoch.
-    pub expires: Option<u64>,
-    /// The ref's head in it.
-    pub head: Option<String>,
-}
-
-impl SourceRecord {
-    pub fn path(state: &std::path::Path) -> std::path::PathBuf {
-        state.join("source.json")
-    }
-
-    /// The freshness of the statement at `now`.
-    pub fn freshness(&self, now: u64) -> Freshness {
-        Freshness::of(self.expires, now)
-    }
-}
+use crate::repo::summary::Freshness;
+use remote::{fetch_commit, fetch_summary};
 
 /// Hull's margins on top of libostree's reserve: what the deployment's own
 /// writes (the /etc merge, the journal) need.
@@ -343,164 +258,4 @@ fn kernel_args(booted: &ostree::Deployment, meta: &glib::VariantDict) -> Vec<Str
     let commit = meta.lookup::<Vec<String>>(META_KARGS).ok().flatten();
     let options = booted.bootconfig().and_then(|b| b.get("options"));
     crate::boot::cmdline::for_update(commit, options.as_deref())
-}
-
-/// The source's summary, its signature checked against `keys`.
-fn fetch_summary(
-    fetcher: &Fetcher,
-    base: &str,
-    keys: &[ed25519_dalek::VerifyingKey],
-) -> Result<SignedSummary> {
-    let summary_url = format!("{base}/{}", summary::SUMMARY_FILE);
-    let bytes = fetcher.require(
-        &summary_url,
-        summary::MAX_SUMMARY_BYTES,
-        "the repository summary",
-    )?;
-    let sig_url = format!("{base}/{}", summary::SIGNATURE_FILE);
-    let sig = fetcher.get(&sig_url, summary::MAX_SIGNATURE_BYTES)?;
-    summary::verify(&bytes, sig.as_deref(), keys, base)
-}
-
-/// The commit object `checksum` from the server, its bytes checked against
-/// its name and its signature against `keys`.
-fn fetch_commit(
-    fetcher: &Fetcher,
-    base: &str,
-    checksum: &str,
-    keys: &[ed25519_dalek::VerifyingKey],
-) -> Result<glib::Variant> {
-    if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{base}/summary: {checksum:?} is not a commit checksum");
-    }
-    let (a, b) = checksum.split_at(2);
-    let commit_url = format!("{base}/objects/{a}/{b}.commit");
-    // libostree's default max-metadata-size.
-    let bytes = fetcher.require(&commit_url, 10 << 20, "the commit the signed summary names")?;
-    let meta_url = format!("{base}/objects/{a}/{b}.commitmeta");
-    let detached = fetcher.get(&meta_url, 1 << 20)?.unwrap_or_default();
-    let signatures =
-        sign::signatures_in(&detached, checksum).with_context(|| format!("reading {meta_url}"))?;
-    sign::verify(checksum, &bytes, &signatures, keys)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("refusing the update from {base}"))?;
-    let variant = glib::Variant::from_data_with_type(
-        bytes,
-        glib::VariantTy::new("(a{sv}aya(say)sstayay)").expect("commit type"),
-    );
-    if !variant.is_normal_form() {
-        bail!("{commit_url}: not a well-formed commit object");
-    }
-    Ok(variant)
-}
-
-/// Bytes of the objects in a commit's `ostree.sizes` that a repository lacks.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Missing {
-    /// As stored once pulled.
-    pub unpacked: u64,
-    /// As transferred (compressed).
-    pub archived: u64,
-}
-
-/// The objects of the commit's `ostree.sizes` that the local repository
-/// lacks. Errors when the commit has no `ostree.sizes` (fail closed).
-pub fn missing_bytes(repo: &ostree::Repo, meta: &glib::VariantDict) -> Result<Missing> {
-    let Some(sizes) = meta.lookup_value(
-        "ostree.sizes",
-        Some(glib::VariantTy::new("aay").expect("type")),
-    ) else {
-        bail!("the commit has no ostree.sizes: its size on disk is unknown, refusing it");
-    };
-    let mut total = Missing::default();
-    for entry in sizes.iter() {
-        let bytes = entry.fixed_array::<u8>().unwrap_or_default();
-        let Some(e) = parse_size_entry(bytes) else {
-            bail!("the commit's ostree.sizes metadata is malformed");
-        };
-        let objtype = match e.objtype {
-            Some(2) => ostree::ObjectType::DirTree,
-            Some(3) => ostree::ObjectType::DirMeta,
-            _ => ostree::ObjectType::File,
-        };
-        if !repo.has_object(objtype, &e.checksum, gio::Cancellable::NONE)? {
-            total.unpacked += e.unpacked;
-            total.archived += e.archived;
-        }
-    }
-    Ok(total)
-}
-
-/// One `ostree.sizes` entry: 32 checksum bytes, then the archived and
-/// unpacked sizes as LEB128 varints, then (newer ostree) the object type.
-#[derive(Debug, PartialEq, Eq)]
-pub struct SizeEntry {
-    pub checksum: String,
-    pub archived: u64,
-    pub unpacked: u64,
-    pub objtype: Option<u8>,
-}
-
-pub fn parse_size_entry(bytes: &[u8]) -> Option<SizeEntry> {
-    let checksum = hex::encode(bytes.get(..32)?);
-    let mut rest = &bytes[32..];
-    let mut varint = || -> Option<u64> {
-        let mut value = 0u64;
-        for (i, b) in rest.iter().enumerate().take(10) {
-            value |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                rest = &rest[i + 1..];
-                return Some(value);
-            }
-        }
-        None
-    };
-    let archived = varint()?;
-    let unpacked = varint()?;
-    Some(SizeEntry {
-        checksum,
-        archived,
-        unpacked,
-        objtype: rest.first().copied(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn size_entries_parse() {
-        let mut e = vec![0xab; 32];
-        e.extend([0x96, 0x01]); // 150
-        e.extend([0x05]);
-        e.push(1);
-        assert_eq!(
-            parse_size_entry(&e),
-            Some(SizeEntry {
-                checksum: "ab".repeat(32),
-                archived: 150,
-                unpacked: 5,
-                objtype: Some(1)
-            })
-        );
-        assert_eq!(parse_size_entry(&e[..33]), None);
-        assert_eq!(parse_size_entry(&e[..34]), None);
-        assert!(parse_size_entry(&[0u8; 10]).is_none());
-    }
-
-    /// ostree.sizes as libostree writes it into a real commit.
-    #[test]
-    fn sizes_of_a_real_commit() {
-        let (t, repo, c) = crate::repo::commit::test_repo_with_commit(&[7u8; 5000]);
-        let (commit, _) = repo.load_commit(&c).unwrap();
-        let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
-        // Everything is present locally: nothing missing.
-        assert_eq!(missing_bytes(&repo, &dict).unwrap(), Missing::default());
-        // An empty repository lacks the 5000-byte file (and the tree objects).
-        let empty = crate::repo::commit::open_or_create(&t.path().join("empty")).unwrap();
-        let missing = missing_bytes(&empty, &dict).unwrap();
-        assert!(missing.unpacked >= 5000, "{missing:?}");
-        assert!(missing.archived > 0, "{missing:?}");
-    }
 }
