@@ -253,7 +253,7 @@ pub fn apply(
     }
     if !origins.cache.is_empty() {
         log::info!(
-            "{}: {} locked package{} no longer on the mirror, installed from {}: {}",
+            "{}: {} locked package{} no longer on the mirror, taken from {}: {}",
             lock_file.display(),
             origins.cache.len(),
             if origins.cache.len() > 1 { "s" } else { "" },
