@@ -284,13 +284,17 @@ fn a_locked_deb_gone_from_the_mirror_installs_from_the_cache() -> Result<()> {
     let out = t.path().join("out");
     let cache = out.join("cache");
     let debs = cache.join("debs");
-    std::fs::create_dir_all(&debs)?;
-    if let Ok(entries) = std::fs::read_dir(shared.join("cache/debs")) {
-        let debs_in = entries
+    // The lane's .debs and signed indexes (checked by sha256 when read).
+    for (dir, ext) in [("debs", ".deb"), ("indexes", ".xz")] {
+        std::fs::create_dir_all(cache.join(dir))?;
+        let Ok(entries) = std::fs::read_dir(shared.join("cache").join(dir)) else {
+            continue;
+        };
+        let files = entries
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".deb"));
-        for e in debs_in {
-            let to = debs.join(e.file_name());
+            .filter(|e| e.file_name().to_string_lossy().ends_with(ext));
+        for e in files {
+            let to = cache.join(dir).join(e.file_name());
             if std::fs::hard_link(e.path(), &to).is_err() {
                 std::fs::copy(e.path(), &to)?;
             }
@@ -339,7 +343,17 @@ fn a_locked_deb_gone_from_the_mirror_installs_from_the_cache() -> Result<()> {
     );
     assert_eq!(plan.locked["hull-test-cached"], "1.0");
     let work = t.path().join("work");
+    let install_start = hull::util::now_secs_f64();
     let list = hull::build::rootfs::install_or_reuse(&plan, &work, &cache, false)?;
+    // Where the seconds went (the hooks' marks), for the CI log.
+    let marks = std::fs::read_to_string(work.join("mmdebstrap-phases")).unwrap_or_default();
+    for (phase, secs) in hull::build::rootfs::mmdebstrap::phase_times(
+        &marks,
+        install_start,
+        hull::util::now_secs_f64(),
+    ) {
+        eprintln!("install: {phase}: {secs:.1} s");
+    }
     assert!(
         list.lines().any(|l| l == "hull-test-cached\t1.0\tall"),
         "installed: {list}"
