@@ -334,14 +334,20 @@ fn a_locked_deb_gone_from_the_mirror_installs_from_the_cache() -> Result<()> {
     let m = hull::manifest::Manifest::load(&path)?;
     let arch = hull::manifest::Arch::X86_64;
     let a = &lock_file.arches[0];
-    let (mut plan, index) = hull::build::archive::resolve_locked(&m, arch, &cache, &a.versions())?;
-    lock::apply(a, &mut plan, &index, &lock_path, &m, &debs)?;
+    let (mut plan, mut index) =
+        hull::build::archive::resolve_locked(&m, arch, &cache, &a.versions())?;
+    lock::apply(a, &mut plan, &mut index, &lock_path, &m, &debs)?;
     assert!(
         plan.local_debs.contains(&cached),
         "taken from the cache: {:?}",
         plan.local_debs
     );
     assert_eq!(plan.locked["hull-test-cached"], "1.0");
+    // Listed for the SBOM at the locked sha256.
+    let listed = index
+        .deb("hull-test-cached", "1.0", "all")
+        .map(|d| &d.sha256);
+    assert_eq!(listed, Some(&a.package.last().unwrap().sha256));
     let work = t.path().join("work");
     let install_start = hull::util::now_secs_f64();
     let list = hull::build::rootfs::install_or_reuse(&plan, &work, &cache, false)?;

@@ -463,6 +463,29 @@ impl PackageIndex {
             .get(&(name.to_string(), version.to_string(), arch.to_string()))
     }
 
+    /// Lists a `.deb` that is in no signed index but in the build's cache
+    /// at the lock's sha256 (`crate::build::lock::apply`), with no pool path
+    /// (`filename` and `mirror` empty): the SBOM then gives its sha256 and
+    /// no download location. Its version does not become a candidate.
+    pub fn insert_cached(
+        &mut self,
+        name: &str,
+        version: &str,
+        arch: &str,
+        sha256: &str,
+        size: u64,
+    ) {
+        self.debs.insert(
+            (name.to_string(), version.to_string(), arch.to_string()),
+            Deb {
+                sha256: sha256.to_string(),
+                size,
+                filename: String::new(),
+                mirror: String::new(),
+            },
+        );
+    }
+
     pub fn len(&self) -> usize {
         self.versions.len()
     }

@@ -210,11 +210,12 @@ impl LockFile {
 /// file there has that sha256 ([`cached`]): the plan's `local_debs`, which
 /// the install serves from a local repository. Errors (one line each): a
 /// package the manifest names that is not locked; locked versions in
-/// neither the mirror nor `deb_cache`.
+/// neither the mirror nor `deb_cache`. The cached ones are then listed in
+/// `index` too ([`PackageIndex::insert_cached`], for the SBOM).
 pub fn apply(
     lock: &ArchLock,
     plan: &mut PackagePlan,
-    index: &PackageIndex,
+    index: &mut PackageIndex,
     lock_file: &Path,
     manifest: &Manifest,
     deb_cache: &Path,
@@ -260,6 +261,9 @@ pub fn apply(
             deb_cache.display(),
             origins.cache_text()
         );
+    }
+    for (p, _) in &origins.cache {
+        index.insert_cached(&p.name, &p.version, &p.arch, &p.sha256, p.size);
     }
     plan.local_debs = origins.cache.into_iter().map(|(_, p)| p).collect();
     plan.locked = lock
@@ -365,9 +369,16 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
                     manifest.path.display()
                 )
             })?;
-            let (mut plan, index) =
+            let (mut plan, mut index) =
                 crate::build::archive::resolve_locked(&manifest, arch, &cache, &a.versions())?;
-            apply(a, &mut plan, &index, &path, &manifest, &cache.join("debs"))?;
+            apply(
+                a,
+                &mut plan,
+                &mut index,
+                &path,
+                &manifest,
+                &cache.join("debs"),
+            )?;
         }
         return Ok(vec![format!(
             "{} holds every package of {} and every locked version is on the mirror or in its .deb cache: nothing to do (`--update` moves it forward)",

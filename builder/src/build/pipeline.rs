@@ -315,7 +315,7 @@ fn build_arch(
                     .as_ref()
                     .and_then(|l| l.arch(arch))
                     .map(|a| a.versions());
-                let (mut plan, index) =
+                let (mut plan, mut index) =
                     archive::resolve_locked(manifest, arch, &cache, &names.unwrap_or_default())?;
                 if let Some(l) = &locked {
                     let a = l.arch(arch).ok_or_else(|| {
@@ -328,7 +328,7 @@ fn build_arch(
                     lock::apply(
                         a,
                         &mut plan,
-                        &index,
+                        &mut index,
                         &lock_file,
                         manifest,
                         &cache.join("debs"),

@@ -166,14 +166,14 @@ fn apply_pins_the_plan_or_names_what_does_not_hold() {
     let lock = arch_lock(&plan(), &index(), INSTALLED).unwrap();
 
     let mut p = plan();
-    apply(&lock, &mut p, &index(), &lf, &m, &debs).unwrap();
+    apply(&lock, &mut p, &mut index(), &lf, &m, &debs).unwrap();
     assert_eq!(p.locked.len(), 5);
     assert_eq!(p.locked["bsdutils"], "1:2.41.5-0+deb13u1");
 
     // A package added to the manifest but not locked.
     let mut p = plan();
     p.include.push("podman".into());
-    let e = apply(&lock, &mut p, &index(), &lf, &m, &debs)
+    let e = apply(&lock, &mut p, &mut index(), &lf, &m, &debs)
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -191,8 +191,8 @@ fn apply_pins_the_plan_or_names_what_does_not_hold() {
     let newer = PACKAGES
         .replace("2.41-12+deb13u5", "2.41-12+deb13u6")
         .replace("SHA256: cccc", "SHA256: cccd");
-    let idx = PackageIndex::parse(newer.as_bytes()).unwrap();
-    let e = apply(&lock, &mut plan(), &idx, &lf, &m, &debs)
+    let mut idx = PackageIndex::parse(newer.as_bytes()).unwrap();
+    let e = apply(&lock, &mut plan(), &mut idx, &lf, &m, &debs)
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -220,7 +220,7 @@ fn apply_pins_the_plan_or_names_what_does_not_hold() {
         }
     }
     let mut p = plan();
-    apply(&lock, &mut p, &idx, &lf, &m, &debs).unwrap();
+    apply(&lock, &mut p, &mut idx, &lf, &m, &debs).unwrap();
     assert_eq!(
         p.local_debs,
         [
@@ -229,9 +229,14 @@ fn apply_pins_the_plan_or_names_what_does_not_hold() {
         ]
     );
     assert_eq!(p.locked.len(), 5);
+    // Listed for the SBOM at the lock's sha256, with no pool path.
+    let d = idx.deb("adduser", "3.152", "all").unwrap();
+    assert_eq!((d.filename.as_str(), d.size), ("", 190000));
+    assert_eq!(d.sha256, lock.package[0].sha256);
+    let mut idx = PackageIndex::parse(newer.as_bytes()).unwrap();
     // A cached file whose bytes changed is not the locked .deb.
     fs::write(debs.join("adduser_3.152_all.deb"), "other bytes").unwrap();
-    let e = apply(&lock, &mut plan(), &idx, &lf, &m, &debs)
+    let e = apply(&lock, &mut plan(), &mut idx, &lf, &m, &debs)
         .unwrap_err()
         .to_string();
     assert!(
