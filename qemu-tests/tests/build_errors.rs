@@ -229,3 +229,190 @@ fn a_lock_that_does_not_hold_is_refused_before_installing() -> Result<()> {
     assert!(!t.path().join("out/repo/refs/heads/hull").exists());
     Ok(())
 }
+
+/// Makes `hull-test-cached` 1.0 (all), a package the mirror does not have,
+/// with `dpkg-deb --build`, in `dir`; returns the `.deb`'s path (apt's name
+/// for it, as apt leaves it in the .deb cache).
+fn hull_test_cached_deb(dir: &Path) -> Result<std::path::PathBuf> {
+    let src = dir.join("hull-test-cached");
+    std::fs::create_dir_all(src.join("DEBIAN"))?;
+    std::fs::create_dir_all(src.join("usr/share/hull-test-cached"))?;
+    std::fs::write(
+        src.join("usr/share/hull-test-cached/from-the-cache"),
+        "installed from out/cache/debs\n",
+    )?;
+    std::fs::write(
+        src.join("DEBIAN/control"),
+        "Package: hull-test-cached\nVersion: 1.0\nArchitecture: all\n\
+         Maintainer: hull tests <hull@example.org>\n\
+         Description: a package only the .deb cache has\n",
+    )?;
+    let deb = dir.join("hull-test-cached_1.0_all.deb");
+    hull::util::cmd::Cmd::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&src)
+        .arg(&deb)
+        .run()?;
+    Ok(deb)
+}
+
+/// A locked version the mirror does not list (`hull-test-cached` 1.0, which
+/// it never had) is installed from the build's .deb cache, where its sha256
+/// is the locked one: served as a local repository, pinned like every
+/// locked package, and the installed set is exactly the lock's. Gone from
+/// the cache too, the build stops at the packages stage with one line
+/// naming it, and writes nothing.
+///
+/// The manifest is minimal.toml plus that package, its lock the shipped
+/// minimal.lock (refreshed by CI before the lanes start) plus that package;
+/// the other .debs are hard-linked from the lane's .deb cache (warm after
+/// boot_minimal), so the install downloads little. The tree is installed
+/// as `hull build`'s rootfs stage does (resolve, lock, install), without
+/// the layout, commit and image stages.
+#[test]
+#[ignore = "boot test: needs root, QEMU and the Debian mirror; qemu-tests/run-tests.sh runs it"]
+fn a_locked_deb_gone_from_the_mirror_installs_from_the_cache() -> Result<()> {
+    if !enabled("a_locked_deb_gone_from_the_mirror_installs_from_the_cache") {
+        return Ok(());
+    }
+    use hull::build::lock::{self, LockedPackage};
+    let started = std::time::Instant::now();
+    let shared = hull_qemu_tests::test_out();
+    std::fs::create_dir_all(&shared)?;
+    // Beside the lane's cache, so its .debs hard-link.
+    let t = tempfile::tempdir_in(&shared)?;
+    let out = t.path().join("out");
+    let cache = out.join("cache");
+    let debs = cache.join("debs");
+    // The lane's .debs and signed indexes (checked by sha256 when read).
+    for (dir, ext) in [("debs", ".deb"), ("indexes", ".xz")] {
+        std::fs::create_dir_all(cache.join(dir))?;
+        let Ok(entries) = std::fs::read_dir(shared.join("cache").join(dir)) else {
+            continue;
+        };
+        let files = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(ext));
+        for e in files {
+            let to = cache.join(dir).join(e.file_name());
+            if std::fs::hard_link(e.path(), &to).is_err() {
+                std::fs::copy(e.path(), &to)?;
+            }
+        }
+    }
+    let deb = hull_test_cached_deb(t.path())?;
+    let cached = debs.join("hull-test-cached_1.0_all.deb");
+    std::fs::copy(&deb, &cached)?;
+
+    let path = t.path().join("cached.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "include = [{:?}]\nname = \"cached\"\n[packages]\ninclude = [\"hull-test-cached\"]\n",
+            workspace_root()
+                .join("manifests/minimal.toml")
+                .display()
+                .to_string()
+        ),
+    )?;
+    let shipped = lock::read(&workspace_root().join("manifests/minimal.lock"))?
+        .expect("manifests/minimal.lock");
+    let mut lock_file = shipped.clone();
+    lock_file.arches.retain(|a| a.name == "x86_64");
+    lock_file.arches[0].package.push(LockedPackage {
+        name: "hull-test-cached".into(),
+        version: "1.0".into(),
+        arch: "all".into(),
+        sha256: hull::build::archive::sha256_file(&deb)?,
+        size: std::fs::metadata(&deb)?.len(),
+        path: String::new(),
+    });
+    let lock_path = lock::lock_path(&path);
+    lock::write(&lock_path, &lock_file)?;
+
+    // As the build's packages and rootfs stages do.
+    let m = hull::manifest::Manifest::load(&path)?;
+    let arch = hull::manifest::Arch::X86_64;
+    let a = &lock_file.arches[0];
+    let (mut plan, mut index) =
+        hull::build::archive::resolve_locked(&m, arch, &cache, &a.versions())?;
+    lock::apply(a, &mut plan, &mut index, &lock_path, &m, &debs)?;
+    assert!(
+        plan.local_debs.contains(&cached),
+        "taken from the cache: {:?}",
+        plan.local_debs
+    );
+    assert_eq!(plan.locked["hull-test-cached"], "1.0");
+    // Listed for the SBOM at the locked sha256.
+    let listed = index
+        .deb("hull-test-cached", "1.0", "all")
+        .map(|d| &d.sha256);
+    assert_eq!(listed, Some(&a.package.last().unwrap().sha256));
+    let work = t.path().join("work");
+    let install_start = hull::util::now_secs_f64();
+    let list = hull::build::rootfs::install_or_reuse(&plan, &work, &cache, false)?;
+    // Where the seconds went (the hooks' marks), for the CI log.
+    let marks = std::fs::read_to_string(work.join("mmdebstrap-phases")).unwrap_or_default();
+    for (phase, secs) in hull::build::rootfs::mmdebstrap::phase_times(
+        &marks,
+        install_start,
+        hull::util::now_secs_f64(),
+    ) {
+        eprintln!("install: {phase}: {secs:.1} s");
+    }
+    assert!(
+        list.lines().any(|l| l == "hull-test-cached\t1.0\tall"),
+        "installed: {list}"
+    );
+    let file = work.join("rootfs/usr/share/hull-test-cached/from-the-cache");
+    assert_eq!(
+        std::fs::read_to_string(&file)?,
+        "installed from out/cache/debs\n"
+    );
+    let installed: Vec<String> = list
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.replace('\t', " "))
+        .collect();
+    lock::verify_installed(a, &installed, &lock_path)?;
+    hull::build::rootfs::remove_tree(&work)?;
+    eprintln!(
+        "installed from the lock with hull-test-cached from the cache in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Gone from the cache too: one line, at the packages stage, nothing written.
+    std::fs::remove_file(&cached)?;
+    let err = run_build(&BuildOptions {
+        manifest: path.clone(),
+        out: out.clone(),
+        arch: None,
+        refresh: false,
+        agents: hull_qemu_tests::agents().expect("the hull agents"),
+        sign_key: None,
+        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
+        rollout: None,
+    })
+    .expect_err("the build should fail");
+    let err = format!("{err:#}");
+    assert!(!err.contains('\n'), "one line: {err}");
+    assert!(err.contains("stage packages"), "{err}");
+    assert!(
+        err.contains("locked version gone from http://deb.debian.org/debian trixie"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            " and not in {}: hull-test-cached 1.0 (",
+            debs.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hull lock --update"), "{err}");
+    assert!(!out.join("cached-x86_64.raw").exists(), "no image");
+    assert!(!out.join("build.json").exists(), "no build.json");
+    assert!(!out.join(".work/x86_64").exists(), "no scratch tree left");
+    assert!(!out.join("repo/refs/heads/hull").exists(), "no ref");
+    eprintln!("whole test: {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -51,6 +51,12 @@ pub struct PackagePlan {
     /// installed-tree cache keys of unlocked builds stay as they were).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub locked: BTreeMap<String, String>,
+    /// With a lock: the `.deb` files, in the build's cache, of the locked
+    /// versions the mirror no longer lists (each checked against the lock's
+    /// sha256); the install serves them from a local repository. Not
+    /// serialized: the installed tree is the same wherever a `.deb` came from.
+    #[serde(skip)]
+    pub local_debs: Vec<std::path::PathBuf>,
 }
 
 /// One source at the time its signed InRelease was read.
@@ -144,6 +150,19 @@ pub fn resolve_with_index(
     arch: Arch,
     cache: &Path,
 ) -> Result<(PackagePlan, PackageIndex)> {
+    resolve_locked(manifest, arch, cache, &BTreeMap::new())
+}
+
+/// [`resolve_with_index`] for a locked build: `locked` (package name →
+/// locked version) are known even when no index lists them, at the locked
+/// version: their `.deb` may be in the cache (`crate::build::lock::apply`
+/// decides, and names them when it is not).
+pub fn resolve_locked(
+    manifest: &Manifest,
+    arch: Arch,
+    cache: &Path,
+    locked: &BTreeMap<String, String>,
+) -> Result<(PackagePlan, PackageIndex)> {
     // The suite, then -updates and -security: each signed, each index
     // hash-checked; a package's candidate is the highest version of all.
     let mut index = PackageIndex::default();
@@ -178,7 +197,16 @@ pub fn resolve_with_index(
     let mut seen = HashSet::new();
     include.retain(|p| seen.insert(p.clone()));
 
-    let versions = index.check(&include, &manifest.path, &archive)?;
+    let (indexed, from_lock): (Vec<String>, Vec<String>) = include
+        .iter()
+        .cloned()
+        .partition(|n| index.version(n).is_some() || !locked.contains_key(n));
+    let mut versions = index.check(&indexed, &manifest.path, &archive)?;
+    versions.extend(
+        from_lock
+            .into_iter()
+            .map(|n| (n.clone(), locked[&n].clone())),
+    );
     let plan = PackagePlan {
         mirror: archive.mirror,
         suite: archive.suite,
@@ -190,6 +218,7 @@ pub fn resolve_with_index(
         versions,
         sources,
         locked: BTreeMap::new(),
+        local_debs: Vec::new(),
     };
     Ok((plan, index))
 }
@@ -432,6 +461,29 @@ impl PackageIndex {
     pub fn deb(&self, name: &str, version: &str, arch: &str) -> Option<&Deb> {
         self.debs
             .get(&(name.to_string(), version.to_string(), arch.to_string()))
+    }
+
+    /// Lists a `.deb` that is in no signed index but in the build's cache
+    /// at the lock's sha256 (`crate::build::lock::apply`), with no pool path
+    /// (`filename` and `mirror` empty): the SBOM then gives its sha256 and
+    /// no download location. Its version does not become a candidate.
+    pub fn insert_cached(
+        &mut self,
+        name: &str,
+        version: &str,
+        arch: &str,
+        sha256: &str,
+        size: u64,
+    ) {
+        self.debs.insert(
+            (name.to_string(), version.to_string(), arch.to_string()),
+            Deb {
+                sha256: sha256.to_string(),
+                size,
+                filename: String::new(),
+                mirror: String::new(),
+            },
+        );
     }
 
     pub fn len(&self) -> usize {

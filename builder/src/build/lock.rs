@@ -12,8 +12,9 @@
 //! With a lock beside the manifest, `hull build` checks it first (nothing
 //! is downloaded or written when it does not hold): every package the
 //! manifest names must be locked, and every locked version must still be in
-//! the mirror's signed index (Debian's mirror keeps only current versions).
-//! apt is then pinned to the locked versions (priority 1001), and the
+//! the mirror's signed index (Debian's mirror keeps only current versions)
+//! or in the build's `.deb` cache, `out/cache/debs`, at the locked sha256
+//! ([`cached`]: those are installed from a local repository). apt is then pinned to the locked versions (priority 1001), and the
 //! installed set is compared with the lock: a package apt added or moved is
 //! an error, so what is installed is exactly what is locked.
 
@@ -186,6 +187,16 @@ pub fn arch_lock(plan: &PackagePlan, index: &PackageIndex, installed: &str) -> R
     })
 }
 
+impl ArchLock {
+    /// Package name → locked version.
+    pub fn versions(&self) -> BTreeMap<String, String> {
+        self.package
+            .iter()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect()
+    }
+}
+
 impl LockFile {
     /// The entry of `arch`.
     pub fn arch(&self, arch: Arch) -> Option<&ArchLock> {
@@ -194,14 +205,20 @@ impl LockFile {
 }
 
 /// Checks a lock against the manifest's plan and the mirror's index, and
-/// pins the plan to it. Errors (one line each): a package the manifest
-/// names that is not locked; locked versions gone from the mirror.
+/// pins the plan to it. A locked version the mirror's index no longer lists
+/// at the locked sha256 is taken from the `.deb` cache `deb_cache` when a
+/// file there has that sha256 ([`cached`]): the plan's `local_debs`, which
+/// the install serves from a local repository. Errors (one line each): a
+/// package the manifest names that is not locked; locked versions in
+/// neither the mirror nor `deb_cache`. The cached ones are then listed in
+/// `index` too ([`PackageIndex::insert_cached`], for the SBOM).
 pub fn apply(
     lock: &ArchLock,
     plan: &mut PackagePlan,
-    index: &PackageIndex,
+    index: &mut PackageIndex,
     lock_file: &Path,
     manifest: &Manifest,
+    deb_cache: &Path,
 ) -> Result<()> {
     let locked: BTreeMap<&str, &LockedPackage> =
         lock.package.iter().map(|p| (p.name.as_str(), p)).collect();
@@ -222,27 +239,33 @@ pub fn apply(
             manifest.path.display()
         );
     }
-    let gone: Vec<String> = lock
-        .package
-        .iter()
-        .filter(|p| {
-            index
-                .deb(&p.name, &p.version, &p.arch)
-                .map_or(true, |d| d.sha256 != p.sha256)
-        })
-        .map(|p| format!("{} {}", p.name, p.version))
-        .collect();
-    if !gone.is_empty() {
+    let origins = cached::origins(lock, index, deb_cache)?;
+    if !origins.gone.is_empty() {
         bail!(
-            "{}: locked version{} gone from {}: {} (Debian's mirror keeps only current \
-             versions): refresh the lock with `hull lock --update {}`",
+            "{}: locked version{} gone from {} and not in {}: {} (Debian's mirror keeps only \
+             current versions): refresh the lock with `hull lock --update {}`",
             lock_file.display(),
-            if gone.len() > 1 { "s" } else { "" },
+            if origins.gone.len() > 1 { "s" } else { "" },
             plan.sources_text(),
-            gone.join(", "),
+            deb_cache.display(),
+            origins.gone.join(", "),
             manifest.path.display()
         );
     }
+    if !origins.cache.is_empty() {
+        log::info!(
+            "{}: {} locked package{} no longer on the mirror, taken from {}: {}",
+            lock_file.display(),
+            origins.cache.len(),
+            if origins.cache.len() > 1 { "s" } else { "" },
+            deb_cache.display(),
+            origins.cache_text()
+        );
+    }
+    for (p, _) in &origins.cache {
+        index.insert_cached(&p.name, &p.version, &p.arch, &p.sha256, p.size);
+    }
+    plan.local_debs = origins.cache.into_iter().map(|(_, p)| p).collect();
     plan.locked = lock
         .package
         .iter()
@@ -346,12 +369,19 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
                     manifest.path.display()
                 )
             })?;
-            let (mut plan, index) =
-                crate::build::archive::resolve_with_index(&manifest, arch, &cache)?;
-            apply(a, &mut plan, &index, &path, &manifest)?;
+            let (mut plan, mut index) =
+                crate::build::archive::resolve_locked(&manifest, arch, &cache, &a.versions())?;
+            apply(
+                a,
+                &mut plan,
+                &mut index,
+                &path,
+                &manifest,
+                &cache.join("debs"),
+            )?;
         }
         return Ok(vec![format!(
-            "{} holds every package of {} and every locked version is on the mirror: nothing to do (`--update` moves it forward)",
+            "{} holds every package of {} and every locked version is on the mirror or in its .deb cache: nothing to do (`--update` moves it forward)",
             path.display(),
             manifest.path.display()
         )]);
@@ -413,6 +443,7 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
     Ok(lines)
 }
 
+pub mod cached;
 mod current;
 mod seed;
 

@@ -311,7 +311,12 @@ fn build_arch(
             let lock_file = lock::lock_path(&manifest.path);
             let locked = lock::read(&lock_file)?;
             let (plan, index) = stages.run("packages", || {
-                let (mut plan, index) = archive::resolve_with_index(manifest, arch, &cache)?;
+                let names = locked
+                    .as_ref()
+                    .and_then(|l| l.arch(arch))
+                    .map(|a| a.versions());
+                let (mut plan, mut index) =
+                    archive::resolve_locked(manifest, arch, &cache, &names.unwrap_or_default())?;
                 if let Some(l) = &locked {
                     let a = l.arch(arch).ok_or_else(|| {
                         anyhow!(
@@ -320,7 +325,14 @@ fn build_arch(
                             manifest.path.display()
                         )
                     })?;
-                    lock::apply(a, &mut plan, &index, &lock_file, manifest)?;
+                    lock::apply(
+                        a,
+                        &mut plan,
+                        &mut index,
+                        &lock_file,
+                        manifest,
+                        &cache.join("debs"),
+                    )?;
                 }
                 Ok((plan, index))
             })?;

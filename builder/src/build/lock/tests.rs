@@ -66,6 +66,7 @@ fn plan() -> PackagePlan {
         .into(),
         sources: vec![],
         locked: BTreeMap::new(),
+        local_debs: vec![],
     }
 }
 
@@ -161,17 +162,18 @@ fn apply_pins_the_plan_or_names_what_does_not_hold() {
     let t = tempfile::tempdir().unwrap();
     let m = manifest(t.path());
     let lf = t.path().join("m.lock");
+    let debs = t.path().join("debs");
     let lock = arch_lock(&plan(), &index(), INSTALLED).unwrap();
 
     let mut p = plan();
-    apply(&lock, &mut p, &index(), &lf, &m).unwrap();
+    apply(&lock, &mut p, &mut index(), &lf, &m, &debs).unwrap();
     assert_eq!(p.locked.len(), 5);
     assert_eq!(p.locked["bsdutils"], "1:2.41.5-0+deb13u1");
 
     // A package added to the manifest but not locked.
     let mut p = plan();
     p.include.push("podman".into());
-    let e = apply(&lock, &mut p, &index(), &lf, &m)
+    let e = apply(&lock, &mut p, &mut index(), &lf, &m, &debs)
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -189,20 +191,59 @@ fn apply_pins_the_plan_or_names_what_does_not_hold() {
     let newer = PACKAGES
         .replace("2.41-12+deb13u5", "2.41-12+deb13u6")
         .replace("SHA256: cccc", "SHA256: cccd");
-    let idx = PackageIndex::parse(newer.as_bytes()).unwrap();
-    let e = apply(&lock, &mut plan(), &idx, &lf, &m)
+    let mut idx = PackageIndex::parse(newer.as_bytes()).unwrap();
+    let e = apply(&lock, &mut plan(), &mut idx, &lf, &m, &debs)
         .unwrap_err()
         .to_string();
     assert_eq!(
         e,
         format!(
-            "{}: locked versions gone from http://deb.debian.org/debian trixie: adduser 3.152, \
-             libc6 2.41-12+deb13u5 (Debian's mirror keeps only current versions): refresh the \
-             lock with `hull lock --update {}`",
+            "{}: locked versions gone from http://deb.debian.org/debian trixie and not in {}: \
+             adduser 3.152, libc6 2.41-12+deb13u5 (Debian's mirror keeps only current versions): \
+             refresh the lock with `hull lock --update {}`",
             lf.display(),
+            debs.display(),
             m.path.display()
         )
     );
+
+    // The same two in the .deb cache at the locked sha256 (the lock's
+    // hashes are made-up, so the lock is rewritten with the files' own):
+    // served from there, the rest from the mirror, every one pinned.
+    fs::create_dir_all(&debs).unwrap();
+    let mut lock = lock;
+    for p in lock.package.iter_mut() {
+        if p.name == "adduser" || p.name == "libc6" {
+            let file = debs.join(format!("{}_{}_{}.deb", p.name, p.version, p.arch));
+            fs::write(&file, format!("{} bytes", p.name)).unwrap();
+            p.sha256 = crate::build::archive::sha256_file(&file).unwrap();
+        }
+    }
+    let mut p = plan();
+    apply(&lock, &mut p, &mut idx, &lf, &m, &debs).unwrap();
+    assert_eq!(
+        p.local_debs,
+        [
+            debs.join("adduser_3.152_all.deb"),
+            debs.join("libc6_2.41-12+deb13u5_amd64.deb")
+        ]
+    );
+    assert_eq!(p.locked.len(), 5);
+    // Listed for the SBOM at the lock's sha256, with no pool path.
+    let d = idx.deb("adduser", "3.152", "all").unwrap();
+    assert_eq!((d.filename.as_str(), d.size), ("", 190000));
+    assert_eq!(d.sha256, lock.package[0].sha256);
+    let mut idx = PackageIndex::parse(newer.as_bytes()).unwrap();
+    // A cached file whose bytes changed is not the locked .deb.
+    fs::write(debs.join("adduser_3.152_all.deb"), "other bytes").unwrap();
+    let e = apply(&lock, &mut plan(), &mut idx, &lf, &m, &debs)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("locked version gone from http://deb.debian.org/debian trixie and not in "),
+        "{e}"
+    );
+    assert!(e.contains(": adduser 3.152 (Debian's"), "{e}");
 }
 
 #[test]

@@ -61,6 +61,9 @@ pub struct MmdebstrapSpec<'a> {
     /// Where the hooks note when each phase of the run began (see
     /// [`phase_times`]): `<mark> <unix seconds>` lines.
     pub timings: PathBuf,
+    /// A flat repository of cached `.deb`s the mirror no longer lists (see
+    /// [`super::local_repo`]), added as one more source when there is one.
+    pub local_repo: Option<PathBuf>,
 }
 
 /// The marks the hooks write, in run order, and the phase each one ends:
@@ -205,6 +208,9 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
             "deb [signed-by={DEBIAN_KEYRING}] {mirror} {suite} main"
         ));
     }
+    if let Some(dir) = &spec.local_repo {
+        args.push(super::local_repo::source_line(dir));
+    }
     // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
     // postinst and dracut's trigger call: no initramfs until the hook above.
     Cmd::new("mmdebstrap").env("INITRD", "No").args(args)
@@ -229,6 +235,7 @@ pub(crate) mod tests {
             versions: BTreeMap::new(),
             sources: vec![],
             locked: BTreeMap::new(),
+            local_debs: vec![],
         }
     }
 
@@ -265,6 +272,7 @@ pub(crate) mod tests {
             apt_preferences: "/w/hull-exclude.pref".into(),
             package_list: "/w/packages.tsv".into(),
             timings: "/w/phases".into(),
+            local_repo: None,
         };
         let line = command(&spec).display();
         for want in [
@@ -304,6 +312,15 @@ pub(crate) mod tests {
                 "'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main' \
                  'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security trixie-security main'"
             ),
+            "{line}"
+        );
+        let spec = MmdebstrapSpec {
+            local_repo: Some("/w/local-debs".into()),
+            ..spec
+        };
+        let line = command(&spec).display();
+        assert!(
+            line.ends_with("trixie-security main' 'deb [trusted=yes] copy:///w/local-debs ./'"),
             "{line}"
         );
     }

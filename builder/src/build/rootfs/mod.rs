@@ -9,6 +9,7 @@ pub mod agent;
 pub mod containers;
 pub mod customize;
 pub mod hardening;
+pub mod local_repo;
 pub mod mmdebstrap;
 pub mod ostree_layout;
 pub mod overlay;
@@ -198,6 +199,15 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
     let prefs = work.join("hull-exclude.pref");
     fs::write(&prefs, mmdebstrap::preferences(plan))
         .with_context(|| format!("writing {}", prefs.display()))?;
+    // Locked versions the mirror no longer lists: served from the cache.
+    let local_repo = match plan.local_debs.is_empty() {
+        true => None,
+        false => {
+            let dir = work.join("local-debs");
+            local_repo::write(&dir, &plan.local_debs)?;
+            Some(dir)
+        }
+    };
     let package_list = work.join("packages.tsv");
     let timings = work.join("mmdebstrap-phases");
     match fs::remove_file(&timings) {
@@ -215,6 +225,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
         apt_preferences: prefs,
         package_list: package_list.clone(),
         timings: timings.clone(),
+        local_repo,
     };
     let bar = progress::spinner(&format!(
         "installing {} packages and their dependencies from {} {}",

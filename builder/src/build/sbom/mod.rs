@@ -153,7 +153,9 @@ pub fn document(input: &SbomInput) -> Result<Document> {
                     .map(supplier)
                     .unwrap_or_else(|| NOASSERTION.into()),
             ),
+            // A .deb taken from the build's cache has no pool path.
             download_location: deb
+                .filter(|d| !d.filename.is_empty())
                 .map(|d| {
                     let mirror = if d.mirror.is_empty() {
                         input.mirror
