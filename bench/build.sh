@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Build benchmark (not a test): builds a manifest cold, again unchanged (warm),
-# and once more with --refresh (every stage re-run, .debs from the cache),
-# then prints one JSON object with wall time, stage times, rootfs and image size.
+# and once more with --refresh (every stage re-run, .debs from the cache);
+# then a manifest that includes it and adds one overlay, built twice with
+# one overlay file changed in between (overlay-added, overlay-changed: the
+# incremental build of issue 18, installed tree from the cache, a child
+# commit that skips the objects the repository holds); then prints one JSON
+# object with wall time, stage times, rootfs and image size of each run.
 # Usage: bench/build.sh [manifest] ; needs root and the packages of .ci/install-deps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +18,7 @@ run() { # label, extra args...
   local label=$1; shift
   local t0 t1
   t0=$(date +%s.%N)
-  "$hull" build "$manifest" --out "$out" "$@" >/dev/null 2>"$out.$label.log"
+  "$hull" -v build "${target:-$manifest}" --out "$out" "$@" >/dev/null 2>"$out.$label.log"
   t1=$(date +%s.%N)
   python3 - "$label" "$t0" "$t1" "$out/build.json" "$out" <<'PY'
 import json, os, sys
@@ -43,13 +47,37 @@ print(json.dumps({
 PY
 }
 
-rm -rf "$out"
+# The derived manifest: the same packages (and lock), one overlay file of
+# 64 KiB whose one line says the version.
+derived=$out.manifest
+overlay_file=$derived/rootfs-overlays/bench/usr/share/hull-bench/settings.conf
+write_derived() { # version
+  mkdir -p "$(dirname "$overlay_file")"
+  python3 - "$1" "$overlay_file" <<'PY'
+import sys
+version, path = sys.argv[1:]
+lines = [f"key{i} = value {i * 7919 % 10007} of the benchmark's settings" for i in range(1300)]
+lines[650] = f"version = {version}"
+open(path, "w").write("\n".join(lines) + "\n")
+PY
+  cat >"$derived/bench.toml" <<EOF
+include = ["$(realpath "$manifest")"]
+overlays = ["bench"]
+EOF
+  if [ -f "${manifest%.toml}.lock" ]; then cp "${manifest%.toml}.lock" "$derived/bench.lock"; fi
+}
+
+rm -rf "$out" "$derived"
 mkdir -p "$out"
 {
   echo "["
   run cold; echo ","
   run warm; echo ","
-  run refresh --refresh
+  run refresh --refresh; echo ","
+  write_derived 1
+  target=$derived/bench.toml run overlay-added; echo ","
+  write_derived 2
+  target=$derived/bench.toml run overlay-changed
   echo "]"
 } > "$out.json.tmp"
 python3 -c 'import json,sys; print(json.dumps({"manifest": sys.argv[2], "runs": json.load(open(sys.argv[1]))}, indent=2))' "$out.json.tmp" "$manifest"

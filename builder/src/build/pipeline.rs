@@ -263,6 +263,8 @@ fn build_arch(
     let head = commit::head(&repo, &ostree_ref)?;
     let parent = head.clone();
     let mut delta = None;
+    // Trees removed on threads of their own, joined before publishing.
+    let mut removals = rootfs::Removals::default();
     // Accounts keep the ids the previous commit gave them.
     let parent_ids = match &head {
         Some(c) => rootfs::accounts::Ids::read_commit(&repo, c)?,
@@ -377,7 +379,8 @@ fn build_arch(
             let info = stages.run("commit", || {
                 commit::commit_tree(&repo, &tree.dir, &ostree_ref, &meta)
             })?;
-            rootfs::remove_tree(&tree.dir)?;
+            // Removing the tree (hundreds of MB) overlaps the deploy and image.
+            removals.remove(&tree.dir)?;
             delta = parent.map(|p| {
                 crate::repo::delta::Background::spawn(repo_path.clone(), p, info.checksum.clone())
             });
@@ -431,7 +434,7 @@ fn build_arch(
         let report = stages.run("image", || {
             write_image(manifest, arch, &deployed, &checksum, &image_path)
         })?;
-        rootfs::remove_tree(&sysroot)?;
+        removals.remove(&sysroot)?;
         (report.size, rootfs_size)
     };
     let kept = match previous.as_ref() {
@@ -441,6 +444,7 @@ fn build_arch(
     let outputs = stages.run("formats", || {
         image::formats::reuse_or_write(&image_path, &manifest.image_formats, kept)
     })?;
+    removals.finish()?;
     if let Some(d) = delta {
         let d = d.wait()?;
         log::info!("{}", d.describe());

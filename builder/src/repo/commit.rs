@@ -137,8 +137,40 @@ pub fn commit_tree(
     ostree_ref: &str,
     meta: &CommitMeta,
 ) -> Result<CommitInfo> {
+    let reuse = head(repo, ostree_ref)?.is_some();
+    commit_tree_at(
+        repo,
+        tree,
+        ostree_ref,
+        meta,
+        crate::util::build_time(),
+        reuse,
+    )
+}
+
+/// [`commit_tree`] at timestamp `now`; `reuse`: skip the files the
+/// repository holds (repo/reuse.rs; a child commit does).
+pub(crate) fn commit_tree_at(
+    repo: &ostree::Repo,
+    tree: &Path,
+    ostree_ref: &str,
+    meta: &CommitMeta,
+    now: u64,
+    reuse: bool,
+) -> Result<CommitInfo> {
     let parent = head(repo, ostree_ref)?;
     let bar = progress::spinner(&format!("committing {} to {ostree_ref}", tree.display()));
+    // libostree never turns GENERATE_SIZES off on a repository object once
+    // a commit used it: a child commit, which lists the sizes itself, opens
+    // its own.
+    let reopened;
+    let repo = match reuse {
+        true => {
+            reopened = super::reuse::reopen(repo)?;
+            &reopened
+        }
+        false => repo,
+    };
     let result = (|| -> Result<String> {
         let cancellable = gio::Cancellable::NONE;
         repo.prepare_transaction(cancellable)
@@ -148,11 +180,28 @@ pub fn commit_tree(
             std::fs::File::open(tree).with_context(|| format!("opening {}", tree.display()))?;
         use std::os::fd::AsRawFd;
         // ostree.sizes in the metadata lets a host know, before pulling, how
-        // much an update will take on its disk.
-        let modifier =
-            ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::GENERATE_SIZES, None);
+        // much an update will take on its disk. A child commit skips the
+        // files already in the repository and lists the sizes itself
+        // (repo/reuse.rs): same commit, no recompression.
+        let (reuse, modifier) = match reuse {
+            true => {
+                let (r, m) = super::reuse::Reuse::modifier(repo, &dir)?;
+                (Some(r), m)
+            }
+            false => (
+                None,
+                ostree::RepoCommitModifier::new(
+                    ostree::RepoCommitModifierFlags::GENERATE_SIZES,
+                    None,
+                ),
+            ),
+        };
         repo.write_dfd_to_mtree(dir.as_raw_fd(), ".", &mtree, Some(&modifier), cancellable)
             .with_context(|| format!("writing {} into the repository", tree.display()))?;
+        if let Some(r) = &reuse {
+            r.graft(&mtree)?;
+            log::debug!("commit: {} files already in the repository", r.reused());
+        }
         let root = repo
             .write_mtree(&mtree, cancellable)
             .context("writing the tree")?;
@@ -175,9 +224,21 @@ pub fn commit_tree(
         if let Some(r) = meta.rollout {
             dict.insert(META_ROLLOUT, r.to_be());
         }
-        let metadata = dict.end();
+        let mut metadata = dict.end();
+        if reuse.is_some() {
+            let sizes = super::reuse::sizes(
+                repo,
+                &root
+                    .tree_get_contents_checksum()
+                    .context("the tree's checksum")?,
+                &root
+                    .tree_get_metadata_checksum()
+                    .context("the tree's checksum")?,
+                parent.as_deref(),
+            )?;
+            metadata = super::reuse::with_sizes(&metadata, sizes);
+        }
 
-        let now = crate::util::build_time();
         let subject = format!("{ostree_ref} {}", meta.version);
         let checksum = repo
             .write_commit_with_time(

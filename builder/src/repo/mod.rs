@@ -1,10 +1,12 @@
 //! The OSTree repository as both sides see it: [`commit`] (writing a
 //! commit, reading its metadata, moving refs), [`delta`] (static deltas
 //! between commits), [`sign`] (ed25519 keys and
-//! commit signatures) and [`summary`] (the signed, expiring summary).
+//! commit signatures), [`summary`] (the signed, expiring summary) and
+//! [`reuse`] (a commit that skips the files the repository holds).
 //! The build writes through these; the host agent reads through them.
 
 pub mod commit;
 pub mod delta;
+pub mod reuse;
 pub mod sign;
 pub mod summary;

@@ -301,6 +301,49 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Trees being removed on threads of their own, so that removing hundreds
+/// of MB overlaps the stages after. [`Removals::finish`] waits for them and
+/// returns the first error; dropped unfinished (a stage failed), it still
+/// waits, so nothing removes the work directory under them.
+#[derive(Default)]
+pub struct Removals(Vec<std::thread::JoinHandle<Result<()>>>);
+
+impl Removals {
+    /// Moves `path` aside (a rename, at once) and removes it in the background.
+    pub fn remove(&mut self, path: &Path) -> Result<()> {
+        let aside = path.with_extension(format!("removing-{}", self.0.len()));
+        remove_tree(&aside)?;
+        if path.exists() {
+            fs::rename(path, &aside)
+                .with_context(|| format!("renaming {} to {}", path.display(), aside.display()))?;
+        }
+        self.0.push(std::thread::spawn(move || remove_tree(&aside)));
+        Ok(())
+    }
+
+    /// Waits for every removal; the first error.
+    pub fn finish(mut self) -> Result<()> {
+        let mut first = Ok(());
+        for h in self.0.drain(..) {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("removing a work tree panicked")));
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Removals {
+    fn drop(&mut self) {
+        for h in self.0.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Bytes used by the regular files of a tree (hard links counted once).
 pub fn tree_size(root: &Dir) -> Result<u64> {
     use cap_std::fs::MetadataExt;
