@@ -35,6 +35,9 @@ pub struct Composed {
     /// Each file read, once, in composition order (includes first, the
     /// top-level file last), with the sha256 of its bytes.
     pub files: Vec<SourceFile>,
+    /// The bytes of each file in `files`, in the same order, as parsed: the
+    /// manifest's sha256 is taken over these, so no file is read twice.
+    pub bytes: Vec<Vec<u8>>,
     /// For each overlay, the file that first named it: an overlay is looked
     /// up under the `rootfs-overlays` nearest to that file, so a manifest
     /// kept elsewhere can include hull's base.toml and its overlays.
@@ -46,6 +49,7 @@ pub fn compose(path: &Path) -> Result<Composed> {
     let mut state = State {
         raw: RawManifest::default(),
         files: Vec::new(),
+        bytes: Vec::new(),
         overlay_origins: BTreeMap::new(),
         done: HashSet::new(),
         stack: Vec::new(),
@@ -56,6 +60,7 @@ pub fn compose(path: &Path) -> Result<Composed> {
     Ok(Composed {
         raw: state.raw,
         files: state.files,
+        bytes: state.bytes,
         overlay_origins: state.overlay_origins,
     })
 }
@@ -63,6 +68,7 @@ pub fn compose(path: &Path) -> Result<Composed> {
 struct State {
     raw: RawManifest,
     files: Vec<SourceFile>,
+    bytes: Vec<Vec<u8>>,
     overlay_origins: BTreeMap<String, PathBuf>,
     /// Canonical paths of files already composed.
     done: HashSet<PathBuf>,
@@ -107,6 +113,7 @@ impl State {
             path: path.to_path_buf(),
             sha256: hex::encode(Sha256::digest(&bytes)),
         });
+        self.bytes.push(bytes);
         // Key files are named relative to the file that names them.
         if let Some(keys) = raw.update.as_mut().and_then(|u| u.keys.as_mut()) {
             for key in keys.iter_mut() {

@@ -1,12 +1,15 @@
 //! The manifest: what an image is made of.
 //!
-//! Reading happens in three steps, each its own module:
+//! Reading happens in four steps, each its own module:
 //! - [`raw`]: one TOML file into serde structs (`deny_unknown_fields`, kebab-case,
 //!   every field optional so that a file can be a fragment);
 //! - [`compose`]: `include = [...]` resolved depth-first, later files overriding
 //!   earlier ones;
-//! - [`validate`]: the composed raw manifest into the typed [`Manifest`] below,
-//!   with defaults filled in and every value checked.
+//! - [`load`]: every other file the composed manifest names (key files,
+//!   overlay directories) read into plain data, read failures kept as data;
+//! - [`validate`]: the composed raw manifest and the loaded data into the
+//!   typed [`Manifest`] below, with defaults filled in and every value
+//!   checked. Validation does no I/O.
 //!
 //! Every error is one line naming the file and the key.
 
@@ -16,6 +19,7 @@ pub mod containers;
 pub mod hardening;
 pub mod host_config;
 pub mod image_formats;
+pub mod load;
 pub mod node;
 pub mod profile;
 pub mod raw;
@@ -183,7 +187,8 @@ impl Manifest {
     /// Reads, composes and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Manifest> {
         let composed = compose::compose(path)?;
-        validate::validate(path, composed)
+        let loaded = load::load(path, &composed);
+        validate::validate(path, composed, &loaded)
     }
 
     /// The packages and kernel of `arch`.

@@ -139,10 +139,13 @@ pub fn merge(acc: &mut RawContainers, next: RawContainers) {
 }
 
 /// Checks the composed table against the packages of every architecture
-/// built, and adds runsc to them for `sandbox = "gvisor"`. Errors are
-/// `(key path, message)`, the key path from `containers.` on.
+/// built, and adds runsc to them for `sandbox = "gvisor"`. Key files come
+/// from `key_files` (path as composed → bytes or the read error, from
+/// [`crate::manifest::load`]): no I/O. Errors are `(key path, message)`, the
+/// key path from `containers.` on.
 pub fn validate(
     raw: Option<RawContainers>,
+    key_files: &BTreeMap<String, Result<Vec<u8>, String>>,
     targets: &mut BTreeMap<Arch, Target>,
 ) -> Result<Containers, (String, String)> {
     let Some(raw) = raw else {
@@ -176,10 +179,13 @@ pub fn validate(
             if p.is_empty() {
                 return Err(err(key_at, "empty path".into()));
             }
-            let bytes = std::fs::read(p)
-                .map_err(|e| err(key_at.clone(), format!("cannot read {p}: {e}")))?;
+            let bytes = match key_files.get(p) {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(e)) => return Err(err(key_at, format!("cannot read {p}: {e}"))),
+                None => return Err(err(key_at, format!("cannot read {p}: not loaded"))),
+            };
             let (pem, algorithm) =
-                parse_public_key(&bytes).map_err(|m| err(key_at, format!("{p}: {m}")))?;
+                parse_public_key(bytes).map_err(|m| err(key_at, format!("{p}: {m}")))?;
             if !keys.iter().any(|k| k.pem == pem) {
                 keys.push(ImageKey {
                     path: PathBuf::from(p),

@@ -13,7 +13,7 @@ use anyhow::{anyhow, Error, Result};
 use sha2::{Digest, Sha256};
 
 mod checks;
-mod overlays;
+pub(super) mod overlays;
 mod sections;
 mod targets;
 #[cfg(test)]
@@ -27,13 +27,14 @@ use targets::*;
 use update::*;
 
 use super::compose::Composed;
+use super::load::{Loaded, OverlayError};
 use super::raw::{
     RawHealth, RawImage, RawKernel, RawManifest, RawPackages, RawPerArch, RawSize, RawUnits,
     RawUpdate, RawUser, RawWindow,
 };
 use super::{
-    Arch, Health, ImageSize, Kernel, Manifest, Overlay, Packages, SourceFile, Target, TrustedKey,
-    Units, Update, UpdateAgent, User,
+    Arch, Health, ImageSize, Kernel, Manifest, Overlay, Packages, Target, TrustedKey, Units,
+    Update, UpdateAgent, User,
 };
 
 pub const DEFAULT_STREAM: &str = "stable";
@@ -95,15 +96,18 @@ pub const UNIT_SUFFIXES: &[&str] = &[
     ".device",
 ];
 
-/// Checks `composed` (read from the manifest at `path`) and fills defaults.
-pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
+/// Checks `composed` (read from the manifest at `path`) and fills defaults,
+/// taking every file it names from `loaded` ([`super::load::load`]): no I/O.
+/// A read failure kept in `loaded` is reported when its key is reached.
+pub fn validate(path: &Path, composed: Composed, loaded: &Loaded) -> Result<Manifest> {
     let cx = Cx {
         file: path.display().to_string(),
     };
     let Composed {
         raw,
         files,
-        overlay_origins,
+        bytes,
+        overlay_origins: _,
     } = composed;
     let RawManifest {
         include: _,
@@ -180,14 +184,14 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         kernel.unwrap_or_default(),
         per_arch,
     )?;
-    let containers = super::containers::validate(containers, &mut targets)
+    let containers = super::containers::validate(containers, &loaded.image_keys, &mut targets)
         .map_err(|(key, m)| cx.err(&key, m))?;
     let units = units_of(&cx, units.unwrap_or_default())?;
     let users = users_of(&cx, users.unwrap_or_default())?;
     let mut image = image.unwrap_or_default();
     let image_formats = super::image_formats::formats_of(&cx.file, image.formats.take())?;
     let image = image_of(&cx, image)?;
-    let overlays = overlays_of(&cx, path, &overlay_origins, overlays.unwrap_or_default())?;
+    let overlays = overlays_of(&cx, loaded, overlays.unwrap_or_default())?;
     // The profile's items need their packages on every architecture built.
     let mut checked = None;
     for (arch, target) in &targets {
@@ -203,9 +207,9 @@ pub fn validate(path: &Path, composed: Composed) -> Result<Manifest> {
         checked = Some(h);
     }
     let hardening = checked.expect("targets has an entry per architecture");
-    let update = update.map(|u| update_of(&cx, u)).transpose()?;
+    let update = update.map(|u| update_of(&cx, u, loaded)).transpose()?;
     let health = health_of(&cx, health.unwrap_or_default())?;
-    let sha256 = manifest_sha256(&cx, &files)?;
+    let sha256 = manifest_sha256(&bytes);
 
     Ok(Manifest {
         path: path.to_path_buf(),
@@ -244,25 +248,15 @@ impl Cx {
     }
 }
 
-/// sha256 over every file's bytes, in order, each framed by its length (8
-/// bytes, big-endian) so that the concatenation is unambiguous. The files
-/// are read again; one that changed since it was composed is an error.
-fn manifest_sha256(cx: &Cx, files: &[SourceFile]) -> Result<String> {
+/// sha256 over every file's bytes (as composed, in order), each framed by
+/// its length (8 bytes, big-endian) so that the concatenation is unambiguous.
+fn manifest_sha256(files: &[Vec<u8>]) -> String {
     let mut h = Sha256::new();
-    for f in files {
-        let bytes = std::fs::read(&f.path)
-            .map_err(|e| anyhow!("{}: cannot read: {e}", f.path.display()))?;
-        if hex::encode(Sha256::digest(&bytes)) != f.sha256 {
-            return Err(anyhow!(
-                "{}: {} changed while the manifest was being read; try again",
-                cx.file,
-                f.path.display()
-            ));
-        }
+    for bytes in files {
         h.update((bytes.len() as u64).to_be_bytes());
-        h.update(&bytes);
+        h.update(bytes);
     }
-    Ok(hex::encode(h.finalize()))
+    hex::encode(h.finalize())
 }
 
 fn arches(cx: &Cx, arch: Option<Vec<String>>) -> Result<Vec<Arch>> {

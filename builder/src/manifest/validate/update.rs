@@ -5,7 +5,7 @@
 use super::*;
 use crate::manifest::strategy::{check_group, StrategyKind, DEFAULT_GROUP};
 
-pub(super) fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
+pub(super) fn update_of(cx: &Cx, u: RawUpdate, loaded: &Loaded) -> Result<Update> {
     let agent = agent_of(cx, &u)?;
     let url = u.url.ok_or_else(|| cx.err("update.url", "required"))?;
     check_update_url(&url).map_err(|m| cx.err("update.url", m))?;
@@ -27,9 +27,12 @@ pub(super) fn update_of(cx: &Cx, u: RawUpdate) -> Result<Update> {
             return Err(cx.err(&at, "empty path"));
         }
         let path = PathBuf::from(p);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| cx.err(&at, format!("cannot read {p}: {e}")))?;
-        let parsed = crate::repo::sign::parse_public_keys(&text, p).map_err(|e| cx.err(&at, e))?;
+        let text = match loaded.update_keys.get(p) {
+            Some(Ok(text)) => text,
+            Some(Err(e)) => return Err(cx.err(&at, format!("cannot read {p}: {e}"))),
+            None => return Err(cx.err(&at, format!("cannot read {p}: not loaded"))),
+        };
+        let parsed = crate::repo::sign::parse_public_keys(text, p).map_err(|e| cx.err(&at, e))?;
         if parsed.is_empty() {
             return Err(cx.err(&at, format!("{p} holds no key")));
         }
