@@ -166,20 +166,8 @@ fn netdev(spec: &RunSpec) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qemu::Firmware;
 
-    fn fw(arch: Arch) -> Firmware {
-        match arch {
-            Arch::X86_64 => Firmware {
-                code: "/fw/OVMF_CODE_4M.fd".into(),
-                vars_template: "/fw/OVMF_VARS_4M.fd".into(),
-            },
-            Arch::Aarch64 => Firmware {
-                code: "/fw/AAVMF_CODE.fd".into(),
-                vars_template: "/fw/AAVMF_VARS.fd".into(),
-            },
-        }
-    }
+    use crate::qemu::firmware::test_firmware as fw;
 
     fn argv(spec: &RunSpec) -> Vec<String> {
         let line = command(spec, Path::new("/tmp/v/efivars.fd")).display();

@@ -71,6 +71,21 @@ impl Firmware {
     }
 }
 
+/// Firmware paths for tests of the command line and spec (nothing is read).
+#[cfg(test)]
+pub(crate) fn test_firmware(arch: Arch) -> Firmware {
+    match arch {
+        Arch::X86_64 => Firmware {
+            code: "/fw/OVMF_CODE_4M.fd".into(),
+            vars_template: "/fw/OVMF_VARS_4M.fd".into(),
+        },
+        Arch::Aarch64 => Firmware {
+            code: "/fw/AAVMF_CODE.fd".into(),
+            vars_template: "/fw/AAVMF_VARS.fd".into(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

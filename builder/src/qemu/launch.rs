@@ -112,14 +112,8 @@ pub fn spawn(spec: &RunSpec, stdout: Stdio, stderr: Stdio) -> Result<(Child, Tem
 mod tests {
     use super::*;
     use crate::manifest::Arch;
-    use crate::qemu::Firmware;
 
-    fn fw(_arch: Arch) -> Firmware {
-        Firmware {
-            code: "/fw/OVMF_CODE_4M.fd".into(),
-            vars_template: "/fw/OVMF_VARS_4M.fd".into(),
-        }
-    }
+    use crate::qemu::firmware::test_firmware as fw;
 
     #[test]
     fn missing_image_is_named() {

@@ -166,12 +166,7 @@ pub fn validate_credential_name(name: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn fw(_arch: Arch) -> Firmware {
-        Firmware {
-            code: "/fw/OVMF_CODE_4M.fd".into(),
-            vars_template: "/fw/OVMF_VARS_4M.fd".into(),
-        }
-    }
+    use crate::qemu::firmware::test_firmware as fw;
 
     #[test]
     fn credential_names_are_checked() {

@@ -196,13 +196,7 @@ mod tests {
     const CSUM_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const CSUM_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
-    fn key(csum: &str, serial: u32) -> DeploymentKey {
-        DeploymentKey {
-            osname: "minimal".into(),
-            csum: csum.into(),
-            serial,
-        }
-    }
+    use super::super::test_key as key;
     #[test]
     fn entry_names_round_trip() {
         let cases = [

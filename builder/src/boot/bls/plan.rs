@@ -253,13 +253,7 @@ linux /ostree/minimal-abc/vmlinuz-6.12\ninitrd /ostree/minimal-abc/initramfs-6.1
         (t, d)
     }
 
-    fn key(csum: &str, serial: u32) -> DeploymentKey {
-        DeploymentKey {
-            osname: "minimal".into(),
-            csum: csum.into(),
-            serial,
-        }
-    }
+    use super::super::test_key as key;
 
     #[test]
     fn plan_lists_files_and_an_entry_per_deployment() {
