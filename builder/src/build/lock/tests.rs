@@ -1,4 +1,6 @@
 use super::*;
+use crate::build::archive::{PackageIndex, PackagePlan};
+use crate::manifest::Manifest;
 use std::fs;
 
 const PACKAGES: &str = "Package: libc6

@@ -21,8 +21,6 @@
 //! Everything goes through a `cap_std::fs::Dir` of the tree: nothing here can
 //! touch a path outside it.
 
-use cap_std::fs::MetadataExt;
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +28,12 @@ use anyhow::{bail, Context, Result};
 use cap_std::fs::Dir;
 
 use super::accounts::Ids;
+
+mod relocate;
+mod var;
+
+use relocate::{move_into, relocate};
+use var::{add_var_dirs, known_tmpfiles_paths, VarWalk};
 
 /// Subtrees of `/var` that describe how the tree was built, not what it needs
 /// at run time: dropped on purpose (the log counts them). An overlay file in
@@ -226,289 +230,6 @@ fn refused_build_state(laid: &[(String, Vec<String>)]) -> Option<(&str, &str, &'
     })
 }
 
-/// Moves every top-level entry of `dir` that holds a regular file to
-/// `usr_dir`, with a tmpfiles.d link from `var_dir`; what is left (empty
-/// directories, symlinks) moves into `var_dir` with the rest of /var.
-fn relocate(
-    root: &Dir,
-    dir: &str,
-    var_dir: &str,
-    usr_dir: &str,
-    lines: &mut Vec<String>,
-    relocated: &mut Vec<(String, String)>,
-) -> Result<()> {
-    if !root.symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
-        return Ok(());
-    }
-    let mut names: Vec<_> = root
-        .read_dir(dir)
-        .with_context(|| format!("reading /{dir}"))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<std::io::Result<_>>()?;
-    names.sort();
-    for name in names {
-        let from = Path::new(dir).join(&name);
-        if !holds_a_file(root, &from)? {
-            continue;
-        }
-        let to = Path::new(usr_dir).join(&name);
-        root.create_dir_all(usr_dir)
-            .with_context(|| format!("creating /{usr_dir}"))?;
-        if root.symlink_metadata(&to).is_ok() {
-            bail!(
-                "/{} cannot move to /{}: the tree already has it",
-                from.display(),
-                to.display()
-            );
-        }
-        root.rename(&from, root, &to)
-            .with_context(|| format!("moving /{} to /{}", from.display(), to.display()))?;
-        let link = Path::new("/").join(var_dir).join(&name);
-        lines.push(format!(
-            "L {} - - - - /{}\n",
-            tmpfiles_path(&link),
-            tmpfiles_path(&to)
-        ));
-        relocated.push((format!("/{}", from.display()), format!("/{}", to.display())));
-    }
-    move_into(root, Path::new(dir), Path::new(var_dir))
-}
-
-/// Whether `path` is, or holds, a regular file.
-fn holds_a_file(root: &Dir, path: &Path) -> Result<bool> {
-    let meta = root.symlink_metadata(path)?;
-    if meta.is_file() {
-        return Ok(true);
-    }
-    if !meta.is_dir() {
-        return Ok(false);
-    }
-    for entry in root.read_dir(path)? {
-        if holds_a_file(root, &path.join(entry?.file_name()))? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Moves the contents of `from` into `to` (created with `from`'s mode and
-/// owner when missing), merging directories; `from` is left empty. A
-/// non-directory at the same place in both is an error naming both.
-fn move_into(root: &Dir, from: &Path, to: &Path) -> Result<()> {
-    let Ok(meta) = root.symlink_metadata(from) else {
-        return Ok(());
-    };
-    if !meta.is_dir() {
-        return Ok(());
-    }
-    if root.symlink_metadata(to).is_err() {
-        root.create_dir_all(to)
-            .with_context(|| format!("creating /{}", to.display()))?;
-        set_mode(root, &to.to_string_lossy(), meta.mode() & 0o7777)?;
-    }
-    for entry in root
-        .read_dir(from)
-        .with_context(|| format!("reading /{}", from.display()))?
-    {
-        let name = entry?.file_name();
-        let (src, dst) = (from.join(&name), to.join(&name));
-        let src_dir = root.symlink_metadata(&src)?.is_dir();
-        match root.symlink_metadata(&dst) {
-            Err(_) => root
-                .rename(&src, root, &dst)
-                .with_context(|| format!("moving /{} to /{}", src.display(), dst.display()))?,
-            Ok(m) if m.is_dir() && src_dir => move_into(root, &src, &dst)?,
-            Ok(_) => bail!(
-                "/{} cannot move to /{}: the tree has both",
-                src.display(),
-                dst.display()
-            ),
-        }
-    }
-    Ok(())
-}
-
-/// `d` lines for the /var directories the top-level links point to.
-fn add_var_dirs(known: &BTreeSet<String>, lines: &mut Vec<String>) {
-    let mut dirs = VAR_LINKS.iter().map(|(_, t)| *t).collect::<Vec<_>>();
-    dirs.push("var/usrlocal");
-    for t in dirs {
-        let path = format!("/{t}");
-        let listed = lines
-            .iter()
-            .any(|l| l.split_whitespace().nth(1) == Some(path.as_str()));
-        if !known.contains(&path) && !listed {
-            let mode = if t == "var/roothome" { "0700" } else { "0755" };
-            lines.push(format!("d {path} {mode} root root -\n"));
-        }
-    }
-}
-
-/// A path as a tmpfiles.d field: whitespace, quotes and backslashes escaped.
-fn tmpfiles_path(path: &Path) -> String {
-    let mut out = String::new();
-    for c in path.to_string_lossy().chars() {
-        if c.is_whitespace() || c == '\\' || c == '"' || c == '\'' {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Paths that the tree's own tmpfiles.d files already create.
-fn known_tmpfiles_paths(root: &Dir) -> Result<BTreeSet<String>> {
-    let mut known = BTreeSet::new();
-    let dir = "usr/lib/tmpfiles.d";
-    if !root.is_dir(dir) {
-        return Ok(known);
-    }
-    for entry in root.read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".conf") {
-            continue;
-        }
-        let text = root
-            .read_to_string(format!("{dir}/{name}"))
-            .with_context(|| format!("reading /{dir}/{name}"))?;
-        for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            if let (Some(kind), Some(path)) = (fields.next(), fields.next()) {
-                if !kind.starts_with('#') {
-                    known.insert(path.trim_end_matches('/').to_string());
-                }
-            }
-        }
-    }
-    Ok(known)
-}
-
-/// The walk over /var that turns it into tmpfiles.d lines: directories and
-/// symlinks are recreated, regular files are moved to [`FACTORY`] and copied
-/// back when missing, build state is dropped and counted.
-struct VarWalk<'a> {
-    root: &'a Dir,
-    known: BTreeSet<String>,
-    /// Accounts of the tree: what lies under /var/home/<account> is theirs.
-    users: BTreeSet<String>,
-    lines: Vec<String>,
-    report: &'a mut LayoutReport,
-}
-
-impl VarWalk<'_> {
-    /// Walks `rel`; `logs` is the [`VAR_LOGS`] entry it lies in, if any.
-    fn walk(&mut self, rel: &Path, logs: Option<&'static str>) -> Result<()> {
-        let mut entries: Vec<_> = self
-            .root
-            .read_dir(rel)
-            .with_context(|| format!("reading /{}", rel.display()))?
-            .collect::<std::result::Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let path = rel.join(entry.file_name());
-            let in_var = path.strip_prefix("var").unwrap_or(&path);
-            if let Some(state) = VAR_BUILD_STATE.iter().find(|s| in_var == Path::new(s)) {
-                let n = count_files(self.root, &path)?;
-                if n > 0 {
-                    self.report.build_state_dropped.push((state, n));
-                }
-                continue;
-            }
-            let logs = logs.or_else(|| VAR_LOGS.iter().find(|s| in_var == Path::new(s)).copied());
-            let abs = format!("/{}", path.display());
-            let meta = self.root.symlink_metadata(&path)?;
-            let ft = meta.file_type();
-            let (user, group) = self.owner(in_var, &meta);
-            if ft.is_dir() {
-                if !self.known.contains(&abs) {
-                    self.lines.push(format!(
-                        "d {} {:04o} {user} {group} -\n",
-                        tmpfiles_path(&path_abs(&path)),
-                        meta.mode() & 0o7777,
-                    ));
-                }
-                self.walk(&path, logs)?;
-            } else if ft.is_symlink() {
-                if !self.known.contains(&abs) {
-                    let target = self.root.read_link_contents(&path)?;
-                    self.lines.push(format!(
-                        "L {} - - - - {}\n",
-                        tmpfiles_path(&path_abs(&path)),
-                        tmpfiles_path(&target)
-                    ));
-                }
-            } else if let Some(entry) = logs {
-                match self
-                    .report
-                    .build_state_dropped
-                    .iter_mut()
-                    .find(|(e, _)| *e == entry)
-                {
-                    Some((_, n)) => *n += 1,
-                    None => self.report.build_state_dropped.push((entry, 1)),
-                }
-            } else if self.known.contains(&abs) {
-                self.report.made_by_tmpfiles.push(abs);
-            } else {
-                let factory = Path::new(FACTORY).join(&path);
-                if let Some(parent) = factory.parent() {
-                    self.root
-                        .create_dir_all(parent)
-                        .with_context(|| format!("creating /{}", parent.display()))?;
-                }
-                // A rename keeps the owner, mode and extended attributes,
-                // which the `C` copy carries over.
-                self.root
-                    .rename(&path, self.root, &factory)
-                    .with_context(|| format!("moving {abs} to /{}", factory.display()))?;
-                let (user, group) = if user.parse::<u32>().is_ok() {
-                    ("-".to_string(), "-".to_string())
-                } else {
-                    (user, group)
-                };
-                self.lines.push(format!(
-                    "C {} - {user} {group} - {}\n",
-                    tmpfiles_path(&path_abs(&path)),
-                    tmpfiles_path(&path_abs(&factory))
-                ));
-                self.report.seeded.push(abs);
-            }
-        }
-        Ok(())
-    }
-
-    /// The owner fields of a line: the account for what lies in its home
-    /// (overlays lay files as root), else the numeric ids in the tree.
-    fn owner(&self, in_var: &Path, meta: &cap_std::fs::Metadata) -> (String, String) {
-        let mut parts = in_var.components().map(|c| c.as_os_str().to_string_lossy());
-        if let (Some(home), Some(name), Some(_)) = (parts.next(), parts.next(), parts.next()) {
-            if home == "home" && self.users.contains(name.as_ref()) {
-                return (name.to_string(), name.to_string());
-            }
-        }
-        (meta.uid().to_string(), meta.gid().to_string())
-    }
-}
-
-fn path_abs(p: &Path) -> PathBuf {
-    Path::new("/").join(p)
-}
-
-/// Regular files under `path` (1 if it is one).
-fn count_files(root: &Dir, path: &Path) -> Result<usize> {
-    let meta = root.symlink_metadata(path)?;
-    if !meta.is_dir() {
-        return Ok(usize::from(meta.is_file()));
-    }
-    let mut n = 0;
-    for entry in root.read_dir(path)? {
-        n += count_files(root, &path.join(entry?.file_name()))?;
-    }
-    Ok(n)
-}
-
 fn move_etc(root: &Dir) -> Result<()> {
     if root.exists("usr/etc") {
         bail!("the tree already has /usr/etc: it would be lost when /etc moves there");
@@ -590,6 +311,7 @@ pub fn write_file(root: &Dir, path: &str, contents: &[u8], mode: u32) -> Result<
 mod tests {
     use super::*;
     use cap_std::ambient_authority;
+    use cap_std::fs::MetadataExt;
 
     /// A tiny tree shaped like what mmdebstrap leaves behind.
     fn fixture() -> (tempfile::TempDir, Dir) {
