@@ -97,7 +97,8 @@ changed_bytes() { # A B
   local total=0 n=0 path cs
   while read -r kind path; do
     [ "$kind" = M ] || [ "$kind" = A ] || continue
-    cs=$(ostree ls --repo="$out/repo" -C "$2" "$path" 2>/dev/null | awk '$1 ~ /^-/ {print $5}')
+    # -d: the path itself, not a directory's contents.
+    cs=$(ostree ls --repo="$out/repo" -d -C "$2" "$path" 2>/dev/null | awk '$1 ~ /^-/ {print $5}' | head -n 1)
     [ -n "$cs" ] || continue
     total=$((total + $(stat -c %s "$out/repo/objects/${cs:0:2}/${cs:2}.filez")))
     n=$((n + 1))
