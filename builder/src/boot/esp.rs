@@ -45,12 +45,16 @@ pub fn free_bytes(dir: &Dir) -> Result<u64> {
 
 /// Entry file names currently in the ESP's entries directory.
 pub fn entry_names(esp: &Dir) -> Result<Vec<String>> {
-    if !esp.is_dir(ENTRIES_DIR) {
+    sorted_names(esp, ENTRIES_DIR).with_context(|| format!("reading {ENTRIES_DIR} on the ESP"))
+}
+
+/// The names in directory `dir` of the ESP, sorted; none when it is absent.
+fn sorted_names(esp: &Dir, dir: &str) -> std::io::Result<Vec<String>> {
+    if !esp.is_dir(dir) {
         return Ok(Vec::new());
     }
     let mut names: Vec<String> = esp
-        .read_dir(ENTRIES_DIR)
-        .with_context(|| format!("reading {ENTRIES_DIR} on the ESP"))?
+        .read_dir(dir)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<std::io::Result<_>>()?;
     names.sort();
@@ -92,18 +96,7 @@ impl MountedEsp<'_> {
 
 impl EspBackend for MountedEsp<'_> {
     fn list(&self, dir: &str) -> Result<Vec<String>> {
-        if !self.esp.is_dir(dir) {
-            return Ok(Vec::new());
-        }
-        let mut names: Vec<String> = self
-            .esp
-            .read_dir(dir)
-            .with_context(|| format!("reading {}", self.at(dir)))?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("reading {}", self.at(dir)))?;
-        names.sort();
-        Ok(names)
+        sorted_names(self.esp, dir).with_context(|| format!("reading {}", self.at(dir)))
     }
 
     fn exists(&self, path: &str) -> Result<bool> {
