@@ -135,22 +135,29 @@ pub fn agents() -> Result<Vec<PathBuf>> {
     Ok(agents)
 }
 
-/// Builds `manifest` (relative to the workspace) into [`test_out`] and
-/// returns the report. A no-op when the image is up to date, so every test
-/// shares one build; calls within a process are serialized.
-pub fn build(manifest: &str) -> Result<BuildReport> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let opts = BuildOptions {
-        manifest: workspace_root().join(manifest),
-        out: test_out(),
+/// `hull build`'s options as the tests use them: `manifest` into `out`, for
+/// this machine's architecture, with the agents [`agents`] finds, unsigned,
+/// no refresh, no rollout. Errors: no agent found.
+pub fn build_options(manifest: &Path, out: &Path) -> Result<BuildOptions> {
+    Ok(BuildOptions {
+        manifest: manifest.to_path_buf(),
+        out: out.to_path_buf(),
         arch: None,
         refresh: false,
         agents: agents()?,
         sign_key: None,
         summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
         rollout: None,
-    };
+    })
+}
+
+/// Builds `manifest` (relative to the workspace) into [`test_out`] and
+/// returns the report. A no-op when the image is up to date, so every test
+/// shares one build; calls within a process are serialized.
+pub fn build(manifest: &str) -> Result<BuildReport> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let opts = build_options(&workspace_root().join(manifest), &test_out())?;
     let start = Instant::now();
     eprintln!(
         "building {} into {}",

@@ -23,7 +23,7 @@ use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
 
-use crate::{agents, test_out, workspace_root};
+use crate::{test_out, workspace_root};
 
 /// Boot tries the test images give a new deployment.
 pub const BOOT_TRIES: u32 = 1;
@@ -161,14 +161,9 @@ fn build_into(
         std::os::unix::fs::symlink(cache, &link)?;
     }
     let opts = BuildOptions {
-        manifest: manifest.to_path_buf(),
-        out: out.to_path_buf(),
         arch: Some(arch),
-        refresh: false,
-        agents: agents()?,
         sign_key: Some(keys.join("trusted")),
-        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
-        rollout: None,
+        ..crate::build_options(manifest, out)?
     };
     let start = std::time::Instant::now();
     let r = run_build(&opts).with_context(|| format!("building {}", manifest.display()))?;

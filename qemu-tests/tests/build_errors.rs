@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use hull::build::pipeline::{run_build, BuildOptions};
+use hull::build::pipeline::run_build;
 use hull_qemu_tests::{enabled, workspace_root};
 
 /// Writes a manifest that includes the project's base.toml plus `extra`.
@@ -25,17 +25,9 @@ fn manifest(dir: &Path, extra: &str) -> std::path::PathBuf {
 
 fn build_err(dir: &Path, extra: &str) -> String {
     let out = dir.join("out");
-    let err = run_build(&BuildOptions {
-        manifest: manifest(dir, extra),
-        out: out.clone(),
-        arch: None,
-        refresh: false,
-        agents: hull_qemu_tests::agents().expect("the hull agents"),
-        sign_key: None,
-        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
-        rollout: None,
-    })
-    .expect_err("the build should fail");
+    let opts =
+        hull_qemu_tests::build_options(&manifest(dir, extra), &out).expect("the hull agents");
+    let err = run_build(&opts).expect_err("the build should fail");
     assert!(
         !out.join("bad-x86_64.raw").exists(),
         "no image after a failed build"
@@ -383,17 +375,8 @@ fn a_locked_deb_gone_from_the_mirror_installs_from_the_cache() -> Result<()> {
 
     // Gone from the cache too: one line, at the packages stage, nothing written.
     std::fs::remove_file(&cached)?;
-    let err = run_build(&BuildOptions {
-        manifest: path.clone(),
-        out: out.clone(),
-        arch: None,
-        refresh: false,
-        agents: hull_qemu_tests::agents().expect("the hull agents"),
-        sign_key: None,
-        summary_lifetime: hull::repo::summary::DEFAULT_LIFETIME_SECS,
-        rollout: None,
-    })
-    .expect_err("the build should fail");
+    let err = run_build(&hull_qemu_tests::build_options(&path, &out)?)
+        .expect_err("the build should fail");
     let err = format!("{err:#}");
     assert!(!err.contains('\n'), "one line: {err}");
     assert!(err.contains("stage packages"), "{err}");
