@@ -1,9 +1,11 @@
 //! Small helpers every stage and the host agent share: [`cmd`] (the one
-//! subprocess wrapper), [`progress`], one atomic write and one clock.
+//! subprocess wrapper), [`progress`], [`sparse`] (the sha256 of a disk image
+//! without reading its holes), one atomic write and one clock.
 
 pub mod arch;
 pub mod cmd;
 pub mod progress;
+pub mod sparse;
 
 use std::io::Write;
 use std::path::Path;
