@@ -27,7 +27,8 @@ pub struct Deployed {
 pub struct DeploySpec<'a> {
     /// Created; must not exist.
     pub sysroot: &'a Path,
-    /// The archive repository holding `commit`.
+    /// The repository to pull `commit` from: the archive one, or the
+    /// deploy cache ([`crate::build::deploy_cache`]) it was pulled into.
     pub source: &'a Path,
     /// The ref `commit` is built for; the origin names it when the image is
     /// not updatable. Need not point at `commit` (yet).

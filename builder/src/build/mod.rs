@@ -12,6 +12,7 @@
 pub mod archive;
 pub mod binfmt;
 pub mod deploy;
+pub mod deploy_cache;
 pub mod freshness;
 pub mod image;
 pub mod lock;

@@ -20,6 +20,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
+use crate::build::deploy_cache::DeployCache;
 use crate::build::{archive, binfmt, deploy, image, lock, rootfs};
 use crate::manifest::{Arch, Manifest};
 use crate::repo::{commit, sign};
@@ -305,10 +306,12 @@ fn build_arch(
             .update
             .as_ref()
             .map(|_| (rootfs::agent::REMOTE, manifest.update_ref(arch)));
+        let deploy_cache = DeployCache::at(&cache, arch);
         let deployed = stages.run("deploy", || {
+            let from = deploy_cache.prepare(&repo_path, &checksum, opts.refresh)?;
             deploy::deploy(&deploy::DeploySpec {
                 sysroot: &sysroot,
-                source: &repo_path,
+                source: from.as_deref().unwrap_or(&repo_path),
                 ostree_ref: &ostree_ref,
                 commit: &checksum,
                 osname: &manifest.name,
@@ -323,6 +326,7 @@ fn build_arch(
         let report = stages.run("image", || {
             write_image(manifest, arch, &deployed, &checksum, &image_path)
         })?;
+        deploy_cache.keep(&sysroot, &mut removals)?;
         removals.remove(&sysroot)?;
         (report.size, rootfs_size)
     };

@@ -321,6 +321,12 @@ impl Removals {
         Ok(())
     }
 
+    /// Runs other background work of the build's tail (e.g. syncing a
+    /// cache) alongside the removals; [`Removals::finish`] waits for it too.
+    pub fn spawn(&mut self, work: impl FnOnce() -> Result<()> + Send + 'static) {
+        self.0.push(std::thread::spawn(work));
+    }
+
     /// Waits for every removal; the first error.
     pub fn finish(mut self) -> Result<()> {
         let mut first = Ok(());
