@@ -130,7 +130,7 @@ impl DeployCache {
 mod tests {
     use super::*;
     use crate::build::deploy::{deploy, DeploySpec};
-    use crate::repo::commit::{commit_tree_at, move_ref, open_or_create, test_meta};
+    use crate::repo::commit::{commit_tree_at, move_ref, open_or_create, test_meta, Objects};
     use std::os::unix::fs::MetadataExt;
 
     /// The least libostree deploys: a kernel, an initramfs, /usr/etc/os-release.
@@ -173,7 +173,15 @@ mod tests {
         let cache = DeployCache::at(&t.path().join("cache"), Arch::X86_64);
 
         tree(&src, "1");
-        let a = commit_tree_at(&archive, &src, r, &test_meta("1"), 1_700_000_000, false).unwrap();
+        let a = commit_tree_at(
+            &archive,
+            &src,
+            r,
+            &test_meta("1"),
+            1_700_000_000,
+            Objects::Plain,
+        )
+        .unwrap();
         move_ref(&archive, r, &a.checksum).unwrap();
         assert_eq!(
             cache.prepare(&archive_path, &a.checksum, false).unwrap(),
@@ -187,7 +195,15 @@ mod tests {
         assert!(cache.is_complete());
 
         tree(&src, "2");
-        let b = commit_tree_at(&archive, &src, r, &test_meta("2"), 1_700_000_001, true).unwrap();
+        let b = commit_tree_at(
+            &archive,
+            &src,
+            r,
+            &test_meta("2"),
+            1_700_000_001,
+            Objects::Reuse,
+        )
+        .unwrap();
         let from = cache.prepare(&archive_path, &b.checksum, false).unwrap();
         assert_eq!(from.as_deref(), Some(cache.repo.as_path()));
         assert!(

@@ -137,28 +137,57 @@ pub fn commit_tree(
     ostree_ref: &str,
     meta: &CommitMeta,
 ) -> Result<CommitInfo> {
-    let reuse = head(repo, ostree_ref)?.is_some();
+    let objects = match head(repo, ostree_ref)? {
+        Some(_) => Objects::Reuse,
+        None => match super::prewrite::threads() {
+            1 => Objects::Plain,
+            n => Objects::Parallel(n),
+        },
+    };
     commit_tree_at(
         repo,
         tree,
         ostree_ref,
         meta,
         crate::util::build_time(),
-        reuse,
+        objects,
     )
 }
 
-/// [`commit_tree`] at timestamp `now`; `reuse`: skip the files the
-/// repository holds (repo/reuse.rs; a child commit does).
+/// How a commit writes the objects of its files. Each gives the same commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Objects {
+    /// libostree's walk compresses every file, on one thread.
+    Plain,
+    /// Files the repository holds are skipped (repo/reuse.rs; a child
+    /// commit does).
+    Reuse,
+    /// The files are compressed first on this many threads
+    /// (repo/prewrite.rs), then committed as [`Objects::Reuse`] does (a cold
+    /// commit on a machine with more than one core).
+    Parallel(usize),
+}
+
+/// [`commit_tree`] at timestamp `now`, its objects written as `objects` says.
 pub(crate) fn commit_tree_at(
     repo: &ostree::Repo,
     tree: &Path,
     ostree_ref: &str,
     meta: &CommitMeta,
     now: u64,
-    reuse: bool,
+    objects: Objects,
 ) -> Result<CommitInfo> {
     let parent = head(repo, ostree_ref)?;
+    if let Objects::Parallel(threads) = objects {
+        let path = repo.path().path().context("the repository's path")?;
+        let started = std::time::Instant::now();
+        let files = super::prewrite::prewrite(&path, tree, threads)?;
+        log::debug!(
+            "commit: {files} files compressed on {threads} threads in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    let reuse = objects != Objects::Plain;
     let bar = progress::spinner(&format!("committing {} to {ostree_ref}", tree.display()));
     // libostree never turns GENERATE_SIZES off on a repository object once
     // a commit used it: a child commit, which lists the sizes itself, opens

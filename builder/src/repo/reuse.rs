@@ -297,7 +297,7 @@ pub fn with_sizes(metadata: &glib::Variant, sizes: glib::Variant) -> glib::Varia
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::repo::commit::{commit_tree_at, move_ref, open_or_create, test_meta};
+    use crate::repo::commit::{commit_tree_at, move_ref, open_or_create, test_meta, Objects};
     use std::os::unix::fs::PermissionsExt;
 
     /// A tree with what a rootfs has: nested directories, an empty one,
@@ -355,6 +355,8 @@ mod tests {
     /// every file, GENERATE_SIZES) and once skipping what the repository
     /// holds: the same checksum (so the same tree, metadata and
     /// `ostree.sizes`), and `ostree fsck` finds both repositories sound.
+    /// Their parent A is likewise committed plainly in one and with
+    /// [`Objects::Parallel`] in the other.
     #[test]
     fn a_child_commit_that_skips_known_files_is_the_plain_commit() {
         let t = tempfile::tempdir().unwrap();
@@ -363,18 +365,20 @@ mod tests {
         let r = "hull/t/x86_64/stable";
         let now = 1_700_000_000;
         let mut heads = vec![];
-        for name in ["plain", "reuse"] {
+        // A, cold: once plain, once with its files compressed on two
+        // threads first (repo/prewrite.rs): the same commit.
+        for (name, objects) in [("plain", Objects::Plain), ("reuse", Objects::Parallel(2))] {
             let repo = open_or_create(&t.path().join(name)).unwrap();
-            let a = commit_tree_at(&repo, &tree, r, &test_meta("1"), now, false).unwrap();
+            let a = commit_tree_at(&repo, &tree, r, &test_meta("1"), now, objects).unwrap();
             move_ref(&repo, r, &a.checksum).unwrap();
             heads.push(a.checksum);
         }
-        assert_eq!(heads[0], heads[1]);
+        assert_eq!(heads[0], heads[1], "the parallel cold commit differs");
         tree_b(&tree);
         let mut children = vec![];
-        for (name, reuse) in [("plain", false), ("reuse", true)] {
+        for (name, objects) in [("plain", Objects::Plain), ("reuse", Objects::Reuse)] {
             let repo = open_or_create(&t.path().join(name)).unwrap();
-            let b = commit_tree_at(&repo, &tree, r, &test_meta("2"), now + 1, reuse).unwrap();
+            let b = commit_tree_at(&repo, &tree, r, &test_meta("2"), now + 1, objects).unwrap();
             assert_eq!(b.parent.as_deref(), Some(heads[0].as_str()));
             children.push(b.checksum);
         }
