@@ -189,3 +189,35 @@ fn shipped_k8s_node_manifest_loads() {
     let overlays: Vec<_> = m.overlays.iter().map(|o| o.name.as_str()).collect();
     assert_eq!(overlays, ["base", "k8s-node"]);
 }
+
+/// `hull check` prints the manifest as hull understands it; a reader that
+/// goes away first (`hull check … | head -0`) ends it quietly, with no
+/// panic ("failed printing to stdout: Broken pipe") and no error.
+#[test]
+fn check_prints_and_a_closed_stdout_ends_it_quietly() {
+    use std::process::{Command, Stdio};
+    let run = |close: bool| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hull"))
+            .arg("check")
+            .arg(shipped("minimal.toml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if close {
+            drop(child.stdout.take());
+        }
+        child.wait_with_output().unwrap()
+    };
+    let open = run(false);
+    assert!(open.status.success());
+    let text = String::from_utf8(open.stdout).unwrap();
+    assert!(text.contains("\"name\": \"minimal\""), "{text}");
+    let closed = run(true);
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(closed.status.success(), "{:?}: {stderr}", closed.status);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("error"),
+        "{stderr}"
+    );
+}

@@ -10,8 +10,44 @@ use super::args::{Cli, Command, FleetLockCommand};
 use super::update_line::update_line;
 use crate::build::pipeline::{run_builds, BuildOptions};
 use crate::host::{self, Host, HostPaths};
-/// Parses `args` (program name first) and runs the command.
+/// Writes to standard output, a line (`outln!`) or as is (`out!`); an
+/// error (a closed pipe among them) ends the command through `?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).context("writing to standard output")?
+    }};
+}
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*).context("writing to standard output")?
+    }};
+}
+
+/// Parses `args` (program name first) and runs the command. Standard
+/// output closed early (`hull scan --json | head`) ends it quietly, as a
+/// SIGPIPE ends a C tool: the reader took what it wanted.
 pub fn run<I, T>(args: I) -> Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match dispatch(args) {
+        Err(e) if closed_pipe(&e) => Ok(()),
+        r => r,
+    }
+}
+
+/// Whether `e` is standard output's reader having gone away.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) && e.to_string() == "writing to standard output"
+}
+
+fn dispatch<I, T>(args: I) -> Result<()>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -35,13 +71,13 @@ where
                 rollout: a.rollout,
             })?;
             for report in reports {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                outln!("{}", serde_json::to_string_pretty(&report)?);
             }
             Ok(())
         }
         Command::Keygen(a) => {
             let (secret, public) = crate::repo::sign::write_keypair(&a.file)?;
-            println!(
+            outln!(
                 "secret key: {} (keep it off images and repositories)\npublic key: {} (list it in [update] keys)",
                 secret.display(),
                 public.display()
@@ -53,9 +89,9 @@ where
             let host = Host::load(HostPaths::default())?;
             let s = host::status::status(&host)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
             } else {
-                print!("{}", host::status::render(&s));
+                out!("{}", host::status::render(&s));
             }
             match s.problem() {
                 Some(p) => anyhow::bail!("{p}"),
@@ -67,7 +103,7 @@ where
             let mut host = Host::load(HostPaths::default())?;
             if a.auto {
                 let line = host::agent::run(&mut host, &host::agent::AgentOptions { now: a.now })?;
-                println!("{line}");
+                outln!("{line}");
                 return Ok(());
             }
             let r = host::update::run(
@@ -81,9 +117,9 @@ where
                 },
             )?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("{}", update_line(&r));
+                outln!("{}", update_line(&r));
             }
             Ok(())
         }
@@ -91,14 +127,14 @@ where
             host::require_root("reconcile")?;
             let mut host = Host::load(HostPaths::default())?;
             match host::rollback::reconcile(&mut host)? {
-                Some(r) => println!(
+                Some(r) => outln!(
                     "rolled back from {} ({}): {}",
                     r.failed_version.as_deref().unwrap_or("?"),
                     r.failed_checksum,
                     r.reason
                 ),
                 None => {
-                    println!("the booted deployment is the boot loader's default: nothing to do")
+                    outln!("the booted deployment is the boot loader's default: nothing to do")
                 }
             }
             Ok(())
@@ -120,13 +156,13 @@ where
                 },
             )?;
             // One JSON line: what the watching agent reads back.
-            println!("{}", serde_json::to_string(&stats)?);
+            outln!("{}", serde_json::to_string(&stats)?);
             Ok(())
         }
         Command::Publish(a) => {
             let key = crate::repo::sign::load_secret(&a.sign_key)?;
             let p = crate::repo::summary::publish_at(&a.repo, &key, a.expires)?;
-            println!(
+            outln!(
                 "signed the summary of {} ({} refs) until {}",
                 a.repo.display(),
                 p.refs.len(),
@@ -139,9 +175,9 @@ where
             let mut host = Host::load(HostPaths::default())?;
             let r = host::rollback::rollback(&mut host)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                outln!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!(
+                outln!(
                     "the next boot is {} ({}); reboot to use it",
                     r.default_version.as_deref().unwrap_or("?"),
                     r.default
@@ -159,7 +195,7 @@ where
                 },
             )?;
             if r.ok {
-                println!(
+                outln!(
                     "healthy: {} ({})",
                     r.version.as_deref().unwrap_or("?"),
                     r.checksum
@@ -171,7 +207,7 @@ where
         }
         Command::Check(a) => {
             let m = crate::build::pipeline::load(&a.manifest)?;
-            println!("{}", serde_json::to_string_pretty(&m)?);
+            outln!("{}", serde_json::to_string_pretty(&m)?);
             Ok(())
         }
         Command::Run(a) => crate::qemu::run_cli(&a),
@@ -184,7 +220,7 @@ where
                 out: a.out,
                 arch: a.arch,
             })?;
-            println!("{}", serde_json::to_string_pretty(&r)?);
+            outln!("{}", serde_json::to_string_pretty(&r)?);
             Ok(())
         }
         Command::Lock(a) => {
@@ -194,7 +230,7 @@ where
                 update: a.update,
             })?;
             for l in lines {
-                println!("{l}");
+                outln!("{l}");
             }
             Ok(())
         }
@@ -205,9 +241,9 @@ where
             let db = scan::read_db(&a.db)?;
             let reports = scan::run(&loaded, &db, a.release.as_deref())?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
+                outln!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
-                print!("{}", scan::render(&reports));
+                out!("{}", scan::render(&reports));
             }
             match a.fail_on {
                 Some(level) => scan::gate(&reports, level),
