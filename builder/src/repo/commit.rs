@@ -181,7 +181,13 @@ pub(crate) fn commit_tree_at(
     if let Objects::Parallel(threads) = objects {
         let path = repo.path().path().context("the repository's path")?;
         let started = std::time::Instant::now();
-        let files = super::prewrite::prewrite(&path, tree, threads)?;
+        let bar = progress::spinner(&format!(
+            "compressing the files of {} on {threads} threads",
+            tree.display()
+        ));
+        let files = super::prewrite::prewrite(&path, tree, threads);
+        bar.finish_and_clear();
+        let files = files?;
         log::debug!(
             "commit: {files} files compressed on {threads} threads in {:.1} s",
             started.elapsed().as_secs_f64()
