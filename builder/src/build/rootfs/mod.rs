@@ -9,6 +9,7 @@ pub mod agent;
 pub mod containers;
 pub mod customize;
 pub mod hardening;
+pub mod initramfs;
 pub mod local_repo;
 pub mod mmdebstrap;
 pub mod ostree_layout;
@@ -226,6 +227,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
         package_list: package_list.clone(),
         timings: timings.clone(),
         local_repo,
+        compress_natively: crate::util::arch::Arch::of_this_binary() != Some(plan.arch),
     };
     let bar = progress::spinner(&format!(
         "installing {} packages and their dependencies from {} {}",
@@ -241,6 +243,14 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
     let marks = fs::read_to_string(&timings).unwrap_or_default();
     for (phase, secs) in mmdebstrap::phase_times(&marks, start, crate::util::now_secs_f64()) {
         log::debug!("mmdebstrap: {phase}: {secs:.1} s");
+    }
+    if spec.compress_natively {
+        let t = crate::util::now_secs_f64();
+        initramfs::finish(target, mmdebstrap::BUILD_INITRAMFS)?;
+        log::debug!(
+            "initramfs: compressed on the host: {:.1} s",
+            crate::util::now_secs_f64() - t
+        );
     }
     fs::read_to_string(&package_list).with_context(|| format!("reading {}", package_list.display()))
 }
