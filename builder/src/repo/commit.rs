@@ -178,6 +178,7 @@ pub(crate) fn commit_tree_at(
     objects: Objects,
 ) -> Result<CommitInfo> {
     let parent = head(repo, ostree_ref)?;
+    let mut known = None;
     if let Objects::Parallel(threads) = objects {
         let path = repo.path().path().context("the repository's path")?;
         let started = std::time::Instant::now();
@@ -189,9 +190,11 @@ pub(crate) fn commit_tree_at(
         bar.finish_and_clear();
         let files = files?;
         log::debug!(
-            "commit: {files} files compressed on {threads} threads in {:.1} s",
+            "commit: {} files compressed on {threads} threads in {:.1} s",
+            files.len(),
             started.elapsed().as_secs_f64()
         );
+        known = Some(files);
     }
     let reuse = objects != Objects::Plain;
     let bar = progress::spinner(&format!("committing {} to {ostree_ref}", tree.display()));
@@ -218,12 +221,16 @@ pub(crate) fn commit_tree_at(
         // much an update will take on its disk. A child commit skips the
         // files already in the repository and lists the sizes itself
         // (repo/reuse.rs): same commit, no recompression.
-        let (reuse, modifier) = match reuse {
-            true => {
+        let (reuse, modifier) = match (reuse, known.take()) {
+            (true, Some(known)) => {
+                let (r, m) = super::reuse::Reuse::known(known);
+                (Some(r), m)
+            }
+            (true, None) => {
                 let (r, m) = super::reuse::Reuse::modifier(repo, &dir)?;
                 (Some(r), m)
             }
-            false => (
+            (false, _) => (
                 None,
                 ostree::RepoCommitModifier::new(
                     ostree::RepoCommitModifierFlags::GENERATE_SIZES,

@@ -7,12 +7,13 @@
 //! lightest share: [`plan`]), and each thread commits its share, with its
 //! own repository object and transaction, through libostree's ordinary
 //! commit walk, a filter leaving out the files of the other shares. Only
-//! the file objects are kept (no tree, no commit). The commit itself then
-//! runs as a child commit does ([`super::reuse`]): every file is found in
-//! the repository, and the tree, the metadata and `ostree.sizes` come out
-//! as a plain cold commit's, checksum for checksum (`commit.rs` tests it).
+//! the file objects are kept (no tree, no commit), and the checksums the
+//! walks computed. The commit itself then runs as a child commit does
+//! ([`super::reuse`]), each file known by those checksums, so none is read
+//! again; the tree, the metadata and `ostree.sizes` come out as a plain
+//! cold commit's, checksum for checksum (`reuse.rs` tests it).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -57,14 +58,18 @@ fn regular_files(tree: &Path) -> Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// Checksums of regular files by path (`/` and the path from the tree's
+/// root), as libostree's commit walk computed them.
+pub type Checksums = HashMap<String, String>;
+
 /// Writes the file objects of `tree` into the archive repository at
 /// `repo_path` on `threads` threads, each in a transaction of its own;
-/// returns how many files there were. Errors name the tree; a failed share
-/// aborts its transaction, and the objects other shares wrote stay (an
-/// object is whole or absent; `ostree prune` drops the unreferenced).
-pub fn prewrite(repo_path: &Path, tree: &Path, threads: usize) -> Result<usize> {
+/// returns every regular file's checksum, so that the commit need not
+/// compute them again. Errors name the tree; a failed share aborts its
+/// transaction, and the objects other shares wrote stay (an object is whole
+/// or absent; `ostree prune` drops the unreferenced).
+pub fn prewrite(repo_path: &Path, tree: &Path, threads: usize) -> Result<Checksums> {
     let files = regular_files(tree)?;
-    let count = files.len();
     let shares = plan(&files, threads);
     let handles: Vec<_> = shares
         .into_iter()
@@ -73,30 +78,54 @@ pub fn prewrite(repo_path: &Path, tree: &Path, threads: usize) -> Result<usize> 
             std::thread::spawn(move || write_share(&repo_path, &tree, Arc::new(share)))
         })
         .collect();
+    let mut all = Checksums::new();
     let mut first = Ok(());
     for h in handles {
-        let r = h
+        match h
             .join()
-            .unwrap_or_else(|_| Err(anyhow!("compressing a share of the tree panicked")));
-        if first.is_ok() {
-            first = r;
+            .unwrap_or_else(|_| Err(anyhow!("compressing a share of the tree panicked")))
+        {
+            Ok(found) => all.extend(found),
+            Err(e) if first.is_ok() => first = Err(e),
+            Err(_) => {}
         }
     }
-    first.map(|_| count)
+    first.map(|_| all)
+}
+
+/// The checksums `mtree` holds for the paths of `share`, `prefix` being
+/// its path from the tree's root (`` for the root).
+fn share_checksums(
+    mtree: &ostree::MutableTree,
+    prefix: &str,
+    share: &HashSet<String>,
+    out: &mut Checksums,
+) {
+    for (name, checksum) in mtree.copy_files() {
+        let path = format!("{prefix}/{name}");
+        if share.contains(&path) {
+            out.insert(path, checksum);
+        }
+    }
+    for (name, sub) in mtree.copy_subdirs() {
+        share_checksums(&sub, &format!("{prefix}/{name}"), share, out);
+    }
 }
 
 /// One thread's share: libostree's commit walk over the whole tree, every
-/// regular file outside `share` left out, in its own transaction.
-fn write_share(repo_path: &Path, tree: &Path, share: Arc<HashSet<String>>) -> Result<()> {
+/// regular file outside `share` left out, in its own transaction; the
+/// checksums of the share's files.
+fn write_share(repo_path: &Path, tree: &Path, share: Arc<HashSet<String>>) -> Result<Checksums> {
     let cancellable = gio::Cancellable::NONE;
     let repo = ostree::Repo::new_for_path(repo_path);
     repo.open(cancellable)
         .with_context(|| format!("opening OSTree repository {}", repo_path.display()))?;
     repo.prepare_transaction(cancellable)
         .context("starting an OSTree transaction")?;
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<Checksums> {
+        let mine = share.clone();
         let filter = move |_: &ostree::Repo, path: &str, info: &gio::FileInfo| {
-            if info.file_type() == gio::FileType::Regular && !share.contains(path) {
+            if info.file_type() == gio::FileType::Regular && !mine.contains(path) {
                 ostree::RepoCommitFilterResult::Skip
             } else {
                 ostree::RepoCommitFilterResult::Allow
@@ -114,7 +143,17 @@ fn write_share(repo_path: &Path, tree: &Path, share: Arc<HashSet<String>>) -> Re
             .with_context(|| format!("writing {} into the repository", tree.display()))?;
         repo.commit_transaction(cancellable)
             .context("finishing the OSTree transaction")?;
-        Ok(())
+        let mut found = Checksums::new();
+        share_checksums(&mtree, "", &share, &mut found);
+        if found.len() != share.len() {
+            anyhow::bail!(
+                "committing {}: {} of {} files of a share were not written",
+                tree.display(),
+                share.len() - found.len(),
+                share.len()
+            );
+        }
+        Ok(found)
     })();
     if result.is_err() {
         let _ = repo.abort_transaction(cancellable);

@@ -93,6 +93,27 @@ impl Reuse {
         Ok((Reuse { found }, modifier))
     }
 
+    /// A commit modifier whose filter leaves out every regular file of
+    /// `known` (by the path libostree's walk gives it) and records its
+    /// checksum, reading nothing: the files [`super::prewrite`] just wrote.
+    pub fn known(known: super::prewrite::Checksums) -> (Self, ostree::RepoCommitModifier) {
+        let found: Found = Rc::default();
+        let f = found.clone();
+        let filter = move |_: &ostree::Repo, path: &str, info: &gio::FileInfo| match known.get(path)
+        {
+            Some(c) if info.file_type() == gio::FileType::Regular => {
+                f.borrow_mut().push((path.to_string(), c.clone()));
+                ostree::RepoCommitFilterResult::Skip
+            }
+            _ => ostree::RepoCommitFilterResult::Allow,
+        };
+        let modifier = ostree::RepoCommitModifier::new(
+            ostree::RepoCommitModifierFlags::NONE,
+            Some(Box::new(filter)),
+        );
+        (Reuse { found }, modifier)
+    }
+
     /// How many files the filter found in the repository.
     pub fn reused(&self) -> usize {
         self.found.borrow().len()
