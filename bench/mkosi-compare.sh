@@ -15,13 +15,14 @@
 #
 # The mkosi job is manifests/minimal.toml's: Debian trixie from the same
 # sources as hull's (the suite, -updates and -security, main, binary only;
-# mkosi's own default would add deb-src and -debug), the same package list (minimal.toml's
-# packages.include plus those of the manifests it includes, and the kernel),
+# mkosi's own default would add deb-src and -debug), the same package list
+# (minimal.toml's packages.include plus those of the manifests it includes,
+# and the kernel),
 # bootable with systemd-boot, a GPT disk image (ESP + root). Not the same
 # output: mkosi makes no OSTree commit, no users, units or hardening files,
 # and it builds its initrd as a second image and a UKI; hull builds an OSTree
 # commit, runs dracut once and lays out a BLS entry. packages.exclude becomes
-# the same apt pins hull writes; hull's lock file (version pins) is not used.
+# the same apt pins hull writes; mkosi gets no version pins from hull's lock.
 #
 # mkosi 25.3 is not on PyPI (https://pypi.org/pypi/mkosi/json is a 404); it is
 # Debian trixie's mkosi_25.3-7_all.deb from the Debian mirror, its SHA-256
@@ -152,10 +153,17 @@ prefs.mkdir(parents=True, exist_ok=True)
 PY
 mkosi_version=$(mkosi --version | awk '{print $2}')
 
-timed() { # log label, command...: prints wall seconds; the log keeps the output
+# Each log line starts with the seconds since its command started ("[  12.3] "),
+# which gives mkosi's steps their times (mkosi prints none).
+stamp='import sys, time
+t0 = time.monotonic()
+for line in sys.stdin.buffer:
+    sys.stdout.buffer.write(b"[%7.1f] " % (time.monotonic() - t0) + line)
+    sys.stdout.buffer.flush()'
+timed() { # log, command...: prints wall seconds; the log keeps the output
   local log=$1 t0 t1; shift
   t0=$(date +%s.%N)
-  if ! "$@" >"$log" 2>&1; then
+  if ! "$@" 2>&1 | python3 -c "$stamp" >"$log"; then
     echo "mkosi-compare: '$*' failed; the last lines of $log:" >&2
     tail -n 5 "$log" >&2
     exit 1
@@ -186,7 +194,7 @@ load_after=$(load)
 
 python3 - "$out" "$mkosi_version" "$tools_seconds" "$mkosi_cold" "$mkosi_cached" "$mkosi_image_bytes" \
   "$hull_cold" "$load_before" "$load_after" "$manifest" <<'PY'
-import datetime, json, sys
+import datetime, json, re, sys
 (out, version, tools, cold, cached, image_bytes, hull_cold, load_before, load_after,
  manifest) = sys.argv[1:]
 report = json.load(open(f"{out}/hull/build.json"))
@@ -194,6 +202,25 @@ packages = json.load(open(f"{out}/config/packages.json"))
 # Packages in the image: its cached tree's dpkg status (Incremental=yes).
 status = f"{out}/state/cache/debian~trixie~x86-64.cache/var/lib/dpkg/status"
 installed = sum(1 for line in open(status) if line.startswith("Package: "))
+
+def steps(log):
+    """mkosi's steps of the image ("‣  X") and the default initrd's build as
+    one, as [step, seconds until the next step], from the stamped log."""
+    marks = []
+    for line in open(log, encoding="utf-8", errors="replace"):
+        m = re.match(r"\[ *([0-9.]+)\] ‣( +)(\S.*)", line)
+        # Warnings ("aead2 is a dependency of …", "/usr/lib/firmware/…")
+        # are not steps; nor are the initrd's own steps (three spaces).
+        if not m or not m[3][0].isupper() or "not found" in m[3]:
+            continue
+        if len(m[2]) <= 2 or not marks or marks[-1][1] != "Building default initrd":
+            marks.append((float(m[1]), m[3].split(" for ")[0].split(" /")[0]))
+    end = float(re.match(r"\[ *([0-9.]+)\]", line)[1]) if marks else 0.0
+    out = []
+    for (t, text), nxt in zip(marks, [m[0] for m in marks[1:]] + [end]):
+        if nxt - t >= 0.5:
+            out.append([text, round(nxt - t, 1)])
+    return out
 print(json.dumps({
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "manifest": manifest,
@@ -205,6 +232,7 @@ print(json.dumps({
         "tools_tree_seconds": None if tools == "null" else float(tools),
         "cold_seconds": float(cold),
         "cached_seconds": float(cached),
+        "cold_steps": steps(f"{out}/mkosi-cold.log"),
         "image_bytes": int(image_bytes),
         "package_count_requested": len(packages["packages"]),
         "exclude": packages["exclude"],
