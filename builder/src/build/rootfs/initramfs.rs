@@ -6,7 +6,7 @@
 //! qemu-user on aarch64, 5 s natively), and hull's check of the result
 //! (lsinitrd) decompressed it three times more (about 10 s). When the tree
 //! is another architecture's, dracut writes the archive uncompressed
-//! ([`BUILD_UNCOMPRESSED`]) and hull checks it and runs the compressor
+//! (`BUILD_UNCOMPRESSED`) and hull checks it and runs the compressor
 //! dracut would have picked, with dracut's own options, on the host
 //! ([`finish`]): the same program on the same bytes, so the same image
 //! (gzip's output is byte-identical to the one dracut made in the tree).
@@ -205,7 +205,7 @@ pub fn split(image: &[u8]) -> Result<(usize, Vec<String>)> {
 }
 
 /// Compresses the initramfs dracut left uncompressed in `target` (the
-/// tree's root) with [`BUILD_UNCOMPRESSED`], per [`plan`]: natively, after
+/// tree's root) with `BUILD_UNCOMPRESSED`, per [`plan`]: natively, after
 /// checking each holds ostree-prepare-root; or, when the plan says so, by
 /// dracut again in the tree (`in_tree_script`, run under chroot).
 pub fn finish(target: &Path, in_tree_script: &str) -> Result<()> {
