@@ -1,4 +1,5 @@
-//! The sha256 of a sparse file (a disk image) without reading its holes.
+//! The sha256 of a file, for every file hull hashes (downloads, agents,
+//! images), without reading its holes: a sparse disk image is mostly holes.
 //!
 //! A 4 GiB raw image holds about 400 MiB of data; the rest are holes. A plain
 //! read asks the kernel to zero-fill every page of every hole and copy it
