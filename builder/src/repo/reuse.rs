@@ -52,20 +52,15 @@ impl Reuse {
         repo: &ostree::Repo,
         tree: &std::fs::File,
     ) -> Result<(Self, ostree::RepoCommitModifier)> {
-        let found: Found = Rc::default();
         let dfd = tree
             .try_clone()
             .context("duplicating the tree's descriptor")?;
         let repo = repo.clone();
-        let f = found.clone();
-        let filter = move |_: &ostree::Repo, path: &str, info: &gio::FileInfo| {
-            if info.file_type() != gio::FileType::Regular {
-                return ostree::RepoCommitFilterResult::Allow;
-            }
+        Ok(Self::skipping(move |path| {
             let rel = Path::new(path.trim_start_matches('/'));
             // Any error here: the file goes the ordinary way, where libostree
             // reports it with its path.
-            let known = ostree::checksum_file_at(
+            ostree::checksum_file_at(
                 dfd.as_raw_fd(),
                 rel,
                 None,
@@ -74,38 +69,39 @@ impl Reuse {
                 gio::Cancellable::NONE,
             )
             .ok()
+            .map(|c| c.to_string())
             .filter(|c| {
                 repo.has_object(ostree::ObjectType::File, c, gio::Cancellable::NONE)
                     .unwrap_or(false)
-            });
-            match known {
-                Some(c) => {
-                    f.borrow_mut().push((path.to_string(), c.to_string()));
-                    ostree::RepoCommitFilterResult::Skip
-                }
-                None => ostree::RepoCommitFilterResult::Allow,
-            }
-        };
-        let modifier = ostree::RepoCommitModifier::new(
-            ostree::RepoCommitModifierFlags::NONE,
-            Some(Box::new(filter)),
-        );
-        Ok((Reuse { found }, modifier))
+            })
+        }))
     }
 
     /// A commit modifier whose filter leaves out every regular file of
     /// `known` (by the path libostree's walk gives it) and records its
     /// checksum, reading nothing: the files [`super::prewrite`] just wrote.
     pub fn known(known: super::prewrite::Checksums) -> (Self, ostree::RepoCommitModifier) {
+        Self::skipping(move |path| known.get(path).cloned())
+    }
+
+    /// The filter both constructors share: a regular file whose path
+    /// `lookup` gives a checksum for is left out of the walk and recorded.
+    fn skipping(
+        lookup: impl Fn(&str) -> Option<String> + 'static,
+    ) -> (Self, ostree::RepoCommitModifier) {
         let found: Found = Rc::default();
         let f = found.clone();
-        let filter = move |_: &ostree::Repo, path: &str, info: &gio::FileInfo| match known.get(path)
-        {
-            Some(c) if info.file_type() == gio::FileType::Regular => {
-                f.borrow_mut().push((path.to_string(), c.clone()));
-                ostree::RepoCommitFilterResult::Skip
+        let filter = move |_: &ostree::Repo, path: &str, info: &gio::FileInfo| {
+            if info.file_type() != gio::FileType::Regular {
+                return ostree::RepoCommitFilterResult::Allow;
             }
-            _ => ostree::RepoCommitFilterResult::Allow,
+            match lookup(path) {
+                Some(c) => {
+                    f.borrow_mut().push((path.to_string(), c));
+                    ostree::RepoCommitFilterResult::Skip
+                }
+                None => ostree::RepoCommitFilterResult::Allow,
+            }
         };
         let modifier = ostree::RepoCommitModifier::new(
             ostree::RepoCommitModifierFlags::NONE,

@@ -1,5 +1,5 @@
 //! Small helpers every stage and the host agent share: [`cmd`] (the one
-//! subprocess wrapper), [`progress`], [`sparse`] (the sha256 of a disk image
+//! subprocess wrapper), [`progress`], [`sparse`] (the sha256 of a file
 //! without reading its holes), one atomic write and one clock.
 
 pub mod arch;
