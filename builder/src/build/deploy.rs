@@ -74,16 +74,7 @@ pub fn deploy(spec: &DeploySpec) -> Result<Deployed> {
     let repo = sr.repo();
     repo.set_disable_fsync(true);
 
-    let source_url = format!("file://{}", source.canonicalize()?.display());
-    let opts = glib::VariantDict::new(None);
-    // By checksum, not by ref: the build moves `ostree_ref` only once the
-    // image is written. Pulling a checksum writes no ref into the sysroot's
-    // repository either (one would pin the commit there forever); the host
-    // tracks its remote's ref instead (or nothing, when the image is not
-    // updatable), and the deployment keeps the commit alive.
-    opts.insert_value("refs", &vec![commit.to_string()].to_variant());
-    opts.insert("depth", 0i32);
-    repo.pull_with_options(&source_url, &opts.end(), None, cancellable)
+    pull_commit(&repo, source, commit)
         .with_context(|| format!("pulling {commit} ({ostree_ref}) from {}", source.display()))?;
     let refspec = match remote {
         Some((remote, follow)) => {
@@ -119,4 +110,27 @@ pub fn deploy(spec: &DeploySpec) -> Result<Deployed> {
         deployment: dir,
         bootcsum: deployment.bootcsum().to_string(),
     })
+}
+
+/// Pulls `commit` alone (no parents, no ref written) from the local
+/// repository `source` into `repo`. By checksum, not by ref: the build
+/// moves its ref only once the image is written. Pulling a checksum writes
+/// no ref into the sysroot's repository either (one would pin the commit
+/// there forever); the host tracks its remote's ref instead (or nothing,
+/// when the image is not updatable), and the deployment keeps the commit
+/// alive. Callers add which pull it was to the error.
+pub(crate) fn pull_commit(repo: &ostree::Repo, source: &Path, commit: &str) -> Result<()> {
+    let source = source
+        .canonicalize()
+        .with_context(|| format!("resolving {}", source.display()))?;
+    let opts = glib::VariantDict::new(None);
+    opts.insert_value("refs", &vec![commit.to_string()].to_variant());
+    opts.insert("depth", 0i32);
+    repo.pull_with_options(
+        &format!("file://{}", source.display()),
+        &opts.end(),
+        None,
+        gio::Cancellable::NONE,
+    )?;
+    Ok(())
 }

@@ -30,8 +30,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ostree::gio;
-use ostree::glib;
-use ostree::prelude::*;
 
 use crate::build::rootfs::Removals;
 use crate::manifest::Arch;
@@ -76,18 +74,13 @@ impl DeployCache {
             .with_context(|| format!("opening {}", self.repo.display()))?;
         // Made durable as a whole by the syncfs before the next stamp.
         repo.set_disable_fsync(true);
-        let url = format!("file://{}", source.canonicalize()?.display());
-        let opts = glib::VariantDict::new(None);
-        opts.insert_value("refs", &vec![commit.to_string()].to_variant());
-        opts.insert("depth", 0i32);
-        repo.pull_with_options(&url, &opts.end(), None, gio::Cancellable::NONE)
-            .with_context(|| {
-                format!(
-                    "pulling {commit} from {} into {}",
-                    source.display(),
-                    self.repo.display()
-                )
-            })?;
+        crate::build::deploy::pull_commit(&repo, source, commit).with_context(|| {
+            format!(
+                "pulling {commit} from {} into {}",
+                source.display(),
+                self.repo.display()
+            )
+        })?;
         Ok(Some(self.repo.clone()))
     }
 
