@@ -110,7 +110,6 @@ fn a_pull_is_cut_off_past_its_signed_sizes() {
     let t = tempfile::tempdir().unwrap();
     let (src, c, object) = source(t.path());
     let (commit, _) = src.load_commit(&c).unwrap();
-    let meta = glib::VariantDict::new(Some(&commit.child_value(0)));
     let hull = Path::new(env!("CARGO_BIN_EXE_hull"));
     for (name, endless) in [("good", None), ("endless", Some(object))] {
         let url = serve(t.path().join("repo"), endless);
@@ -125,7 +124,10 @@ fn a_pull_is_cut_off_past_its_signed_sizes() {
             gio::Cancellable::NONE,
         )
         .unwrap();
-        let missing = update::missing_bytes(&dst, &meta).unwrap();
+        let missing = update::missing_bytes(&dst, &c, &commit, |p| {
+            anyhow::bail!("a commit without a parent asked for its parent {p}")
+        })
+        .unwrap();
         assert!(missing.archived >= 300_000, "{missing:?}");
         let spec = pull::PullSpec {
             remote: "origin",

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use ostree::glib;
 
 use crate::repo::commit::{META_ARCH, META_BOOT_BYTES, META_REF_BINDING};
+use crate::repo::sizes::{META_OSTREE_SIZES, META_SIZES_SINCE_PARENT};
 
 /// What the signed commit object says about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,7 +24,8 @@ pub struct CommitFacts {
     pub arch: Option<String>,
     /// `hull.boot-bytes`: bytes it puts on the ESP.
     pub boot_bytes: Option<u64>,
-    /// Whether it carries `ostree.sizes`.
+    /// Whether it carries a size list (`hull.sizes-since-parent`, or
+    /// libostree's `ostree.sizes` in commits of an older hull).
     pub has_sizes: bool,
 }
 
@@ -43,12 +45,12 @@ impl CommitFacts {
                 .ok()
                 .flatten()
                 .map(u64::from_be),
-            has_sizes: meta
-                .lookup_value(
-                    "ostree.sizes",
-                    Some(glib::VariantTy::new("aay").expect("type")),
-                )
-                .is_some(),
+            has_sizes: [META_SIZES_SINCE_PARENT, META_OSTREE_SIZES]
+                .iter()
+                .any(|k| {
+                    meta.lookup_value(k, Some(glib::VariantTy::new("aay").expect("type")))
+                        .is_some()
+                }),
         }
     }
 }
@@ -107,7 +109,9 @@ pub fn check_downgrade(
 pub fn check_size_facts(facts: &CommitFacts) -> Result<u64> {
     let c = &facts.checksum;
     if !facts.has_sizes {
-        bail!("commit {c} has no ostree.sizes: its size on disk is unknown, refusing it");
+        bail!(
+            "commit {c} has no {META_SIZES_SINCE_PARENT}: its size on disk is unknown, refusing it"
+        );
     }
     facts.boot_bytes.ok_or_else(|| {
         anyhow::anyhow!(
@@ -269,7 +273,7 @@ mod tests {
         })
         .unwrap_err()
         .to_string();
-        assert!(e.contains("no ostree.sizes"), "{e}");
+        assert!(e.contains("no hull.sizes-since-parent"), "{e}");
         let e = check_size_facts(&CommitFacts {
             boot_bytes: None,
             ..facts()

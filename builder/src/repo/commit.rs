@@ -198,17 +198,6 @@ pub(crate) fn commit_tree_at(
     }
     let reuse = objects != Objects::Plain;
     let bar = progress::spinner(&format!("committing {} to {ostree_ref}", tree.display()));
-    // libostree never turns GENERATE_SIZES off on a repository object once
-    // a commit used it: a child commit, which lists the sizes itself, opens
-    // its own.
-    let reopened;
-    let repo = match reuse {
-        true => {
-            reopened = super::reuse::reopen(repo)?;
-            &reopened
-        }
-        false => repo,
-    };
     let result = (|| -> Result<String> {
         let cancellable = gio::Cancellable::NONE;
         repo.prepare_transaction(cancellable)
@@ -217,9 +206,7 @@ pub(crate) fn commit_tree_at(
         let dir =
             std::fs::File::open(tree).with_context(|| format!("opening {}", tree.display()))?;
         use std::os::fd::AsRawFd;
-        // ostree.sizes in the metadata lets a host know, before pulling, how
-        // much an update will take on its disk. A child commit skips the
-        // files already in the repository and lists the sizes itself
+        // A child commit skips the files already in the repository
         // (repo/reuse.rs): same commit, no recompression.
         let (reuse, modifier) = match (reuse, known.take()) {
             (true, Some(known)) => {
@@ -232,10 +219,7 @@ pub(crate) fn commit_tree_at(
             }
             (false, _) => (
                 None,
-                ostree::RepoCommitModifier::new(
-                    ostree::RepoCommitModifierFlags::GENERATE_SIZES,
-                    None,
-                ),
+                ostree::RepoCommitModifier::new(ostree::RepoCommitModifierFlags::NONE, None),
             ),
         };
         repo.write_dfd_to_mtree(dir.as_raw_fd(), ".", &mtree, Some(&modifier), cancellable)
@@ -266,20 +250,19 @@ pub(crate) fn commit_tree_at(
         if let Some(r) = meta.rollout {
             dict.insert(META_ROLLOUT, r.to_be());
         }
-        let mut metadata = dict.end();
-        if reuse.is_some() {
-            let sizes = super::reuse::sizes(
-                repo,
-                &root
-                    .tree_get_contents_checksum()
-                    .context("the tree's checksum")?,
-                &root
-                    .tree_get_metadata_checksum()
-                    .context("the tree's checksum")?,
-                parent.as_deref(),
-            )?;
-            metadata = super::reuse::with_sizes(&metadata, sizes);
-        }
+        // The sizes of what a host at the parent lacks let it know, before
+        // pulling, what an update takes on its disk (repo/sizes.rs).
+        let sizes = super::sizes::sizes_since_parent(
+            repo,
+            &root
+                .tree_get_contents_checksum()
+                .context("the tree's checksum")?,
+            &root
+                .tree_get_metadata_checksum()
+                .context("the tree's checksum")?,
+            parent.as_deref(),
+        )?;
+        let metadata = super::sizes::with_sizes(&dict.end(), sizes);
 
         let subject = format!("{ostree_ref} {}", meta.version);
         let checksum = repo

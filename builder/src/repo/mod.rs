@@ -2,8 +2,9 @@
 //! commit, reading its metadata, moving refs), [`delta`] (static deltas
 //! between commits), [`sign`] (ed25519 keys and
 //! commit signatures), [`summary`] (the signed, expiring summary) and
-//! [`reuse`] (a commit that skips the files the repository holds) and
-//! [`prewrite`] (a cold commit's files compressed on every core).
+//! [`reuse`] (a commit that skips the files the repository holds),
+//! [`prewrite`] (a cold commit's files compressed on every core) and
+//! [`sizes`] (the signed size list of what a commit adds to its parent).
 //! The build writes through these; the host agent reads through them.
 
 pub mod commit;
@@ -11,4 +12,5 @@ pub mod delta;
 pub mod prewrite;
 pub mod reuse;
 pub mod sign;
+pub mod sizes;
 pub mod summary;

@@ -10,7 +10,7 @@
 //! the file objects are kept (no tree, no commit), and the checksums the
 //! walks computed. The commit itself then runs as a child commit does
 //! ([`super::reuse`]), each file known by those checksums, so none is read
-//! again; the tree, the metadata and `ostree.sizes` come out as a plain
+//! again; the tree, the metadata and the size list come out as a plain
 //! cold commit's, checksum for checksum (`reuse.rs` tests it).
 
 use std::collections::{HashMap, HashSet};

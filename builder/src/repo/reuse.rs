@@ -11,29 +11,17 @@
 //! those checksums into the mutable tree. The result is the tree a plain
 //! commit gives, object for object.
 //!
-//! libostree records `ostree.sizes` only for the files it wrote itself, so
-//! [`sizes`] makes the whole list from the committed tree, in libostree's
-//! format (see [`size_entry`]): a commit built this way has the checksum of
-//! the commit a cold build of the same tree gets (`commit.rs` tests it).
+//! The size list the commit carries is made from the committed tree
+//! afterwards (`repo/sizes.rs`), so a commit built this way has the
+//! checksum of a plain commit of the same tree (tested below).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{anyhow, Context, Result};
 use ostree::gio;
-use ostree::glib;
-use ostree::prelude::*;
-
-/// The commit metadata key libostree writes its size list under.
-pub const META_SIZES: &str = "ostree.sizes";
-
-/// libostree's object types as `ostree.sizes` stores them (one byte).
-const OBJTYPE_FILE: u8 = 1;
-const OBJTYPE_DIR_TREE: u8 = 2;
-const OBJTYPE_DIR_META: u8 = 3;
 
 /// Files found already in the repository: `(path from the tree's root with
 /// a leading '/', content checksum)`.
@@ -46,8 +34,7 @@ pub struct Reuse {
 
 impl Reuse {
     /// A commit modifier whose filter leaves out every regular file of
-    /// `tree` (opened directory) whose object `repo` holds. No
-    /// GENERATE_SIZES: [`sizes`] makes the list.
+    /// `tree` (opened directory) whose object `repo` holds.
     pub fn modifier(
         repo: &ostree::Repo,
         tree: &std::fs::File,
@@ -138,179 +125,6 @@ impl Reuse {
     }
 }
 
-/// A second repository object on `repo`'s directory.
-pub fn reopen(repo: &ostree::Repo) -> Result<ostree::Repo> {
-    let path = repo.path().path().context("the repository's path")?;
-    let again = ostree::Repo::new_for_path(&path);
-    again
-        .open(gio::Cancellable::NONE)
-        .with_context(|| format!("opening OSTree repository {}", path.display()))?;
-    Ok(again)
-}
-
-/// One `ostree.sizes` entry as libostree 2022.7 writes it: the 32 checksum
-/// bytes, the archived (compressed object file) size and the unpacked size
-/// as LEB128 varints, then the object type byte.
-pub fn size_entry(checksum: &[u8; 32], archived: u64, unpacked: u64, objtype: u8) -> Vec<u8> {
-    let mut e = checksum.to_vec();
-    for mut v in [archived, unpacked] {
-        loop {
-            let byte = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                e.push(byte);
-                break;
-            }
-            e.push(byte | 0x80);
-        }
-    }
-    e.push(objtype);
-    e
-}
-
-fn checksum_bytes(hex: &str) -> Result<[u8; 32]> {
-    let v = hex::decode(hex).with_context(|| format!("checksum {hex}"))?;
-    v.try_into()
-        .map_err(|_| anyhow!("checksum {hex} is not 32 bytes"))
-}
-
-/// The `ostree.sizes` entries of commit `c` by checksum (empty when it has none).
-fn parent_sizes(repo: &ostree::Repo, c: &str) -> Result<HashMap<[u8; 32], Vec<u8>>> {
-    let (commit, _) = repo
-        .load_commit(c)
-        .with_context(|| format!("loading commit {c}"))?;
-    let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
-    let Some(list) = dict.lookup_value(META_SIZES, Some(glib::VariantTy::new("aay").unwrap()))
-    else {
-        return Ok(HashMap::new());
-    };
-    let mut map = HashMap::new();
-    for e in list.iter() {
-        let bytes = e
-            .fixed_array::<u8>()
-            .map_err(|e| anyhow!("{META_SIZES}: {e}"))?;
-        if bytes.len() > 32 {
-            map.insert(bytes[..32].try_into().expect("32 bytes"), bytes.to_vec());
-        }
-    }
-    Ok(map)
-}
-
-/// The sizes of file object `c` as libostree records them: the stored
-/// (compressed) object's bytes, and the file's length or, for a symlink,
-/// its target's (new objects are still in the transaction's staging
-/// directory; both calls look there too).
-fn file_sizes(repo: &ostree::Repo, c: &str) -> Result<(u64, u64)> {
-    let archived = repo
-        .query_object_storage_size(ostree::ObjectType::File, c, gio::Cancellable::NONE)
-        .with_context(|| format!("reading the size of object {c}"))?;
-    let (_, info, _) = repo
-        .load_file(c, gio::Cancellable::NONE)
-        .with_context(|| format!("loading object {c}"))?;
-    let unpacked = match info.file_type() {
-        gio::FileType::SymbolicLink => info
-            .symlink_target()
-            .map(|t| t.as_os_str().len() as u64)
-            .unwrap_or(0),
-        _ => info.size() as u64,
-    };
-    Ok((archived, unpacked))
-}
-
-/// The `ostree.sizes` list (`aay`, sorted by checksum) of the tree whose
-/// root is `contents`/`meta` in the archive repository `repo`:
-/// every file, dirtree and dirmeta object once, as a plain libostree commit
-/// records them. Entries of the parent commit are taken as they are; a new
-/// file object's sizes come from its object file.
-pub fn sizes(
-    repo: &ostree::Repo,
-    contents: &str,
-    meta: &str,
-    parent: Option<&str>,
-) -> Result<glib::Variant> {
-    let known = match parent {
-        Some(p) => parent_sizes(repo, p)?,
-        None => HashMap::new(),
-    };
-    let mut entries: BTreeMap<[u8; 32], Vec<u8>> = BTreeMap::new();
-    let mut meta_entry = |objtype: ostree::ObjectType, c: &str, code: u8| -> Result<()> {
-        let key = checksum_bytes(c)?;
-        if let std::collections::btree_map::Entry::Vacant(e) = entries.entry(key) {
-            let v = repo
-                .load_variant(objtype, c)
-                .with_context(|| format!("loading {c}"))?;
-            let len = v.size() as u64;
-            e.insert(size_entry(&key, len, len, code));
-        }
-        Ok(())
-    };
-    meta_entry(ostree::ObjectType::DirMeta, meta, OBJTYPE_DIR_META)?;
-    let mut files: Vec<String> = Vec::new();
-    let mut stack = vec![contents.to_string()];
-    let mut seen_trees = std::collections::HashSet::new();
-    while let Some(tree) = stack.pop() {
-        if !seen_trees.insert(tree.clone()) {
-            continue;
-        }
-        meta_entry(ostree::ObjectType::DirTree, &tree, OBJTYPE_DIR_TREE)?;
-        let v = repo
-            .load_variant(ostree::ObjectType::DirTree, &tree)
-            .with_context(|| format!("loading dirtree {tree}"))?;
-        for f in v.child_value(0).iter() {
-            let c = f.child_value(1);
-            files.push(hex::encode(
-                c.fixed_array::<u8>().map_err(|e| anyhow!("{e}"))?,
-            ));
-        }
-        for d in v.child_value(1).iter() {
-            let t = hex::encode(
-                d.child_value(1)
-                    .fixed_array::<u8>()
-                    .map_err(|e| anyhow!("{e}"))?,
-            );
-            let m = hex::encode(
-                d.child_value(2)
-                    .fixed_array::<u8>()
-                    .map_err(|e| anyhow!("{e}"))?,
-            );
-            meta_entry(ostree::ObjectType::DirMeta, &m, OBJTYPE_DIR_META)?;
-            stack.push(t);
-        }
-    }
-    for c in files {
-        let key = checksum_bytes(&c)?;
-        if entries.contains_key(&key) {
-            continue;
-        }
-        let entry = match known.get(&key) {
-            Some(e) if e.last() == Some(&OBJTYPE_FILE) => e.clone(),
-            _ => {
-                let (archived, unpacked) = file_sizes(repo, &c)?;
-                size_entry(&key, archived, unpacked, OBJTYPE_FILE)
-            }
-        };
-        entries.insert(key, entry);
-    }
-    Ok(glib::Variant::array_from_iter_with_type(
-        glib::VariantTy::BYTE_STRING,
-        entries
-            .into_values()
-            .map(|e| glib::Variant::array_from_fixed_array(&e)),
-    ))
-}
-
-/// `metadata` (`a{sv}`) with `ostree.sizes` appended last, where
-/// libostree's own GENERATE_SIZES puts it.
-pub fn with_sizes(metadata: &glib::Variant, sizes: glib::Variant) -> glib::Variant {
-    let entries = metadata.iter().chain(std::iter::once(
-        glib::variant::DictEntry::new(META_SIZES.to_string(), sizes).to_variant(),
-    ));
-    glib::Variant::array_from_iter_with_type(
-        glib::VariantTy::new("{sv}").expect("a valid type"),
-        entries,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,9 +183,9 @@ mod tests {
     }
 
     /// A commit of B on top of A, once the plain way (libostree compresses
-    /// every file, GENERATE_SIZES) and once skipping what the repository
-    /// holds: the same checksum (so the same tree, metadata and
-    /// `ostree.sizes`), and `ostree fsck` finds both repositories sound.
+    /// every file) and once skipping what the repository holds: the same
+    /// checksum (so the same tree, metadata and size list), and `ostree
+    /// fsck` finds both repositories sound.
     /// Their parent A is likewise committed plainly in one and with
     /// [`Objects::Parallel`] in the other.
     #[test]
@@ -404,14 +218,11 @@ mod tests {
             "the skipping commit differs from the plain one"
         );
         let repo = open_or_create(&t.path().join("reuse")).unwrap();
-        let (commit, _) = repo.load_commit(&children[1]).unwrap();
-        let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
-        let n = dict.lookup_value(META_SIZES, None).unwrap().n_children();
-        // Objects of B: 5 files (tool = tool2 = copy, a.so, config, new.so,
-        // link), 7 dirtrees (root, usr, bin, lib, etc, share, new; the
-        // empty one is shared with... none here: usr/empty is an 8th) and
-        // the dirmetas (several directories share one).
-        assert!(n >= 13, "{n} size entries");
+        crate::repo::sizes::tests::lists_exactly_what_the_parent_lacks(
+            &repo,
+            &heads[0],
+            &children[1],
+        );
         // Every regular file of B is in the repository now: the filter
         // skips all six (tool and tool2 are one inode, counted by path).
         let dir = std::fs::File::open(&tree).unwrap();
@@ -436,27 +247,6 @@ mod tests {
                 .arg(format!("--repo={}", t.path().join(name).display()))
                 .run()
                 .unwrap();
-        }
-    }
-
-    /// LEB128 as libostree's `_ostree_write_varuint64`: 7 bits a byte, low first.
-    #[test]
-    fn size_entries_encode_like_libostree() {
-        let c = [7u8; 32];
-        for (archived, unpacked, objtype, tail) in [
-            (0u64, 0u64, 1u8, vec![0u8, 0, 1]),
-            (127, 128, 1, vec![0x7f, 0x80, 0x01, 1]),
-            (300, 5, 2, vec![0xac, 0x02, 5, 2]),
-            (
-                1 << 21,
-                16_384,
-                3,
-                vec![0x80, 0x80, 0x80, 0x01, 0x80, 0x80, 0x01, 3],
-            ),
-        ] {
-            let e = size_entry(&c, archived, unpacked, objtype);
-            assert_eq!(&e[..32], &c);
-            assert_eq!(e[32..], tail, "{archived} {unpacked}");
         }
     }
 }

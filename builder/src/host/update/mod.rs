@@ -10,8 +10,9 @@
 //!    and carry a signature by a trusted key; it must be bound to the ref this
 //!    host follows and built for its architecture; it must not be older than
 //!    the booted commit;
-//! 4. its signed size facts must fit on the root (with libostree's reserve)
-//!    and the ESP before any object is downloaded;
+//! 4. its signed size facts (what it adds to its parent, and down the
+//!    parent chain to a commit this host holds) must fit on the root (with
+//!    libostree's reserve) and the ESP before any object is downloaded;
 //! 5. the pull fetches exactly that commit (libostree checks every object's
 //!    checksum against the signed tree);
 //! 6. the local /etc must merge into it; only then is it deployed.
@@ -21,7 +22,7 @@ mod report;
 mod sizes;
 
 pub use report::{Outcome, SourceRecord, UpdateOptions, UpdateReport};
-pub use sizes::{missing_bytes, parse_size_entry, Missing, SizeEntry};
+pub use sizes::{missing_bytes, parse_size_entry, size_list, Missing, SizeEntry, SizeList};
 
 use anyhow::{bail, Context, Result};
 use ostree::gio;
@@ -34,7 +35,7 @@ use crate::boot::esp;
 use crate::repo::commit::META_KARGS;
 use crate::repo::sign;
 use crate::repo::summary::Freshness;
-use remote::{fetch_commit, fetch_summary};
+use remote::{fetch_ancestor, fetch_commit, fetch_summary};
 
 /// Hull's margins on top of libostree's reserve: what the deployment's own
 /// writes (the /etc merge, the journal) need.
@@ -139,7 +140,10 @@ pub fn run(host: &mut Host, opts: &UpdateOptions) -> Result<UpdateReport> {
 
     // Space, before anything is downloaded.
     let boot_bytes = verdict::check_size_facts(&facts).with_context(|| base.clone())?;
-    let missing = missing_bytes(&repo, &meta)?;
+    let missing = missing_bytes(&repo, &checksum, &commit, |c| {
+        fetch_ancestor(&fetcher, &base, c)
+    })
+    .with_context(|| base.clone())?;
     let sysroot_dir = host.sysroot_dir()?;
     let root_fs = rustix::fs::fstatvfs(&sysroot_dir)
         .with_context(|| format!("statvfs {}", host.paths.sysroot.display()))?;

@@ -33,26 +33,61 @@ pub(super) fn fetch_commit(
     checksum: &str,
     keys: &[ed25519_dalek::VerifyingKey],
 ) -> Result<glib::Variant> {
-    if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{base}/summary: {checksum:?} is not a commit checksum");
-    }
-    let (a, b) = checksum.split_at(2);
-    let commit_url = format!("{base}/objects/{a}/{b}.commit");
-    // libostree's default max-metadata-size.
-    let bytes = fetcher.require(&commit_url, 10 << 20, "the commit the signed summary names")?;
-    let meta_url = format!("{base}/objects/{a}/{b}.commitmeta");
+    let (url, bytes) = fetch_object(
+        fetcher,
+        base,
+        checksum,
+        "the commit the signed summary names",
+    )?;
+    let meta_url = url.replace(".commit", ".commitmeta");
     let detached = fetcher.get(&meta_url, 1 << 20)?.unwrap_or_default();
     let signatures =
         sign::signatures_in(&detached, checksum).with_context(|| format!("reading {meta_url}"))?;
     sign::verify(checksum, &bytes, &signatures, keys)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("refusing the update from {base}"))?;
+    well_formed(&url, bytes)
+}
+
+/// An ancestor of a signed commit, `checksum` (named by its child, so
+/// trusted once its bytes hash to it: no signature is needed).
+pub(super) fn fetch_ancestor(
+    fetcher: &Fetcher,
+    base: &str,
+    checksum: &str,
+) -> Result<glib::Variant> {
+    let (url, bytes) = fetch_object(fetcher, base, checksum, "an ancestor of the new commit")?;
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    if actual != checksum {
+        bail!("{url}: the object's sha256 is {actual}: it was altered or truncated");
+    }
+    well_formed(&url, bytes)
+}
+
+/// The bytes of commit object `checksum` and their URL.
+fn fetch_object(
+    fetcher: &Fetcher,
+    base: &str,
+    checksum: &str,
+    what: &str,
+) -> Result<(String, Vec<u8>)> {
+    if checksum.len() != 64 || !checksum.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{base}/summary: {checksum:?} is not a commit checksum");
+    }
+    let (a, b) = checksum.split_at(2);
+    let url = format!("{base}/objects/{a}/{b}.commit");
+    // libostree's default max-metadata-size.
+    let bytes = fetcher.require(&url, 10 << 20, what)?;
+    Ok((url, bytes))
+}
+
+fn well_formed(url: &str, bytes: Vec<u8>) -> Result<glib::Variant> {
     let variant = glib::Variant::from_data_with_type(
         bytes,
         glib::VariantTy::new("(a{sv}aya(say)sstayay)").expect("commit type"),
     );
     if !variant.is_normal_form() {
-        bail!("{commit_url}: not a well-formed commit object");
+        bail!("{url}: not a well-formed commit object");
     }
     Ok(variant)
 }
