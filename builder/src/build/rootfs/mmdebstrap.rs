@@ -64,9 +64,6 @@ pub struct MmdebstrapSpec<'a> {
     /// A flat repository of cached `.deb`s the mirror no longer lists (see
     /// [`super::local_repo`]), added as one more source when there is one.
     pub local_repo: Option<PathBuf>,
-    /// The tree is another architecture's (run under qemu-user): dracut
-    /// leaves the initramfs uncompressed for [`super::initramfs::finish`].
-    pub compress_natively: bool,
 }
 
 /// The marks the hooks write, in run order, and the phase each one ends:
@@ -191,10 +188,8 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
             "customize",
             format!(
                 "chroot \"$1\" /bin/sh -c {}",
-                quote(Path::new(match spec.compress_natively {
-                    true => super::initramfs::BUILD_UNCOMPRESSED,
-                    false => BUILD_INITRAMFS,
-                }))
+                // Left uncompressed for super::initramfs::finish.
+                quote(Path::new(super::initramfs::BUILD_UNCOMPRESSED))
             ),
         ),
         ("customize", mark("initramfs")),
@@ -282,7 +277,6 @@ pub(crate) mod tests {
             package_list: "/w/packages.tsv".into(),
             timings: "/w/phases".into(),
             local_repo: None,
-            compress_natively: false,
         };
         let line = command(&spec).display();
         for want in [
@@ -333,13 +327,7 @@ pub(crate) mod tests {
             line.ends_with("trixie-security main' 'deb [trusted=yes] copy:///w/local-debs ./'"),
             "{line}"
         );
-        // An emulated tree: dracut leaves the initramfs uncompressed.
-        assert!(!line.contains("INITRD_COMPRESS=cat"), "{line}");
-        let spec = MmdebstrapSpec {
-            compress_natively: true,
-            ..spec
-        };
-        let line = command(&spec).display();
+        // dracut leaves the initramfs uncompressed, for hull to compress.
         assert!(
             line.contains("INITRD_COMPRESS=cat dracut --force --kver"),
             "{line}"

@@ -49,7 +49,8 @@ const INSTALLED_DIR: &str = "installed";
 /// How many installed trees the cache keeps (each is a few hundred MB).
 const INSTALLED_KEEP: usize = 2;
 /// Bumped when the install step (mmdebstrap options, hooks) changes.
-const INSTALL_FORMAT: u32 = 1;
+/// 2: the initramfs is compressed by hull (zstd), not by dracut (gzip).
+const INSTALL_FORMAT: u32 = 2;
 
 /// Builds the tree in `work/rootfs` (replacing what was there).
 ///
@@ -227,7 +228,6 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
         package_list: package_list.clone(),
         timings: timings.clone(),
         local_repo,
-        compress_natively: crate::util::arch::Arch::of_this_binary() != Some(plan.arch),
     };
     let bar = progress::spinner(&format!(
         "installing {} packages and their dependencies from {} {}",
@@ -244,14 +244,12 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
     for (phase, secs) in mmdebstrap::phase_times(&marks, start, crate::util::now_secs_f64()) {
         log::debug!("mmdebstrap: {phase}: {secs:.1} s");
     }
-    if spec.compress_natively {
-        let t = crate::util::now_secs_f64();
-        initramfs::finish(target, mmdebstrap::BUILD_INITRAMFS)?;
-        log::debug!(
-            "initramfs: compressed on the host: {:.1} s",
-            crate::util::now_secs_f64() - t
-        );
-    }
+    let t = crate::util::now_secs_f64();
+    initramfs::finish_default(target)?;
+    log::debug!(
+        "initramfs: checked and compressed: {:.1} s",
+        crate::util::now_secs_f64() - t
+    );
     fs::read_to_string(&package_list).with_context(|| format!("reading {}", package_list.display()))
 }
 

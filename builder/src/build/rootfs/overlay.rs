@@ -255,6 +255,17 @@ pub struct Consumer {
     pub package: &'static str,
     /// The command run under chroot.
     pub command: &'static [&'static str],
+    /// What hull does on the host after it.
+    pub then: Then,
+}
+
+/// A consumer's step on the host after its command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    Nothing,
+    /// The command left the initramfs uncompressed: check and compress it
+    /// ([`super::initramfs::finish_default`]).
+    CompressInitramfs,
 }
 
 /// Everything hull knows to be read at install time, in the order re-run.
@@ -267,6 +278,7 @@ pub const CONSUMERS: &[Consumer] = &[
         program: "usr/sbin/locale-gen",
         package: "locales",
         command: &["locale-gen"],
+        then: Then::Nothing,
     },
     Consumer {
         makes: "the CA certificate bundle",
@@ -278,6 +290,7 @@ pub const CONSUMERS: &[Consumer] = &[
         program: "usr/sbin/update-ca-certificates",
         package: "ca-certificates",
         command: &["update-ca-certificates"],
+        then: Then::Nothing,
     },
     Consumer {
         makes: "the dynamic linker cache",
@@ -285,6 +298,7 @@ pub const CONSUMERS: &[Consumer] = &[
         program: "usr/sbin/ldconfig",
         package: "libc-bin",
         command: &["ldconfig"],
+        then: Then::Nothing,
     },
     // Last: an initramfs may hold locales, certificates and libraries.
     Consumer {
@@ -292,7 +306,8 @@ pub const CONSUMERS: &[Consumer] = &[
         reads: &["etc/dracut.conf", "etc/dracut.conf.d/", "usr/lib/dracut/"],
         program: "usr/bin/dracut",
         package: "dracut",
-        command: &["/bin/sh", "-c", super::mmdebstrap::BUILD_INITRAMFS],
+        command: &["/bin/sh", "-c", super::initramfs::BUILD_UNCOMPRESSED],
+        then: Then::CompressInitramfs,
     },
 ];
 
@@ -350,6 +365,10 @@ pub fn rerun_consumers(
             c.program
         );
         super::customize::chroot(root_path, c.command)
+            .and_then(|()| match c.then {
+                Then::Nothing => Ok(()),
+                Then::CompressInitramfs => super::initramfs::finish_default(root_path),
+            })
             .with_context(|| format!("making {} again for /{file}", c.makes))?;
     }
     Ok(())
