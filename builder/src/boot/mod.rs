@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod esp;
 pub mod esp_apply;
 pub mod fat;
+pub mod fat_dots;
 
 use crate::util::arch::Arch;
 
