@@ -2,8 +2,9 @@
 # The minimal image's boot checks, run by hull-check.service on the console.
 #
 # First boot (no /var/lib/hull-check/boot1): OSTree booted the deployment,
-# /usr is read-only, /etc is writable, podman runs, no unit failed, the kernel
-# command line names the deployment; then a token goes to /var and the guest
+# /usr is read-only, /etc is writable, podman runs, no unit failed, the ESP
+# was fsck'd clean before /efi was mounted, the kernel command line names
+# the deployment; then a token goes to /var and the guest
 # reboots. Second boot: the token is still there; then the guest powers off.
 #
 # Each check prints one line, `HULL-CHECK <name> ok|fail <detail>`, and every
@@ -71,6 +72,25 @@ boot_checks() {
 	else
 		check failed-units fail "system is $state; failed: $failed"
 	fi
+
+	# systemd-fsck checked the ESP before efi.mount (fsck.fat -a), and
+	# found nothing to repair: the FAT hull wrote is standard.
+	u='systemd-fsck@dev-disk-by\x2dlabel-HULL\x2dESP.service'
+	fsck=
+	for p in ActiveState Result ExecMainStatus ExecMainExitTimestampMonotonic; do
+		fsck="$fsck$(systemctl show -P "$p" "$u" 2>&1) "
+	done
+	log=$(journalctl -b -q -o cat -u "$u" --no-pager 2>&1)
+	summary=$(printf '%s\n' "$log" | grep ' files, ' | tail -n 1)
+	case "$fsck" in
+	"active success 0 "[1-9]*)
+		if [ -n "$summary" ] && ! printf '%s\n' "$log" | grep -q 'Filesystem was changed'; then
+			check esp-fsck ok "$summary"
+		else
+			check esp-fsck fail "fsck.fat repaired the ESP or printed no summary: $(printf '%s\n' "$log" | tail -n 8 | tr '\n' ' ')"
+		fi ;;
+	*) check esp-fsck fail "$u: $fsck(ActiveState Result ExecMainStatus exit time) $(printf '%s\n' "$log" | tail -n 3 | tr '\n' ' ')" ;;
+	esac
 
 	cmdline=$(cat /proc/cmdline)
 	case " $cmdline " in

@@ -25,6 +25,7 @@ pub const BOOT_CHECK_FIRST: &[&str] = &[
     "etc-writable",
     "podman",
     "failed-units",
+    "esp-fsck",
     "kernel-cmdline",
     "var-write",
 ];
@@ -367,7 +368,13 @@ mod tests {
         stub(
             &bin,
             "systemctl",
-            "case \"$1\" in is-system-running) echo running;; --failed) echo 'foo.service loaded failed failed Foo';; esac",
+            "case \"$1\" in is-system-running) echo running;; --failed) echo 'foo.service loaded failed failed Foo';; \
+             show) case \"$3\" in ActiveState) echo active;; Result) echo success;; ExecMainStatus) echo 0;; *) echo 4242;; esac;; esac",
+        );
+        stub(
+            &bin,
+            "journalctl",
+            "printf 'fsck.fat 4.2 (2021-01-31)\\n/dev/vda1: 12 files, 81/129046 clusters\\n'",
         );
         // A stand-in root: /run/ostree-booted and a writable /etc; no /usr, so
         // that touching a file there fails even when the tests run as root.
@@ -396,6 +403,9 @@ mod tests {
         let failed = get(&first, "failed-units");
         assert!(!failed.ok);
         assert_eq!(failed.detail, "system is running; failed: foo.service");
+        let fsck = get(&first, "esp-fsck");
+        assert!(fsck.ok, "{fsck:?}");
+        assert_eq!(fsck.detail, "/dev/vda1: 12 files, 81/129046 clusters");
         let token = get(&first, "var-write");
         assert!(token.ok && !token.detail.is_empty());
 

@@ -1,7 +1,8 @@
 //! Power cuts during `hull update`: QEMU is killed (SIGKILL) as the update
 //! reaches a stage, then the same disk (a qcow2 overlay over image A, kept
 //! across the two QEMU runs) boots again. The host must come up on A or B,
-//! with no failed unit, and a new `hull update` must complete.
+//! with no failed unit and the ESP fsck'd and mounted read-write, and a new
+//! `hull update` must complete.
 //!
 //! CI cuts at two stages (the pull, the ESP entry write): one before anything
 //! on the ESP changes, one while it changes. Each cut costs two boots (about
@@ -93,6 +94,7 @@ fn power_cut_during_update() -> Result<()> {
             Ok(o) => match o.require(&[
                 "bootable",
                 "no-failed-units",
+                "esp-fsck",
                 "status-works",
                 "update-after-cut",
             ]) {

@@ -240,6 +240,9 @@ pub fn write_esp_with_id<T: Read + Write + Seek>(
         );
     }
     fs.unmount().context("closing the ESP")?;
+    // fatfs's `.` and `..` are not what fsck.fat (run at every boot by
+    // systemd-fsck) expects: rewritten as the FAT specification has them.
+    crate::boot::fat_dots::standardize(&mut dev).context("fixing the ESP's dot entries")?;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod cmdline;
 pub mod esp;
 pub mod esp_apply;
 pub mod fat;
+pub mod fat_dots;
 
 use crate::util::arch::Arch;
 
@@ -23,9 +24,30 @@ const EFI_MOUNT: &str = include_str!("../../../boot/efi.mount");
 /// Where the ESP is mounted on a host.
 pub const ESP_MOUNT: &str = "/efi";
 
-/// The mount unit for the ESP, with its label filled in.
+/// The mount unit for the ESP, with its label and the systemd-fsck unit
+/// that checks it first filled in.
 pub fn efi_mount() -> String {
-    EFI_MOUNT.replace("@ESP_LABEL@", ESP_LABEL)
+    EFI_MOUNT
+        .replace("@ESP_LABEL@", ESP_LABEL)
+        .replace("@ESP_FSCK_UNIT@", &esp_fsck_unit())
+}
+
+/// `systemd-fsck@<device>.service` for the ESP's `/dev/disk/by-label/`
+/// path, escaped as `systemd-escape -p` does: `/` becomes `-`; ASCII
+/// letters, digits, `:`, `_` and a `.` that does not start the name stay;
+/// every other byte becomes `\xNN`.
+pub fn esp_fsck_unit() -> String {
+    let path = format!("dev/disk/by-label/{ESP_LABEL}");
+    let mut out = String::new();
+    for (i, b) in path.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i > 0 => out.push('.'),
+            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' => out.push(b as char),
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    format!("systemd-fsck@{out}.service")
 }
 
 /// Label of the root filesystem, named on the kernel command line.
@@ -50,6 +72,23 @@ pub fn systemd_boot_paths(arch: Arch) -> (&'static str, &'static str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ESP is fsck'd before it is mounted, under the name systemd gives
+    /// the device's fsck unit (as `systemd-escape -p`).
+    #[test]
+    fn efi_mount_requires_the_esps_fsck() {
+        let unit = r"systemd-fsck@dev-disk-by\x2dlabel-HULL\x2dESP.service";
+        assert_eq!(esp_fsck_unit(), unit);
+        let text = efi_mount();
+        for line in [
+            format!("Requires={unit}"),
+            format!("After={unit}"),
+            "What=/dev/disk/by-label/HULL-ESP".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("@ESP_"), "{text}");
+    }
 
     #[test]
     fn dracut_conf_carries_ostree() {

@@ -1,0 +1,561 @@
+//! Standard `.` and `..` entries in every directory of a FAT volume that
+//! `fatfs` wrote.
+//!
+//! `fatfs` 0.3 writes a new directory's `.` and `..` through its ordinary
+//! entry writer, so each gets a long-name slot in front of it (rust-fatfs
+//! issue #117), and `..` of a child of the FAT32 root names the root's
+//! cluster where the FAT specification says 0. `fsck.fat` then moves `.`,
+//! renames `..` and deletes entries; so would the `fsck.fat -a` that
+//! systemd-fsck runs on the ESP at every boot. [`standardize`] rewrites each
+//! directory's first two slots as the short `.` and `..` entries the
+//! specification asks for and marks the slots they came from deleted
+//! (`0xE5`). It depends only on the volume's bytes, so the same volume gives
+//! the same result (reproducible images), and running it twice changes
+//! nothing.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use anyhow::{bail, ensure, Context, Result};
+
+/// One directory slot.
+const SLOT: u64 = 32;
+/// The name field of the `.` and `..` short entries.
+const DOT: &[u8; 11] = b".          ";
+const DOTDOT: &[u8; 11] = b"..         ";
+const ATTR_DIRECTORY: u8 = 0x10;
+const ATTR_VOLUME_ID: u8 = 0x08;
+/// Read-only, hidden, system and volume id together: a long-name slot.
+const ATTR_LONG_NAME: u8 = 0x0F;
+const DELETED: u8 = 0xE5;
+const END_OF_DIR: u8 = 0x00;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FatType {
+    Fat16,
+    Fat32,
+}
+
+/// Where a volume's root directory lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    /// FAT12/16: a fixed region of `entries` slots at byte `offset`.
+    Fixed { offset: u64, entries: u64 },
+    /// FAT32: a cluster chain like any directory.
+    Cluster(u32),
+}
+
+/// The layout of a FAT volume, from its boot sector (the BPB); offsets and
+/// sizes in bytes from the volume's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    fat_type: FatType,
+    /// The first FAT (the others are copies; only directories change here).
+    fat_offset: u64,
+    data_offset: u64,
+    cluster_bytes: u64,
+    /// Data clusters: valid cluster numbers are 2 ..= clusters + 1.
+    clusters: u32,
+    root: Root,
+}
+
+impl Geometry {
+    /// The geometry in boot sector `bs`; errors say which field is wrong.
+    fn parse(bs: &[u8; 512]) -> Result<Geometry> {
+        let u16_at = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
+        let u32_at =
+            |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
+        ensure!(bs[510..512] == [0x55, 0xAA], "no boot sector signature");
+        let bytes_per_sector = u16_at(11);
+        let sectors_per_cluster = u64::from(bs[13]);
+        let reserved = u16_at(14);
+        let fats = u64::from(bs[16]);
+        let root_entries = u16_at(17);
+        let total = match u16_at(19) {
+            0 => u32_at(32),
+            n => n,
+        };
+        let fat_sectors = match u16_at(22) {
+            0 => u32_at(36),
+            n => n,
+        };
+        ensure!(
+            [512, 1024, 2048, 4096].contains(&bytes_per_sector)
+                && sectors_per_cluster.is_power_of_two()
+                && reserved > 0
+                && fats > 0
+                && fat_sectors > 0,
+            "not a FAT boot sector (bytes per sector {bytes_per_sector}, sectors per cluster \
+             {sectors_per_cluster}, reserved {reserved}, FATs {fats}, FAT sectors {fat_sectors})"
+        );
+        let root_sectors = (root_entries * SLOT).div_ceil(bytes_per_sector);
+        let data_sector = reserved + fats * fat_sectors + root_sectors;
+        let Some(data_sectors) = total.checked_sub(data_sector) else {
+            bail!("the FATs and root directory ({data_sector} sectors) overrun the volume ({total} sectors)");
+        };
+        let clusters = data_sectors / sectors_per_cluster;
+        // The FAT type is the cluster count's, by the specification.
+        let (fat_type, root) = if clusters < 4085 {
+            bail!("FAT12 ({clusters} clusters) is not handled");
+        } else if clusters < 65525 {
+            let offset = (reserved + fats * fat_sectors) * bytes_per_sector;
+            (
+                FatType::Fat16,
+                Root::Fixed {
+                    offset,
+                    entries: root_entries,
+                },
+            )
+        } else {
+            (FatType::Fat32, Root::Cluster(u32_at(44) as u32))
+        };
+        Ok(Geometry {
+            fat_type,
+            fat_offset: reserved * bytes_per_sector,
+            data_offset: data_sector * bytes_per_sector,
+            cluster_bytes: sectors_per_cluster * bytes_per_sector,
+            clusters: u32::try_from(clusters).context("cluster count")?,
+            root,
+        })
+    }
+
+    fn valid(&self, cluster: u32) -> bool {
+        (2..=self.clusters + 1).contains(&cluster)
+    }
+
+    fn cluster_offset(&self, cluster: u32) -> u64 {
+        self.data_offset + u64::from(cluster - 2) * self.cluster_bytes
+    }
+}
+
+/// A volume being fixed: its device and geometry.
+struct Volume<'a, T> {
+    dev: &'a mut T,
+    geo: Geometry,
+}
+
+impl<T: Read + Write + Seek> Volume<'_, T> {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.dev.seek(SeekFrom::Start(offset))?;
+        self.dev
+            .read_exact(buf)
+            .with_context(|| format!("reading {} bytes at byte {offset}", buf.len()))
+    }
+
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
+        self.dev.seek(SeekFrom::Start(offset))?;
+        self.dev
+            .write_all(buf)
+            .with_context(|| format!("writing {} bytes at byte {offset}", buf.len()))
+    }
+
+    /// The clusters of the chain starting at `first`, in order.
+    fn chain(&mut self, first: u32) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        let mut c = first;
+        loop {
+            ensure!(
+                self.geo.valid(c) && out.len() <= self.geo.clusters as usize,
+                "the cluster chain from {first} reaches cluster {c} (or loops)"
+            );
+            out.push(c);
+            let next = match self.geo.fat_type {
+                FatType::Fat16 => {
+                    let mut b = [0u8; 2];
+                    self.read_at(self.geo.fat_offset + 2 * u64::from(c), &mut b)?;
+                    let n = u32::from(u16::from_le_bytes(b));
+                    if n >= 0xFFF8 {
+                        return Ok(out);
+                    }
+                    n
+                }
+                FatType::Fat32 => {
+                    let mut b = [0u8; 4];
+                    self.read_at(self.geo.fat_offset + 4 * u64::from(c), &mut b)?;
+                    let n = u32::from_le_bytes(b) & 0x0FFF_FFFF;
+                    if n >= 0x0FFF_FFF8 {
+                        return Ok(out);
+                    }
+                    n
+                }
+            };
+            c = next;
+        }
+    }
+
+    /// The byte offsets of directory `dir`'s slots up to its end marker,
+    /// with each slot's bytes. `None` is the root directory.
+    fn slots(&mut self, dir: Option<u32>) -> Result<Vec<(u64, [u8; 32])>> {
+        let regions: Vec<(u64, u64)> = match (dir, self.geo.root) {
+            (None, Root::Fixed { offset, entries }) => vec![(offset, entries * SLOT)],
+            (None, Root::Cluster(c)) | (Some(c), _) => self
+                .chain(c)?
+                .into_iter()
+                .map(|c| (self.geo.cluster_offset(c), self.geo.cluster_bytes))
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for (offset, len) in regions {
+            let mut buf = vec![0u8; len as usize];
+            self.read_at(offset, &mut buf)?;
+            for (i, s) in buf.chunks_exact(SLOT as usize).enumerate() {
+                if s[0] == END_OF_DIR {
+                    return Ok(out);
+                }
+                out.push((offset + i as u64 * SLOT, s.try_into().expect("32 bytes")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn first_cluster(slot: &[u8; 32]) -> u32 {
+    u32::from(u16::from_le_bytes([slot[20], slot[21]])) << 16
+        | u32::from(u16::from_le_bytes([slot[26], slot[27]]))
+}
+
+fn set_first_cluster(slot: &mut [u8; 32], cluster: u32) {
+    slot[20..22].copy_from_slice(&((cluster >> 16) as u16).to_le_bytes());
+    slot[26..28].copy_from_slice(&(cluster as u16).to_le_bytes());
+}
+
+/// The subdirectories listed in `slots`: short entries with the directory
+/// attribute, not deleted, not `.` or `..`; their first clusters.
+fn subdirs(slots: &[(u64, [u8; 32])]) -> Vec<u32> {
+    slots
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| {
+            s[0] != DELETED
+                && s[11] & ATTR_LONG_NAME != ATTR_LONG_NAME
+                && s[11] & (ATTR_DIRECTORY | ATTR_VOLUME_ID) == ATTR_DIRECTORY
+                && &s[..11] != DOT
+                && &s[..11] != DOTDOT
+        })
+        .map(first_cluster)
+        .collect()
+}
+
+/// The slot writes that make directory `dir` (whose parent is `parent`, 0
+/// for the root) start with `.` and `..`: (byte offset, new slot). Empty
+/// when it already does, with the right clusters.
+fn dot_fix(dir: u32, parent: u32, slots: &[(u64, [u8; 32])]) -> Result<Vec<(u64, [u8; 32])>> {
+    let find = |name: &[u8; 11]| {
+        slots.iter().position(|(_, s)| {
+            s[0] != DELETED && &s[..11] == name && s[11] & ATTR_LONG_NAME != ATTR_LONG_NAME
+        })
+    };
+    let (Some(dot), Some(dotdot)) = (find(DOT), find(DOTDOT)) else {
+        bail!("directory at cluster {dir} has no '.' or no '..' entry");
+    };
+    let last = dot.max(dotdot);
+    // Only long-name slots may stand between the start and the dot entries:
+    // anything else would be an entry of the directory moved by the fix.
+    if let Some((i, _)) = slots[..last]
+        .iter()
+        .enumerate()
+        .find(|(i, (_, s))| *i != dot && *i != dotdot && s[11] & ATTR_LONG_NAME != ATTR_LONG_NAME)
+    {
+        bail!("directory at cluster {dir} has an entry in slot {i} before its '.' and '..'");
+    }
+    let mut new: Vec<[u8; 32]> = slots[..=last].iter().map(|(_, s)| *s).collect();
+    let (mut d, mut dd) = (slots[dot].1, slots[dotdot].1);
+    set_first_cluster(&mut d, dir);
+    set_first_cluster(&mut dd, parent);
+    new[0] = d;
+    new[1] = dd;
+    for s in &mut new[2..] {
+        s[0] = DELETED;
+    }
+    Ok(slots[..=last]
+        .iter()
+        .zip(new)
+        .filter(|((_, old), new)| old != new)
+        .map(|((offset, _), new)| (*offset, new))
+        .collect())
+}
+
+/// Rewrites every directory of the FAT16 or FAT32 volume on `dev` (from
+/// byte 0) so that its first two slots are the short `.` and `..` entries,
+/// `..` naming cluster 0 in a child of the root; slots left over are marked
+/// deleted. Returns how many directories changed. Errors name what is wrong
+/// with the volume (no boot sector, a broken chain, a directory without dot
+/// entries); nothing is written for a directory that cannot be fixed.
+pub fn standardize<T: Read + Write + Seek>(dev: &mut T) -> Result<usize> {
+    let mut bs = [0u8; 512];
+    dev.seek(SeekFrom::Start(0))?;
+    dev.read_exact(&mut bs).context("reading the boot sector")?;
+    let geo = Geometry::parse(&bs).context("reading the FAT geometry")?;
+    let mut vol = Volume { dev, geo };
+    let root_slots = vol.slots(None).context("reading the root directory")?;
+    // (directory, parent): a child of the root has parent 0.
+    let mut todo: Vec<(u32, u32)> = subdirs(&root_slots)
+        .into_iter()
+        .rev()
+        .map(|d| (d, 0))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut changed = 0;
+    while let Some((dir, parent)) = todo.pop() {
+        ensure!(seen.insert(dir), "directory cluster {dir} is listed twice");
+        let slots = vol
+            .slots(Some(dir))
+            .with_context(|| format!("reading the directory at cluster {dir}"))?;
+        let writes = dot_fix(dir, parent, &slots)?;
+        if !writes.is_empty() {
+            changed += 1;
+        }
+        for (offset, slot) in &writes {
+            vol.write_at(*offset, slot)?;
+        }
+        todo.extend(subdirs(&slots).into_iter().rev().map(|d| (d, dir)));
+    }
+    vol.dev.flush().context("flushing the FAT volume")?;
+    Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::fat::{write_esp, EspFile, EspSource};
+    use crate::util::cmd::Cmd;
+    use fatfs::{FileSystem, FormatVolumeOptions, FsOptions};
+    use std::fs::File;
+    use std::path::Path;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Nested directories, long names, names that differ only in case from
+    /// their short names, as a real ESP has.
+    fn paths() -> Vec<String> {
+        let sum = "0123456789abcdef".repeat(4);
+        vec![
+            "EFI/BOOT/BOOTX64.EFI".into(),
+            "EFI/Linux/Hull-Mixed.Case.efi".into(),
+            "loader/loader.conf".into(),
+            format!("loader/entries/hull-1-{sum}-0+3.conf"),
+            format!("ostree/minimal-{sum}/vmlinuz-6.12.57+deb13-cloud-amd64"),
+            format!("ostree/minimal-{sum}/initramfs-6.12.57+deb13-cloud-amd64.img"),
+            "a/Long Directory Name With Spaces/deeper.dir.name/x".into(),
+        ]
+    }
+
+    fn content(path: &str) -> Vec<u8> {
+        path.bytes().cycle().take(5000).collect()
+    }
+
+    /// A new read-write file of `size` bytes (sparse).
+    fn image(img: &Path, size: u64) -> File {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(img)
+            .unwrap();
+        f.set_len(size).unwrap();
+        f
+    }
+
+    /// What `fsck.fat -n` prints for the volume in `img` and whether it
+    /// exited 0; `None` when fsck.fat is not installed.
+    fn fsck(img: &Path) -> Option<(bool, String)> {
+        let script = "PATH=$PATH:/usr/sbin:/sbin; command -v fsck.fat >/dev/null || exit 0; \
+                      fsck.fat -n \"$0\" 2>&1; echo \"exit $?\"";
+        let out = Cmd::new("sh")
+            .args(["-c", script])
+            .arg(img)
+            .output_string()
+            .unwrap();
+        let (text, code) = out.trim_end().rsplit_once("exit ")?;
+        Some((code == "0", text.to_string()))
+    }
+
+    /// A clean volume: exit 0 and nothing but the version line and the
+    /// summary (`img: 12 files, 30/65000 clusters`).
+    fn assert_clean(img: &Path, what: &str) -> bool {
+        let Some((ok, text)) = fsck(img) else {
+            eprintln!("skipped: fsck.fat is not installed (dosfstools)");
+            return false;
+        };
+        assert!(
+            ok && text.lines().count() == 2,
+            "{what}: fsck.fat -n:\n{text}"
+        );
+        true
+    }
+
+    /// `paths()` written with fatfs alone (no fix-up) onto a fresh `fat_type`
+    /// volume of `size` bytes, as `boot/fat.rs` writes them.
+    fn fatfs_volume(img: &Path, fat_type: fatfs::FatType, size: u64, cluster: u32) {
+        let f = image(img, size);
+        let opts = FormatVolumeOptions::new()
+            .fat_type(fat_type)
+            .bytes_per_cluster(cluster)
+            .volume_id(7)
+            .volume_label(*b"HULL-ESP   ");
+        fatfs::format_volume(&f, opts).unwrap();
+        let fs = FileSystem::new(&f, FsOptions::new()).unwrap();
+        assert_eq!(fs.fat_type(), fat_type);
+        for p in paths() {
+            let (dirs, name) = p.rsplit_once('/').unwrap();
+            let mut d = fs.root_dir();
+            for part in dirs.split('/') {
+                d = d.create_dir(part).unwrap();
+            }
+            d.create_file(name)
+                .unwrap()
+                .write_all(&content(&p))
+                .unwrap();
+        }
+        // Fills in FSInfo's free cluster count, as write_esp does.
+        fs.stats().unwrap();
+        fs.unmount().unwrap();
+    }
+
+    /// Every file of `paths()` reads back through fatfs.
+    fn assert_reads_back(img: &Path) {
+        let f = File::open(img).unwrap();
+        let fs = FileSystem::new(&f, FsOptions::new()).unwrap();
+        for p in paths() {
+            let mut v = Vec::new();
+            fs.root_dir()
+                .open_file(&p)
+                .unwrap()
+                .read_to_end(&mut v)
+                .unwrap();
+            assert_eq!(v, content(&p), "{p}");
+        }
+    }
+
+    /// The first two slots of the root's subdirectory `short` (11 bytes).
+    fn dot_slots(img: &Path, short: &[u8; 11]) -> ([u8; 32], [u8; 32]) {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(img)
+            .unwrap();
+        let mut bs = [0u8; 512];
+        f.read_exact(&mut bs).unwrap();
+        let geo = Geometry::parse(&bs).unwrap();
+        let mut vol = Volume { dev: &mut f, geo };
+        let root = vol.slots(None).unwrap();
+        let (_, e) = root.iter().find(|(_, s)| &s[..11] == short).unwrap();
+        let slots = vol.slots(Some(first_cluster(e))).unwrap();
+        (slots[0].1, slots[1].1)
+    }
+
+    /// FAT16 and FAT32 volumes as fatfs writes them: fsck.fat finds fault
+    /// with every directory; after the fix-up it finds none, every file
+    /// reads back, and a second fix-up changes nothing.
+    #[test]
+    fn fixed_volumes_pass_fsck() {
+        use fatfs::FatType::{Fat16, Fat32};
+        let t = tempfile::tempdir().unwrap();
+        // The directories paths() makes: EFI, BOOT, Linux, loader, entries,
+        // ostree, minimal-…, a, Long…, deeper….
+        let dirs = 10;
+        for (fat_type, size, cluster) in [
+            (Fat16, 64 * MIB, 2048),
+            (Fat16, 256 * MIB, 4096),
+            (Fat32, 64 * MIB, 512),
+            (Fat32, 256 * MIB, 2048),
+        ] {
+            let what = format!("{fat_type:?}, {} MiB", size >> 20);
+            let img = t.path().join(format!("{fat_type:?}-{size}.img"));
+            fatfs_volume(&img, fat_type, size, cluster);
+            if let Some((ok, text)) = fsck(&img) {
+                assert!(
+                    !ok && text.contains("Expected a valid '.' entry"),
+                    "{what}, unfixed:\n{text}"
+                );
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&img)
+                .unwrap();
+            assert_eq!(standardize(&mut f).unwrap(), dirs, "{what}");
+            let fixed = std::fs::read(&img).unwrap();
+            assert_eq!(standardize(&mut f).unwrap(), 0, "{what}: a second run");
+            drop(f);
+            assert!(
+                std::fs::read(&img).unwrap() == fixed,
+                "{what}: a second run wrote"
+            );
+            let (dot, dotdot) = dot_slots(&img, b"EFI        ");
+            assert_eq!(&dot[..11], DOT, "{what}");
+            assert_eq!(&dotdot[..11], DOTDOT, "{what}");
+            assert_eq!(
+                first_cluster(&dotdot),
+                0,
+                "{what}: '..' of a child of the root"
+            );
+            assert_reads_back(&img);
+            assert_clean(&img, &what);
+        }
+    }
+
+    /// hull's own writer (`write_esp`) runs the fix-up: its FAT32 volumes
+    /// pass fsck.fat as they are.
+    #[test]
+    fn write_esp_passes_fsck() {
+        let t = tempfile::tempdir().unwrap();
+        let files: Vec<EspFile> = paths()
+            .into_iter()
+            .map(|p| EspFile {
+                source: EspSource::Bytes(content(&p)),
+                path: p,
+            })
+            .collect();
+        for size in [64 * MIB, 256 * MIB] {
+            let img = t.path().join(format!("esp-{size}.img"));
+            let f = image(&img, size);
+            write_esp(&f, size, "HULL-ESP", &files).unwrap();
+            drop(f);
+            let (_, dotdot) = dot_slots(&img, b"LOADER     ");
+            assert_eq!((&dotdot[..11], first_cluster(&dotdot)), (&DOTDOT[..], 0));
+            assert_reads_back(&img);
+            assert_clean(&img, &format!("write_esp, {} MiB", size >> 20));
+        }
+    }
+
+    #[test]
+    fn not_a_fat_volume_is_an_error() {
+        let mut dev = std::io::Cursor::new(vec![0u8; 4096]);
+        let err = format!("{:#}", standardize(&mut dev).unwrap_err());
+        assert!(
+            err.contains("FAT geometry") && err.contains("signature"),
+            "{err}"
+        );
+        assert!(dev.get_ref().iter().all(|&b| b == 0), "nothing written");
+    }
+
+    /// A directory whose own entries stand before its dot entries is refused
+    /// (fixing it would drop them), before anything is written.
+    #[test]
+    fn entries_before_the_dots_are_refused() {
+        let slot = |name: &[u8; 11], attr: u8| {
+            let mut s = [0u8; 32];
+            s[..11].copy_from_slice(name);
+            s[11] = attr;
+            s
+        };
+        let slots = vec![
+            (0, slot(b"FILE    TXT", 0x20)),
+            (32, slot(DOT, ATTR_DIRECTORY)),
+            (64, slot(DOTDOT, ATTR_DIRECTORY)),
+        ];
+        let err = dot_fix(5, 0, &slots).unwrap_err().to_string();
+        assert!(err.contains("cluster 5") && err.contains("slot 0"), "{err}");
+        let err = dot_fix(5, 0, &slots[..2]).unwrap_err().to_string();
+        assert!(err.contains("no '.' or no '..'"), "{err}");
+        // Standard already, but '..' names the root's cluster: only that changes.
+        let mut dd = slot(DOTDOT, ATTR_DIRECTORY);
+        set_first_cluster(&mut dd, 0x1_0002);
+        let mut d = slot(DOT, ATTR_DIRECTORY);
+        set_first_cluster(&mut d, 5);
+        let w = dot_fix(5, 0, &[(0, d), (32, dd)]).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].0, first_cluster(&w[0].1)), (32, 0));
+    }
+}
