@@ -77,7 +77,7 @@ fn holds_whole(repo: &ostree::Repo, c: &str) -> bool {
 /// object by checksum, its bytes checked against it; it is called only
 /// for ancestors `repo` does not hold whole. Errors (fail closed) when a
 /// commit on the way has no size list, or the walk passes
-/// [`MAX_ANCESTORS`].
+/// `MAX_ANCESTORS` (100).
 pub fn missing_bytes(
     repo: &ostree::Repo,
     checksum: &str,
