@@ -266,6 +266,14 @@ pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{sha}-Packages.xz"));
     let url = archive.url(&rel);
+    let plain = super::unpacked::signed(release, &rel);
+    if let Some((psha, psize)) = plain {
+        if let Some(bytes) = super::unpacked::read_cached(&dir, psha, psize)? {
+            log::info!("using cached {url} (unpacked)");
+            return PackageIndex::parse(bytes.as_slice())
+                .with_context(|| format!("reading the unpacked {}", path.display()));
+        }
+    }
     if !path.is_file() || sha256_file(&path)? != *sha {
         download(&url, &path, Some(*size))?;
         let got = sha256_file(&path)?;
@@ -275,6 +283,11 @@ pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result
         }
     } else {
         log::info!("using cached {url}");
+    }
+    if let Some((psha, psize)) = plain {
+        let bytes = super::unpacked::unpack_and_keep(&path, &dir, psha, psize, &url)?;
+        return PackageIndex::parse(bytes.as_slice())
+            .with_context(|| format!("reading the unpacked {}", path.display()));
     }
     let file = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     PackageIndex::parse(BufReader::new(xz2::read::XzDecoder::new(file)))
