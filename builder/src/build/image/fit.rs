@@ -5,7 +5,10 @@
 //! The room is not modelled: [`super::disk`] makes the empty file system
 //! first, with the very options of the real one, and [`Room::read`] takes
 //! its free blocks and inodes from the superblock; only what the tree needs
-//! is an estimate ([`usage`]), rounded up.
+//! is an estimate ([`usage`]), rounded up. [`measure`] first takes a bound
+//! from the entries' metadata alone ([`usage_bound`]) and reads the files
+//! only when that bound does not fit: a tree with room to spare is not
+//! read twice (here and by mkfs).
 
 use std::collections::HashSet;
 use std::fmt;
