@@ -52,46 +52,82 @@ struct Stanza {
 
 impl PackageIndex {
     /// Parses a Debian `Packages` file.
-    pub fn parse(reader: impl BufRead) -> Result<PackageIndex> {
+    pub fn parse(mut reader: impl BufRead) -> Result<PackageIndex> {
         let mut index = PackageIndex::default();
         let mut st = Stanza::default();
-        for line in reader.lines() {
-            let line = line.context("reading Packages index")?;
-            if line.is_empty() {
-                index.finish(std::mem::take(&mut st));
-            } else if let Some(v) = line.strip_prefix("Package: ") {
-                st.name = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Version: ") {
-                st.version = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Architecture: ") {
-                st.arch = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("SHA256: ") {
-                st.sha256 = Some(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Size: ") {
-                st.size = v.trim().parse().ok();
-            } else if let Some(v) = line.strip_prefix("Filename: ") {
-                st.filename = Some(v.trim().to_string());
-            } else if let Some(v) = line
-                .strip_prefix("Depends: ")
-                .or_else(|| line.strip_prefix("Pre-Depends: "))
+        // One buffer for every line, and each line's first byte picks the
+        // fields it may start: a trixie index has 1.3 million lines, most of
+        // them fields hull does not keep or continuation lines.
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            if reader
+                .read_line(&mut buf)
+                .context("reading Packages index")?
+                == 0
             {
-                st.depends.push(v.trim().to_string());
-            } else if let Some(v) = line.strip_prefix("Provides: ") {
-                for p in v.split(',') {
-                    if let Some(n) = p.split_whitespace().next() {
-                        if let Some(by) = &st.name {
-                            let list = index.providers.entry(n.to_string()).or_default();
-                            if !list.contains(by) {
-                                list.push(by.clone());
-                            }
-                        }
-                        index.provided.insert(n.to_string());
+                break;
+            }
+            let line = buf.strip_suffix('\n').unwrap_or(&buf);
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            match line.as_bytes().first() {
+                None => index.finish(std::mem::take(&mut st)),
+                Some(b'P') => {
+                    if let Some(v) = line.strip_prefix("Package: ") {
+                        st.name = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("Pre-Depends: ") {
+                        st.depends.push(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("Provides: ") {
+                        index.provides(st.name.as_deref(), v);
                     }
                 }
+                Some(b'V') => {
+                    if let Some(v) = line.strip_prefix("Version: ") {
+                        st.version = Some(v.trim().to_string());
+                    }
+                }
+                Some(b'A') => {
+                    if let Some(v) = line.strip_prefix("Architecture: ") {
+                        st.arch = Some(v.trim().to_string());
+                    }
+                }
+                Some(b'S') => {
+                    if let Some(v) = line.strip_prefix("SHA256: ") {
+                        st.sha256 = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("Size: ") {
+                        st.size = v.trim().parse().ok();
+                    }
+                }
+                Some(b'F') => {
+                    if let Some(v) = line.strip_prefix("Filename: ") {
+                        st.filename = Some(v.trim().to_string());
+                    }
+                }
+                Some(b'D') => {
+                    if let Some(v) = line.strip_prefix("Depends: ") {
+                        st.depends.push(v.trim().to_string());
+                    }
+                }
+                Some(_) => {}
             }
         }
         index.finish(st);
         Ok(index)
+    }
+
+    /// Records a `Provides:` field `value` of package `by`.
+    fn provides(&mut self, by: Option<&str>, value: &str) {
+        for p in value.split(',') {
+            if let Some(n) = p.split_whitespace().next() {
+                if let Some(by) = by {
+                    let list = self.providers.entry(n.to_string()).or_default();
+                    if !list.iter().any(|b| b == by) {
+                        list.push(by.to_string());
+                    }
+                }
+                self.provided.insert(n.to_string());
+            }
+        }
     }
 
     fn finish(&mut self, st: Stanza) {
@@ -128,6 +164,12 @@ impl PackageIndex {
     /// Adds another source's index: each name's candidate is the higher
     /// version in dpkg's order (as apt picks), every `.deb` is kept.
     pub fn merge(&mut self, other: PackageIndex) {
+        if self.is_vacant() {
+            // The first source: nothing to compare with, take it whole
+            // rather than insert its entries one by one.
+            *self = other;
+            return;
+        }
         for (name, v) in other.versions {
             match self.versions.get(&name) {
                 Some(old) if !newer(&v, old) => {}
@@ -199,6 +241,15 @@ impl PackageIndex {
         );
     }
 
+    /// Whether nothing at all was parsed or merged into this index.
+    fn is_vacant(&self) -> bool {
+        self.versions.is_empty()
+            && self.provided.is_empty()
+            && self.debs.is_empty()
+            && self.depends.is_empty()
+            && self.providers.is_empty()
+    }
+
     pub fn len(&self) -> usize {
         self.versions.len()
     }
@@ -266,6 +317,14 @@ pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{sha}-Packages.xz"));
     let url = archive.url(&rel);
+    let plain = super::unpacked::signed(release, &rel);
+    if let Some((psha, psize)) = plain {
+        if let Some(bytes) = super::unpacked::read_cached(&dir, psha, psize)? {
+            log::info!("using cached {url} (unpacked)");
+            return PackageIndex::parse(bytes.as_slice())
+                .with_context(|| format!("reading the unpacked {}", path.display()));
+        }
+    }
     if !path.is_file() || sha256_file(&path)? != *sha {
         download(&url, &path, Some(*size))?;
         let got = sha256_file(&path)?;
@@ -275,6 +334,11 @@ pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result
         }
     } else {
         log::info!("using cached {url}");
+    }
+    if let Some((psha, psize)) = plain {
+        let bytes = super::unpacked::unpack_and_keep(&path, &dir, psha, psize, &url)?;
+        return PackageIndex::parse(bytes.as_slice())
+            .with_context(|| format!("reading the unpacked {}", path.display()));
     }
     let file = fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     PackageIndex::parse(BufReader::new(xz2::read::XzDecoder::new(file)))
@@ -339,8 +403,12 @@ Package: zstd\nVersion: 1.5.7+dfsg-1\nArchitecture: amd64\nFilename: pool/main/z
         let security = "Package: linux-image-6.12.57+deb13-cloud-amd64\nVersion: 6.12.57-1+deb13u1\n\
 Architecture: amd64\nFilename: pool/updates/main/l/a.deb\nSize: 3\nSHA256: cc\n\n\
 Package: zstd\nVersion: 1.5.7~rc1-1\nArchitecture: amd64\nFilename: pool/updates/main/z/z.deb\nSize: 4\nSHA256: dd\n";
-        let mut idx = PackageIndex::parse(suite.as_bytes()).unwrap();
-        idx.set_mirror("http://deb.debian.org/debian");
+        let mut first = PackageIndex::parse(suite.as_bytes()).unwrap();
+        first.set_mirror("http://deb.debian.org/debian");
+        // As resolve merges: the first source into an empty index.
+        let mut idx = PackageIndex::default();
+        idx.merge(first);
+        assert!(!idx.is_vacant());
         let mut sec = PackageIndex::parse(security.as_bytes()).unwrap();
         sec.set_mirror("http://deb.debian.org/debian-security");
         idx.merge(sec);
@@ -354,6 +422,16 @@ Package: zstd\nVersion: 1.5.7~rc1-1\nArchitecture: amd64\nFilename: pool/updates
             idx.deb(k, "6.12.57-1", "amd64").unwrap().mirror,
             "http://deb.debian.org/debian"
         );
+    }
+
+    /// CRLF line ends and a last line without one read as plain ones.
+    #[test]
+    fn crlf_and_unterminated_last_line() {
+        let text = "Package: a\r\nVersion: 1\r\nProvides: x, y (= 2)\r\n\r\nPackage: b\nVersion: 2";
+        let idx = PackageIndex::parse(text.as_bytes()).unwrap();
+        assert_eq!(idx.version("a"), Some("1"));
+        assert_eq!(idx.version("b"), Some("2"));
+        assert_eq!(idx.providers("y"), ["a"]);
     }
 
     #[test]

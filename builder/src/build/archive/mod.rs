@@ -19,6 +19,7 @@ use crate::manifest::{Arch, Manifest};
 mod download;
 mod index;
 mod release;
+mod unpacked;
 
 pub use download::{download, sha256_file, sha256_hex};
 pub use index::{fetch_index, Deb, PackageIndex};

@@ -221,10 +221,11 @@ fn fill(spec: &DiskSpec, layout: &Layout, tmp: &TempImage, bar: &ProgressBar) ->
         .arg(format!("{}k", root.size() / 1024))
         .run()?;
     let room = fit::Room::read(file, root.offset(), path)?;
-    let usage = fit::usage(&tree, room.block_size)
+    let (usage, bound) = fit::measure(&tree, room)
         .with_context(|| format!("measuring {}", spec.root_dir.display()))?;
     log::info!(
-        "the tree takes about {} MiB and {} inodes of the root file system's {} MiB and {} inodes",
+        "the tree takes {} {} MiB and {} inodes of the root file system's {} MiB and {} inodes",
+        if bound { "at most" } else { "about" },
         (usage.blocks * room.block_size) >> 20,
         usage.inodes,
         (room.free_blocks * room.block_size) >> 20,

@@ -5,7 +5,10 @@
 //! The room is not modelled: [`super::disk`] makes the empty file system
 //! first, with the very options of the real one, and [`Room::read`] takes
 //! its free blocks and inodes from the superblock; only what the tree needs
-//! is an estimate ([`usage`]), rounded up.
+//! is an estimate ([`usage`]), rounded up. [`measure`] first takes a bound
+//! from the entries' metadata alone ([`usage_bound`]) and reads the files
+//! only when that bound does not fit: a tree with room to spare is not
+//! read twice (here and by mkfs).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -83,6 +86,33 @@ pub struct Usage {
 /// each symlink too long to live in its inode; hard links counted once,
 /// except to symlinks, which mkfs.ext4 copies once per path.
 pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
+    walk(root, block_size, true)
+}
+
+/// [`usage`] without reading any file: each file's data is its length in
+/// blocks (at most its allocated blocks), its blocks of zeros counted too.
+/// Never below [`usage`] (same inodes, as many data and index blocks or
+/// more), so a tree this bound fits also fits by [`usage`]; only a stat of
+/// each entry, where [`usage`] reads every file of more than one block
+/// (hundreds of MB for a real tree).
+pub fn usage_bound(root: &Dir, block_size: u64) -> Result<Usage> {
+    walk(root, block_size, false)
+}
+
+/// [`usage`] when the cheap [`usage_bound`] does not fit `room`, else the
+/// bound: the check decides as if by [`usage`], which it reads files for
+/// only when the tree may not fit. Returns the figures and whether they are
+/// the bound (for the log).
+pub fn measure(root: &Dir, room: Room) -> Result<(Usage, bool)> {
+    let bound = usage_bound(root, room.block_size)?;
+    if check(bound, room, 0).is_ok() {
+        return Ok((bound, true));
+    }
+    Ok((usage(root, room.block_size)?, false))
+}
+
+/// The walk of [`usage`]; with `read_zeros` false, that of [`usage_bound`].
+fn walk(root: &Dir, block_size: u64, read_zeros: bool) -> Result<Usage> {
     let blocks_of = |bytes: u64| bytes.div_ceil(block_size);
     let mut seen = HashSet::new();
     let mut total = Usage {
@@ -119,7 +149,7 @@ pub fn usage(root: &Dir, block_size: u64) -> Result<Usage> {
             total.inodes += 1;
             if meta.is_file() {
                 let allocated = blocks_of(meta.blocks() * 512);
-                let data = if meta.len() <= block_size {
+                let data = if meta.len() <= block_size || !read_zeros {
                     blocks_of(meta.len()).min(allocated)
                 } else {
                     let file = root
@@ -432,6 +462,23 @@ mod tests {
             );
             // The root directory exists in the empty file system already.
             assert_eq!(u.inodes, used_inodes + 1, "{block_size}");
+
+            // The bound reads nothing: the 16 MiB of written zeros count.
+            let b = usage_bound(&dir, block_size).unwrap();
+            assert_eq!(b.inodes, u.inodes);
+            assert!(
+                b.blocks >= u.blocks + (16 << 20) / block_size - 1,
+                "{b:?} {u:?}"
+            );
+            // Room for the estimate but not the bound: the estimate decides.
+            let needed = u.blocks * block_size + u.blocks * block_size / 100 + MIB;
+            let tight = room(block_size, needed.div_ceil(block_size), u.inodes);
+            assert!(check(u, tight, 0).is_ok() && check(b, tight, 0).is_err());
+            assert_eq!(measure(&dir, tight).unwrap(), (u, false));
+            let short = room(block_size, needed / block_size - 2, u.inodes);
+            assert_eq!(measure(&dir, short).unwrap(), (u, false));
+            let roomy = room(block_size, 2 * b.blocks + (2 * MIB) / block_size, u.inodes);
+            assert_eq!(measure(&dir, roomy).unwrap(), (b, true));
         }
     }
 }
