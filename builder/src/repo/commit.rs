@@ -252,8 +252,9 @@ pub(crate) fn commit_tree_at(
         }
         // The sizes of what a host at the parent lacks let it know, before
         // pulling, what an update takes on its disk (repo/sizes.rs).
-        let sizes = super::sizes::sizes_since_parent(
+        let metadata = super::sizes::metadata_with_sizes(
             repo,
+            &dict.end(),
             &root
                 .tree_get_contents_checksum()
                 .context("the tree's checksum")?,
@@ -262,7 +263,6 @@ pub(crate) fn commit_tree_at(
                 .context("the tree's checksum")?,
             parent.as_deref(),
         )?;
-        let metadata = super::sizes::with_sizes(&dict.end(), sizes);
 
         let subject = format!("{ostree_ref} {}", meta.version);
         let checksum = repo

@@ -184,15 +184,53 @@ pub fn sizes_since_parent(
     ))
 }
 
-/// `metadata` (`a{sv}`) with [`META_SIZES_SINCE_PARENT`] appended last.
-pub fn with_sizes(metadata: &glib::Variant, sizes: glib::Variant) -> glib::Variant {
-    let entries = metadata.iter().chain(std::iter::once(
-        glib::variant::DictEntry::new(META_SIZES_SINCE_PARENT.to_string(), sizes).to_variant(),
-    ));
-    glib::Variant::array_from_iter_with_type(
+/// `metadata` (`a{sv}`) with the size lists of the tree `contents`/`meta`
+/// committed on top of `parent` appended: [`META_SIZES_SINCE_PARENT`]
+/// always, and libostree's [`META_OSTREE_SIZES`] (every object, last, where
+/// libostree puts it) when a hull agent from before
+/// [`META_SIZES_SINCE_PARENT`] may be updating to this commit, which it
+/// refuses without that list: a commit without a parent (a new image's
+/// first, which such a host may be rebased to) and the first commit on top
+/// of a parent without [`META_SIZES_SINCE_PARENT`] (a fleet's hosts update
+/// through it to an agent that reads the shorter list). Every later commit
+/// carries the short list only. (No commit of `repo`'s object may have
+/// used libostree's GENERATE_SIZES: libostree keeps it on for that object
+/// and writes its own partial list over these.)
+pub fn metadata_with_sizes(
+    repo: &ostree::Repo,
+    metadata: &glib::Variant,
+    contents: &str,
+    meta: &str,
+    parent: Option<&str>,
+) -> Result<glib::Variant> {
+    let since = sizes_since_parent(repo, contents, meta, parent)?;
+    let whole = match parent {
+        None => Some(since.clone()),
+        Some(p) if !has_since_parent(repo, p)? => {
+            Some(sizes_since_parent(repo, contents, meta, None)?)
+        }
+        Some(_) => None,
+    };
+    let mut added = vec![(META_SIZES_SINCE_PARENT, since)];
+    added.extend(whole.map(|w| (META_OSTREE_SIZES, w)));
+    let entries = metadata.iter().chain(
+        added
+            .into_iter()
+            .map(|(k, v)| glib::variant::DictEntry::new(k.to_string(), v).to_variant()),
+    );
+    Ok(glib::Variant::array_from_iter_with_type(
         glib::VariantTy::new("{sv}").expect("a valid type"),
         entries,
-    )
+    ))
+}
+
+/// Whether commit `c` (in `repo`) carries [`META_SIZES_SINCE_PARENT`].
+fn has_since_parent(repo: &ostree::Repo, c: &str) -> Result<bool> {
+    let (commit, _) = repo
+        .load_commit(c)
+        .with_context(|| format!("loading commit {c}"))?;
+    let dict = glib::VariantDict::new(Some(&commit.child_value(0)));
+    Ok(dict.contains(META_SIZES_SINCE_PARENT))
 }
 
 /// The entries (raw bytes) under `key` in commit `c`'s metadata.
@@ -237,6 +275,9 @@ pub(crate) mod tests {
         assert_eq!(names(&got), want);
         let root = entries_of(repo, parent, META_SIZES_SINCE_PARENT);
         assert_eq!(names(&root), old.into_iter().collect());
+        // For older agents: the first commit also has libostree's list,
+        // the same one; its child does not.
+        assert_eq!(entries_of(repo, parent, META_OSTREE_SIZES), root);
         assert!(entries_of(repo, child, META_OSTREE_SIZES).is_empty());
     }
 
@@ -272,9 +313,30 @@ pub(crate) mod tests {
             .write_commit(None, None, None, None, &root, cancellable)
             .unwrap();
         plain.commit_transaction(cancellable).unwrap();
-        let theirs = entries_of(&plain, &theirs, META_OSTREE_SIZES);
-        assert!(theirs.len() >= 8, "{} entries", theirs.len());
-        assert_eq!(ours, theirs);
+        let theirs_list = entries_of(&plain, &theirs, META_OSTREE_SIZES);
+        assert!(theirs_list.len() >= 8, "{} entries", theirs_list.len());
+        assert_eq!(ours, theirs_list);
+
+        // hull's first commit on top of that one (which has no short list)
+        // carries both: the short list for new agents, the whole one for
+        // agents that know only ostree.sizes. (On a repository object of
+        // its own: libostree keeps GENERATE_SIZES on for the object that
+        // used it, and would write its own list over hull's.)
+        let plain = open_or_create(&t.path().join("libostree")).unwrap();
+        move_ref(&plain, r, &theirs).unwrap();
+        std::fs::write(tree.join("usr/b"), b"b2").unwrap();
+        let child = commit_tree_at(&plain, &tree, r, &test_meta("2"), 2, Objects::Reuse).unwrap();
+        assert_eq!(child.parent.as_deref(), Some(theirs.as_str()));
+        move_ref(&plain, r, &child.checksum).unwrap();
+        let whole = entries_of(&plain, &child.checksum, META_OSTREE_SIZES);
+        let all = commit_objects(&plain, &child.checksum).unwrap();
+        assert_eq!(names(&whole), all.into_iter().collect());
+        let since = entries_of(&plain, &child.checksum, META_SIZES_SINCE_PARENT);
+        assert!(!since.is_empty() && since.len() < whole.len());
+        // And the next commit, on top of one with the short list, only that.
+        std::fs::write(tree.join("usr/b"), b"b3").unwrap();
+        let next = commit_tree_at(&plain, &tree, r, &test_meta("3"), 3, Objects::Reuse).unwrap();
+        assert!(entries_of(&plain, &next.checksum, META_OSTREE_SIZES).is_empty());
     }
 
     /// LEB128 as libostree's `_ostree_write_varuint64`: 7 bits a byte, low first.
