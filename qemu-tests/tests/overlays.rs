@@ -163,12 +163,14 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
     };
     let commit =
         hull::repo::commit::commit_tree(&repo, &tree.dir, "hull/t19/x86_64/stable", &meta)?;
-    // The tree's own lsinitrd lists the initramfs.
-    let initramfs = hull::util::cmd::Cmd::new("chroot")
-        .arg(&tree.dir)
-        .arg("lsinitrd")
-        .arg(format!("/usr/lib/modules/{}/initramfs.img", tree.kver))
-        .output_string()?;
+    // The initramfs's entries, read on the host (the tree has no zstd,
+    // which hull compresses it with).
+    let initramfs = hull::build::rootfs::initramfs::list(
+        &tree
+            .dir
+            .join(format!("usr/lib/modules/{}/initramfs.img", tree.kver)),
+    )?
+    .join("\n");
     hull::build::rootfs::remove_tree(&work)?;
     eprintln!("tree and commit in {:.0} s", start.elapsed().as_secs_f64());
     let (root, _) = repo.read_commit(&commit.checksum, gio::Cancellable::NONE)?;
@@ -214,7 +216,7 @@ fn overlays_reach_the_commit_whole() -> Result<()> {
 
     // 3. The initramfs was made again with the overlay's dracut.conf.d.
     assert!(
-        initramfs.lines().any(|l| l.ends_with(" etc/t19-marker")),
+        initramfs.lines().any(|l| l == "etc/t19-marker"),
         "no /etc/t19-marker in the initramfs:\n{initramfs}"
     );
 

@@ -230,6 +230,43 @@ pub fn split(image: &[u8]) -> Result<(usize, Vec<String>)> {
     Ok((main, names))
 }
 
+/// The entry names of the main archive of an initramfs file as dracut and
+/// [`finish`] lay it out (an uncompressed early archive, if any, then the
+/// main one: zstd, gzip or uncompressed, unpacked with the host's `zstd` or
+/// `gzip`), as `lsinitrd` lists them; for tests and checks that must not
+/// depend on the tree having the decompressor.
+pub fn list(path: &Path) -> Result<Vec<String>> {
+    let image = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let main = match image.get(..6) {
+        Some(b"070701") | Some(b"070702") => {
+            let (names, end) = archive_at(&image, 0)?;
+            if !names
+                .iter()
+                .any(|n| n.trim_start_matches("./") == "early_cpio")
+            {
+                return Ok(names);
+            }
+            end + image[end..]
+                .iter()
+                .position(|b| *b != 0)
+                .context("an early cpio archive and nothing after it")?
+        }
+        _ => 0,
+    };
+    let tool = match image.get(main..main + 4) {
+        Some([0x28, 0xb5, 0x2f, 0xfd]) => "zstd",
+        Some([0x1f, 0x8b, ..]) => "gzip",
+        _ => bail!(
+            "{}: the main archive is neither zstd nor gzip",
+            path.display()
+        ),
+    };
+    let mut packed = tempfile::NamedTempFile::new()?;
+    std::io::Write::write_all(&mut packed, &image[main..])?;
+    let cpio = Cmd::new(tool).arg("-dc").arg(packed.path()).output()?;
+    Ok(archive_at(&cpio, 0)?.0)
+}
+
 /// Compresses the initramfs dracut left uncompressed in `target` (the
 /// tree's root) with `BUILD_UNCOMPRESSED`, per [`plan`]: natively, after
 /// checking each holds ostree-prepare-root; or, when the plan says so, by
@@ -497,6 +534,26 @@ mod tests {
         assert!(err.contains("no ostree-prepare-root"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), bare);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    /// [`list`] reads what [`compress_one`] wrote, behind an early archive.
+    #[test]
+    fn list_reads_a_compressed_image() {
+        let early = newc(&[".", "early_cpio", "kernel/x86/microcode/GenuineIntel.bin"]);
+        let main = newc(&[".", "usr/lib/ostree/ostree-prepare-root"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("initrd.img-6.12");
+        for cmd in [HULL_ZSTD, native_command("gzip").unwrap()] {
+            std::fs::write(&path, [early.clone(), main.clone()].concat()).unwrap();
+            compress_one(&path, cmd).unwrap();
+            assert_eq!(
+                list(&path).unwrap(),
+                [".", "usr/lib/ostree/ostree-prepare-root"],
+                "{cmd:?}"
+            );
+        }
+        std::fs::write(&path, &main).unwrap();
+        assert_eq!(list(&path).unwrap().len(), 2);
     }
 
     #[test]
