@@ -290,14 +290,7 @@ pub fn finish(target: &Path, in_tree_script: &str) -> Result<()> {
     };
     log::debug!("initramfs: compressed on the host with {}", cmd.join(" "));
     require_program(cmd[0], cmd[0])?;
-    let mut images: Vec<String> = root
-        .read_dir("boot")
-        .context("reading /boot")?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("initrd.img-"))
-        .collect();
-    images.sort();
+    let images = boot_files(&root, "initrd.img-")?;
     if images.is_empty() {
         bail!("no /boot/initrd.img-*: dracut did not run");
     }
@@ -308,18 +301,23 @@ pub fn finish(target: &Path, in_tree_script: &str) -> Result<()> {
     Ok(())
 }
 
-/// The text of every `/boot/config-*` of the tree (the kernels' build
-/// configurations, which Debian's kernel packages install).
-fn kernel_configs(root: &Dir) -> Result<Vec<String>> {
+/// The names in the tree's `/boot` that start with `prefix`, sorted.
+fn boot_files(root: &Dir, prefix: &str) -> Result<Vec<String>> {
     let mut names: Vec<String> = root
         .read_dir("boot")
         .context("reading /boot")?
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("config-"))
+        .filter(|n| n.starts_with(prefix))
         .collect();
     names.sort();
-    names
+    Ok(names)
+}
+
+/// The text of every `/boot/config-*` of the tree (the kernels' build
+/// configurations, which Debian's kernel packages install).
+fn kernel_configs(root: &Dir) -> Result<Vec<String>> {
+    boot_files(root, "config-")?
         .iter()
         .map(|n| {
             root.read_to_string(format!("boot/{n}"))
