@@ -39,7 +39,8 @@ pub(super) fn fetch_commit(
         checksum,
         "the commit the signed summary names",
     )?;
-    let meta_url = url.replace(".commit", ".commitmeta");
+    // `…/objects/xx/….commit` → `….commitmeta`.
+    let meta_url = format!("{url}meta");
     let detached = fetcher.get(&meta_url, 1 << 20)?.unwrap_or_default();
     let signatures =
         sign::signatures_in(&detached, checksum).with_context(|| format!("reading {meta_url}"))?;
