@@ -10,7 +10,9 @@
 //! takes the union of the lists along the parent chain down to a commit it
 //! has whole (`host/update/sizes.rs`). A commit without a parent lists every
 //! object. Each entry is in libostree's `ostree.sizes` format
-//! ([`size_entry`]), so one parser reads both.
+//! ([`size_entry`]), so one parser reads both; and where an agent older than
+//! this list may be updating, the commit carries `ostree.sizes` as well
+//! ([`metadata_with_sizes`]).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -24,7 +26,8 @@ use ostree::prelude::*;
 /// (every object, for a commit without a parent).
 pub const META_SIZES_SINCE_PARENT: &str = "hull.sizes-since-parent";
 /// libostree's key for the size list of every object of a commit's tree,
-/// which commits made by hull before [`META_SIZES_SINCE_PARENT`] carry.
+/// which commits made by hull before [`META_SIZES_SINCE_PARENT`] carry (and
+/// the commits [`metadata_with_sizes`] gives both).
 pub const META_OSTREE_SIZES: &str = "ostree.sizes";
 
 /// libostree's object types as `ostree.sizes` stores them (one byte).
