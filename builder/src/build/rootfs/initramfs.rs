@@ -208,26 +208,39 @@ fn archive_at(data: &[u8], mut at: usize) -> Result<(Vec<String>, usize)> {
     }
 }
 
-/// Splits dracut's uncompressed output (one or more cpio archives, the
-/// first may be the early one of microcode and ACPI tables, which the
-/// kernel reads uncompressed): the offset where the main archive starts
-/// (0 when there is no early archive) and the main archive's entry names.
-pub fn split(image: &[u8]) -> Result<(usize, Vec<String>)> {
+/// The first cpio archive of an image: the main one (its entry names), or
+/// the early one of microcode and ACPI tables, which the kernel reads
+/// uncompressed, followed by the main archive at `next`.
+enum First {
+    Main(Vec<String>),
+    Early { next: usize },
+}
+
+fn first_archive(image: &[u8]) -> Result<First> {
     let (names, end) = archive_at(image, 0)?;
     if !names
         .iter()
         .any(|n| n.trim_start_matches("./") == "early_cpio")
     {
-        return Ok((0, names));
+        return Ok(First::Main(names));
     }
     // cpio pads an archive with zeros (to 512 bytes); the next one follows.
-    let main = end
+    let next = end
         + image[end..]
             .iter()
             .position(|b| *b != 0)
             .context("an early cpio archive and nothing after it")?;
-    let (names, _) = archive_at(image, main)?;
-    Ok((main, names))
+    Ok(First::Early { next })
+}
+
+/// Splits dracut's uncompressed output (one or more cpio archives, the
+/// first may be the early one): the offset where the main archive starts
+/// (0 when there is no early archive) and the main archive's entry names.
+pub fn split(image: &[u8]) -> Result<(usize, Vec<String>)> {
+    match first_archive(image)? {
+        First::Main(names) => Ok((0, names)),
+        First::Early { next } => Ok((next, archive_at(image, next)?.0)),
+    }
 }
 
 /// The entry names of the main archive of an initramfs file as dracut and
@@ -238,19 +251,10 @@ pub fn split(image: &[u8]) -> Result<(usize, Vec<String>)> {
 pub fn list(path: &Path) -> Result<Vec<String>> {
     let image = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let main = match image.get(..6) {
-        Some(b"070701") | Some(b"070702") => {
-            let (names, end) = archive_at(&image, 0)?;
-            if !names
-                .iter()
-                .any(|n| n.trim_start_matches("./") == "early_cpio")
-            {
-                return Ok(names);
-            }
-            end + image[end..]
-                .iter()
-                .position(|b| *b != 0)
-                .context("an early cpio archive and nothing after it")?
-        }
+        Some(b"070701") | Some(b"070702") => match first_archive(&image)? {
+            First::Main(names) => return Ok(names),
+            First::Early { next } => next,
+        },
         _ => 0,
     };
     let tool = match image.get(main..main + 4) {
