@@ -46,6 +46,10 @@ pub enum Command {
     /// bounds the disk it takes).
     #[command(hide = true)]
     PullCommit(PullCommitArgs),
+    /// During a build: mmdebstrap's `mmtarfilter` (dpkg path filters on a
+    /// tar stream, stdin to stdout), run in its place.
+    #[command(hide = true)]
+    TarFilter(TarFilterArgs),
     /// Renew a repository's signed summary: the publisher's statement of every
     /// ref's head, which hosts refuse once it expires.
     Publish(PublishArgs),
@@ -131,6 +135,13 @@ pub struct ScanArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TarFilterArgs {
+    /// `--path-exclude=GLOB` and `--path-include=GLOB`, in order.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rules: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -304,6 +315,20 @@ mod tests {
         };
         assert_eq!(b.agent, [PathBuf::from("a"), PathBuf::from("b")]);
         assert!(Cli::try_parse_from(["hull", "build"]).is_err());
+    }
+
+    /// mmdebstrap's rules reach `tar-filter` in order, as given.
+    #[test]
+    fn parses_tar_filter() {
+        let rules = [
+            "--path-exclude=/usr/share/doc/*",
+            "--path-include=/usr/share/doc/*/copyright",
+        ];
+        let cli = Cli::try_parse_from(["hull", "tar-filter"].into_iter().chain(rules)).unwrap();
+        let Command::TarFilter(t) = cli.command else {
+            panic!()
+        };
+        assert_eq!(t.rules, rules);
     }
 
     #[test]

@@ -159,6 +159,7 @@ where
             outln!("{}", serde_json::to_string(&stats)?);
             Ok(())
         }
+        Command::TarFilter(a) => crate::build::rootfs::tar_filter::run_cli(&a.rules),
         Command::Publish(a) => {
             let key = crate::repo::sign::load_secret(&a.sign_key)?;
             let p = crate::repo::summary::publish_at(&a.repo, &key, a.expires)?;

@@ -64,6 +64,9 @@ pub struct MmdebstrapSpec<'a> {
     /// A flat repository of cached `.deb`s the mirror no longer lists (see
     /// [`super::local_repo`]), added as one more source when there is one.
     pub local_repo: Option<PathBuf>,
+    /// A directory holding `mmtarfilter`, hull's own
+    /// ([`super::tar_filter::shim`]): put first in mmdebstrap's `PATH`.
+    pub tar_filter: PathBuf,
 }
 
 /// The marks the hooks write, in run order, and the phase each one ends:
@@ -217,7 +220,15 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     }
     // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
     // postinst and dracut's trigger call: no initramfs until the hook above.
-    Cmd::new("mmdebstrap").env("INITRD", "No").args(args)
+    // The essential packages' extraction filters each one through
+    // `mmtarfilter`: hull's native one instead of the Python script.
+    let mut path = std::ffi::OsString::from(spec.tar_filter.as_os_str());
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    Cmd::new("mmdebstrap")
+        .env("INITRD", "No")
+        .env("PATH", path)
+        .args(args)
 }
 
 #[cfg(test)]
@@ -277,6 +288,7 @@ pub(crate) mod tests {
             package_list: "/w/packages.tsv".into(),
             timings: "/w/phases".into(),
             local_repo: None,
+            tar_filter: "/w/bin".into(),
         };
         let line = command(&spec).display();
         for want in [

@@ -14,6 +14,7 @@ pub mod local_repo;
 pub mod mmdebstrap;
 pub mod ostree_layout;
 pub mod overlay;
+pub mod tar_filter;
 pub mod update_agent;
 
 use std::fs;
@@ -221,6 +222,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
 
     let spec = mmdebstrap::MmdebstrapSpec {
         plan,
+        tar_filter: tar_filter::shim(&work.join("bin"))?,
         target: target.to_path_buf(),
         deb_cache: deb_cache.to_path_buf(),
         dracut_conf,
