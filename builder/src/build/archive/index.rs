@@ -306,6 +306,9 @@ fn newer(a: &str, b: &str) -> bool {
     }
 }
 
+/// The folder of the cache the indexes are kept in.
+pub(super) const INDEXES: &str = "indexes";
+
 /// Fetches (or takes from the cache) the Packages index and checks its hash.
 pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result<PackageIndex> {
     let rel = archive.packages_path();
@@ -313,7 +316,7 @@ pub fn fetch_index(archive: &Archive, release: &Release, cache: &Path) -> Result
         .files
         .get(&rel)
         .ok_or_else(|| anyhow!("{} does not list {rel}", archive.url("InRelease")))?;
-    let dir = cache.join("indexes");
+    let dir = cache.join(INDEXES);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{sha}-Packages.xz"));
     let url = archive.url(&rel);

@@ -23,7 +23,8 @@ mod unpacked;
 
 pub use download::{download, sha256_file, sha256_hex};
 pub use index::{fetch_index, Deb, PackageIndex};
-pub use release::{fetch_release, parse_release, verify_signature, Release};
+pub use release::{fetch_release, parse_release, release_path, verify_signature, Release};
+pub use unpacked::unpacked_path;
 
 /// The keyring Debian's archive is signed with (package debian-archive-keyring).
 pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";

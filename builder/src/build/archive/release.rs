@@ -22,13 +22,19 @@ pub struct Release {
 /// Downloads `InRelease` and checks its signature with gpgv against `keyring`.
 pub fn fetch_release(archive: &Archive, cache: &Path, keyring: &Path) -> Result<Release> {
     let url = archive.url("InRelease");
-    let dir = cache.join("dists").join(&archive.suite);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let path = dir.join("InRelease");
+    let path = release_path(cache, &archive.suite);
+    let dir = path.parent().unwrap_or(cache);
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     download(&url, &path, None)?;
     let signed = verify_signature(&path, keyring, &url)?;
     let file = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     parse_release(&signed, &sha256_hex(&file)).with_context(|| format!("parsing {url}"))
+}
+
+/// Where [`fetch_release`] keeps the InRelease of `suite` under `cache`, as
+/// fetched, byte for byte (replaced by each fetch).
+pub fn release_path(cache: &Path, suite: &str) -> std::path::PathBuf {
+    cache.join("dists").join(suite).join("InRelease")
 }
 
 /// Checks an inline-signed file with gpgv and returns the text the signature

@@ -29,6 +29,12 @@ pub fn signed<'a>(release: &'a Release, xz_rel: &str) -> Option<(&'a str, u64)> 
         .map(|(sha, size)| (sha.as_str(), *size))
 }
 
+/// Where [`super::fetch_index`] keeps, under `cache`, the unpacked index
+/// whose signed sha256 is `sha` (there only once it has been read).
+pub fn unpacked_path(cache: &Path, sha: &str) -> PathBuf {
+    path(&cache.join(super::index::INDEXES), sha)
+}
+
 /// Where the unpacked index of sha256 `sha` is kept in `dir`.
 fn path(dir: &Path, sha: &str) -> PathBuf {
     dir.join(format!("{sha}-Packages"))

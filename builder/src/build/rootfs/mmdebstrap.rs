@@ -67,6 +67,9 @@ pub struct MmdebstrapSpec<'a> {
     /// A directory holding `mmtarfilter`, hull's own
     /// ([`super::tar_filter::shim`]): put first in mmdebstrap's `PATH`.
     pub tar_filter: PathBuf,
+    /// apt's lists, already checked (see [`super::apt_lists`]): moved into
+    /// the tree by a setup hook, and mmdebstrap skips its `apt-get update`.
+    pub apt_lists: Option<PathBuf>,
 }
 
 /// The marks the hooks write, in run order, and the phase each one ends:
@@ -207,6 +210,13 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     for (kind, hook) in hooks {
         args.push(format!("--{kind}-hook={hook}"));
     }
+    if let Some(dir) = &spec.apt_lists {
+        args.push("--skip=update".into());
+        args.push(format!(
+            "--setup-hook=mv {}/* \"$1/var/lib/apt/lists/\"",
+            quote(dir)
+        ));
+    }
     args.push(plan.suite.clone());
     args.push(spec.target.display().to_string());
     // Every source: apt installs the highest version any of them has.
@@ -289,6 +299,7 @@ pub(crate) mod tests {
             timings: "/w/phases".into(),
             local_repo: None,
             tar_filter: "/w/bin".into(),
+            apt_lists: None,
         };
         let line = command(&spec).display();
         for want in [
@@ -345,6 +356,18 @@ pub(crate) mod tests {
             "{line}"
         );
         assert!(!line.contains("lsinitrd"), "{line}");
+        assert!(!line.contains("--skip=update"), "{line}");
+        let spec = MmdebstrapSpec {
+            apt_lists: Some("/w/apt-lists".into()),
+            ..spec
+        };
+        let line = command(&spec).display();
+        assert!(
+            line.contains(
+                "--skip=update '--setup-hook=mv '\\''/w/apt-lists'\\''/* \"$1/var/lib/apt/lists/\"'"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

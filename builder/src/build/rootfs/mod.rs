@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod agent;
+pub mod apt_lists;
 pub mod containers;
 pub mod customize;
 pub mod hardening;
@@ -151,7 +152,7 @@ pub fn install_or_reuse(
         fs::read_to_string(saved.join("packages.tsv"))
             .with_context(|| format!("reading {}/packages.tsv", saved.display()))
     } else {
-        let list = install(plan, work, &target, &cache.join("debs"))?;
+        let list = install(plan, work, &target, cache)?;
         if let Err(e) = save_installed(cache, &key, &target, &list) {
             log::warn!("keeping the installed tree for the next build: {e:#}");
         }
@@ -193,8 +194,9 @@ fn log_layout(r: &ostree_layout::LayoutReport) {
 
 /// Installs the packages with mmdebstrap into `target`; returns the
 /// package list (`name\tversion\tarch` lines).
-fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> Result<String> {
+fn install(plan: &PackagePlan, work: &Path, target: &Path, cache: &Path) -> Result<String> {
     require_program("mmdebstrap", "mmdebstrap")?;
+    let deb_cache = &cache.join("debs");
     fs::create_dir_all(deb_cache).with_context(|| format!("creating {}", deb_cache.display()))?;
     let dracut_conf = work.join("50-hull.conf");
     fs::write(&dracut_conf, boot::DRACUT_CONF)
@@ -211,6 +213,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
             Some(dir)
         }
     };
+    let apt_lists = apt_lists::prepare(plan, cache, local_repo.as_deref(), &work.join("apt-lists"));
     let package_list = work.join("packages.tsv");
     let timings = work.join("mmdebstrap-phases");
     match fs::remove_file(&timings) {
@@ -230,6 +233,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, deb_cache: &Path) -> 
         package_list: package_list.clone(),
         timings: timings.clone(),
         local_repo,
+        apt_lists,
     };
     let bar = progress::spinner(&format!(
         "installing {} packages and their dependencies from {} {}",
