@@ -52,6 +52,8 @@ pub struct MmdebstrapSpec<'a> {
     pub target: PathBuf,
     /// Persistent .deb cache: synced in before and out after the run.
     pub deb_cache: PathBuf,
+    /// How the .debs go between the cache and the tree ([`DebSync`]).
+    pub deb_sync: DebSync,
     /// hull's dracut settings, copied into /etc/dracut.conf.d before packages install.
     pub dracut_conf: PathBuf,
     /// apt preferences that pin excluded packages to -1.
@@ -70,6 +72,54 @@ pub struct MmdebstrapSpec<'a> {
     /// apt's lists, already checked (see [`super::apt_lists`]): moved into
     /// the tree by a setup hook, and mmdebstrap skips its `apt-get update`.
     pub apt_lists: Option<PathBuf>,
+}
+
+/// How the `.deb` cache is brought into the tree's `/var/cache/apt/archives`
+/// before the install and its new files taken back after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebSync {
+    /// Hard links, when the cache and the tree are on one file system: apt
+    /// never writes into a `.deb` it has (a new download is renamed into
+    /// place, a new inode), so the cache's files cannot change through them.
+    /// Only the tree's files the cache does not hold (by inode) go back.
+    Link,
+    /// mmdebstrap's `sync-in`/`sync-out` hooks, which copy every file both ways.
+    Copy,
+}
+
+impl DebSync {
+    /// [`DebSync::Link`] when `cache` and `tree`'s parent are on one file
+    /// system (same device), else [`DebSync::Copy`].
+    pub fn for_dirs(cache: &Path, tree_parent: &Path) -> DebSync {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(cache), std::fs::metadata(tree_parent)) {
+            (Ok(a), Ok(b)) if a.dev() == b.dev() => DebSync::Link,
+            _ => DebSync::Copy,
+        }
+    }
+
+    /// The setup hook that fills the tree's archive directory, and the
+    /// customize hook that takes the new `.deb`s back, for `cache`.
+    fn hooks(self, cache: &Path) -> (String, String) {
+        let cache = quote(cache);
+        match self {
+            DebSync::Link => (
+                format!(
+                    "find {cache} -maxdepth 1 -name '*.deb' -exec cp -l -t \
+                     \"$1/var/cache/apt/archives\" {{}} +"
+                ),
+                format!(
+                    "for f in \"$1\"/var/cache/apt/archives/*.deb; do \
+                     [ -e \"$f\" ] || continue; t={cache}/\"${{f##*/}}\"; \
+                     [ \"$f\" -ef \"$t\" ] || ln -f \"$f\" \"$t\"; done"
+                ),
+            ),
+            DebSync::Copy => (
+                format!("sync-in {cache} /var/cache/apt/archives/"),
+                format!("sync-out /var/cache/apt/archives {cache}"),
+            ),
+        }
+    }
 }
 
 /// The marks the hooks write, in run order, and the phase each one ends:
@@ -176,20 +226,21 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     ];
     args.extend(DPKG_PATH_EXCLUDES.iter().map(|e| format!("--dpkgopt={e}")));
     let mark = |m: &str| format!("echo \"{m} $(date +%s.%N)\" >> {}", quote(&spec.timings));
+    let (debs_in, debs_out) = spec.deb_sync.hooks(&spec.deb_cache);
     let hooks = [
         ("setup", mark("setup")),
         ("extract", mark("extracted")),
         ("essential", mark("essential")),
         ("customize", mark("installed")),
         ("setup", r#"mkdir -p "$1/var/cache/apt/archives" "$1/etc/apt/preferences.d""#.to_string()),
-        ("setup", format!("sync-in {} /var/cache/apt/archives/", quote(&spec.deb_cache))),
+        ("setup", debs_in),
         (
             "setup",
             format!("copy-in {} /etc/apt/preferences.d/", quote(&spec.apt_preferences)),
         ),
         ("essential", r#"mkdir -p "$1/etc/dracut.conf.d""#.to_string()),
         ("essential", format!("copy-in {} /etc/dracut.conf.d/", quote(&spec.dracut_conf))),
-        ("customize", format!("sync-out /var/cache/apt/archives {}", quote(&spec.deb_cache))),
+        ("customize", debs_out),
         (
             "customize",
             format!(
@@ -286,6 +337,59 @@ pub(crate) mod tests {
         assert_eq!(phase_times("", 5.0, 4.0)[0].1, 0.0);
     }
 
+    /// The hard-link hooks, run as mmdebstrap runs hooks (`sh -c HOOK exec
+    /// TREE`): the cache's .debs appear in the tree as the same files, and
+    /// afterwards the cache gains the tree's new ones and any the tree
+    /// replaced, and nothing else.
+    #[test]
+    fn linked_debs_go_in_and_new_ones_come_back() {
+        use std::os::unix::fs::MetadataExt;
+        let t = tempfile::tempdir().unwrap();
+        let (cache, tree) = (t.path().join("debs"), t.path().join("tree"));
+        let archives = tree.join("var/cache/apt/archives");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&archives).unwrap();
+        assert_eq!(DebSync::for_dirs(&cache, t.path()), DebSync::Link);
+        let (debs_in, debs_out) = DebSync::Link.hooks(&cache);
+        let hook = |script: &str| {
+            let ok = std::process::Command::new("sh")
+                .args(["-c", script, "exec"])
+                .arg(&tree)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "{script}");
+        };
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        // An empty cache: nothing in, nothing out.
+        hook(&debs_in);
+        hook(&debs_out);
+        assert_eq!(std::fs::read_dir(&archives).unwrap().count(), 0);
+        std::fs::write(cache.join("a_1_amd64.deb"), "a").unwrap();
+        std::fs::write(cache.join("b_1_amd64.deb"), "b").unwrap();
+        std::fs::write(cache.join("lock"), "").unwrap();
+        hook(&debs_in);
+        assert_eq!(
+            ino(&archives.join("a_1_amd64.deb")),
+            ino(&cache.join("a_1_amd64.deb"))
+        );
+        assert!(!archives.join("lock").exists());
+        // apt downloads c and, its copy of b failing its hash, b again.
+        std::fs::write(archives.join("c_1_amd64.deb"), "c").unwrap();
+        std::fs::remove_file(archives.join("b_1_amd64.deb")).unwrap();
+        std::fs::write(archives.join("b_1_amd64.deb"), "b, whole").unwrap();
+        std::fs::create_dir_all(archives.join("partial")).unwrap();
+        hook(&debs_out);
+        for name in ["a_1_amd64.deb", "b_1_amd64.deb", "c_1_amd64.deb"] {
+            assert_eq!(ino(&archives.join(name)), ino(&cache.join(name)), "{name}");
+        }
+        assert_eq!(
+            std::fs::read(cache.join("b_1_amd64.deb")).unwrap(),
+            b"b, whole"
+        );
+        assert!(!cache.join("partial").exists());
+    }
+
     #[test]
     fn command_line() {
         let plan = plan();
@@ -293,6 +397,7 @@ pub(crate) mod tests {
             plan: &plan,
             target: "/w/rootfs".into(),
             deb_cache: "/c/debs".into(),
+            deb_sync: DebSync::Copy,
             dracut_conf: "/w/10-hull.conf".into(),
             apt_preferences: "/w/hull-exclude.pref".into(),
             package_list: "/w/packages.tsv".into(),

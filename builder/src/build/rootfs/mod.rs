@@ -228,6 +228,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, cache: &Path) -> Resu
         tar_filter: tar_filter::shim(&work.join("bin"))?,
         target: target.to_path_buf(),
         deb_cache: deb_cache.to_path_buf(),
+        deb_sync: mmdebstrap::DebSync::for_dirs(deb_cache, work),
         dracut_conf,
         apt_preferences: prefs,
         package_list: package_list.clone(),
