@@ -68,7 +68,8 @@ pub struct MmdebstrapSpec<'a> {
     pub local_repo: Option<PathBuf>,
     /// A directory holding `mmtarfilter`, hull's own
     /// ([`super::tar_filter::shim`]): put first in mmdebstrap's `PATH`.
-    pub tar_filter: PathBuf,
+    /// `None`: mmdebstrap's own.
+    pub tar_filter: Option<PathBuf>,
     /// apt's lists, already checked (see [`super::apt_lists`]): moved into
     /// the tree by a setup hook, and mmdebstrap skips its `apt-get update`.
     pub apt_lists: Option<PathBuf>,
@@ -283,13 +284,16 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     // postinst and dracut's trigger call: no initramfs until the hook above.
     // The essential packages' extraction filters each one through
     // `mmtarfilter`: hull's native one instead of the Python script.
-    let mut path = std::ffi::OsString::from(spec.tar_filter.as_os_str());
-    path.push(":");
-    path.push(std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()));
-    Cmd::new("mmdebstrap")
-        .env("INITRD", "No")
-        .env("PATH", path)
-        .args(args)
+    let mut cmd = Cmd::new("mmdebstrap").env("INITRD", "No");
+    if let Some(dir) = &spec.tar_filter {
+        let mut path = std::ffi::OsString::from(dir.as_os_str());
+        path.push(":");
+        path.push(
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        );
+        cmd = cmd.env("PATH", path);
+    }
+    cmd.args(args)
 }
 
 #[cfg(test)]
@@ -403,7 +407,7 @@ pub(crate) mod tests {
             package_list: "/w/packages.tsv".into(),
             timings: "/w/phases".into(),
             local_repo: None,
-            tar_filter: "/w/bin".into(),
+            tar_filter: Some("/w/bin".into()),
             apt_lists: None,
         };
         let line = command(&spec).display();

@@ -83,7 +83,13 @@ pub fn build(
         log::debug!("rootfs: {step}: {:.1} s", t.elapsed().as_secs_f64());
     };
     let t = std::time::Instant::now();
-    let list = install_or_reuse(plan, work, cache, reuse_installed)?;
+    let list = install_or_reuse(
+        plan,
+        work,
+        cache,
+        reuse_installed,
+        &tar_filter::candidates(agent, plan.arch),
+    )?;
     timed("install (or copy of the cached installed tree)", t);
     let packages = list
         .lines()
@@ -127,12 +133,14 @@ pub fn build(
 /// Puts the installed tree of `plan` in `work/rootfs` (replacing what was
 /// there): a copy of the cached one when `reuse_installed` and the cache
 /// has it, else a fresh install, then cached. Returns the installed package
-/// list (`name\tversion\tarch` lines).
+/// list (`name\tversion\tarch` lines). `hull_exes`: hull executables that
+/// may run `hull tar-filter` for the install ([`tar_filter::shim`]).
 pub fn install_or_reuse(
     plan: &PackagePlan,
     work: &Path,
     cache: &Path,
     reuse_installed: bool,
+    hull_exes: &[PathBuf],
 ) -> Result<String> {
     let target = work.join("rootfs");
     remove_tree(&target)?;
@@ -152,7 +160,7 @@ pub fn install_or_reuse(
         fs::read_to_string(saved.join("packages.tsv"))
             .with_context(|| format!("reading {}/packages.tsv", saved.display()))
     } else {
-        let list = install(plan, work, &target, cache)?;
+        let list = install(plan, work, &target, cache, hull_exes)?;
         if let Err(e) = save_installed(cache, &key, &target, &list) {
             log::warn!("keeping the installed tree for the next build: {e:#}");
         }
@@ -194,7 +202,13 @@ fn log_layout(r: &ostree_layout::LayoutReport) {
 
 /// Installs the packages with mmdebstrap into `target`; returns the
 /// package list (`name\tversion\tarch` lines).
-fn install(plan: &PackagePlan, work: &Path, target: &Path, cache: &Path) -> Result<String> {
+fn install(
+    plan: &PackagePlan,
+    work: &Path,
+    target: &Path,
+    cache: &Path,
+    hull_exes: &[PathBuf],
+) -> Result<String> {
     require_program("mmdebstrap", "mmdebstrap")?;
     let deb_cache = &cache.join("debs");
     fs::create_dir_all(deb_cache).with_context(|| format!("creating {}", deb_cache.display()))?;
@@ -225,7 +239,7 @@ fn install(plan: &PackagePlan, work: &Path, target: &Path, cache: &Path) -> Resu
 
     let spec = mmdebstrap::MmdebstrapSpec {
         plan,
-        tar_filter: tar_filter::shim(&work.join("bin"))?,
+        tar_filter: tar_filter::shim(&work.join("bin"), hull_exes)?,
         target: target.to_path_buf(),
         deb_cache: deb_cache.to_path_buf(),
         deb_sync: mmdebstrap::DebSync::for_dirs(deb_cache, work),

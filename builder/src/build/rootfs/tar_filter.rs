@@ -337,10 +337,25 @@ fn read_data(input: &mut impl Read, size: u64) -> Result<Vec<u8>> {
     Ok(data)
 }
 
-/// Writes `dir/mmtarfilter`, a script that runs this hull's `tar-filter`,
-/// and returns `dir`: put first in mmdebstrap's `PATH`. Errors name the file.
-pub fn shim(dir: &Path) -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding hull's own executable")?;
+/// Writes `dir/mmtarfilter`, a script that runs `hull tar-filter` with the
+/// first of `candidates` that does it (checked by filtering a one-member
+/// archive with it: a library caller's executable, a test binary for one,
+/// does not), and returns `dir`, to put first in mmdebstrap's `PATH`;
+/// `None` when none does, and mmdebstrap then runs its own `mmtarfilter`.
+/// Errors name the file written.
+pub fn shim(dir: &Path, candidates: &[PathBuf]) -> Result<Option<PathBuf>> {
+    let Some(exe) = candidates.iter().find(|c| runs_tar_filter(c)) else {
+        log::info!(
+            "extracting the essential packages with mmdebstrap's own mmtarfilter: \
+             none of {} runs `hull tar-filter`",
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(None);
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(PROGRAM);
     let quoted = exe.display().to_string().replace('\'', r"'\''");
@@ -348,7 +363,79 @@ pub fn shim(dir: &Path) -> Result<PathBuf> {
     std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .with_context(|| format!("making {} executable", path.display()))?;
-    Ok(dir.to_path_buf())
+    Ok(Some(dir.to_path_buf()))
+}
+
+/// The executables a build may run `hull tar-filter` with, in order: the one
+/// running (hull's CLI; a library caller's is checked and passed over), then
+/// the build's own `agent` when it is for this machine's architecture `arch`
+/// (a hull built for the images is the same program).
+pub fn candidates(agent: &Path, arch: crate::manifest::Arch) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
+    if crate::build::binfmt::host_arch() == Some(arch) && !out.iter().any(|e| e == agent) {
+        out.push(agent.to_path_buf());
+    }
+    out
+}
+
+/// A header block for `name` (a directory when `dir`, else an empty
+/// regular file), ustar format, its checksum set.
+pub(crate) fn header(name: &str, dir: bool) -> [u8; BLOCK] {
+    let mut h = [0u8; BLOCK];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(if dir { b"0000755\0" } else { b"0000644\0" });
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    h[124..136].copy_from_slice(b"00000000000\0");
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = if dir { b'5' } else { b'0' };
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    let sum: u32 = h
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// Whether `exe tar-filter` filters as [`filter`] does: a two-member archive
+/// through it keeps `./` and drops `./x`.
+pub fn runs_tar_filter(exe: &Path) -> bool {
+    use std::process::{Command, Stdio};
+    let input = [
+        header("./", true),
+        header("./x", false),
+        [0; BLOCK],
+        [0; BLOCK],
+    ]
+    .concat();
+    let want = [&header("./", true)[..], &[0; 2 * BLOCK][..]].concat();
+    let Ok(mut child) = Command::new(exe)
+        .args(["tar-filter", "--path-exclude=/x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    // 2 KiB fits a pipe's buffer: written before the output is read.
+    let fed = child
+        .stdin
+        .take()
+        .is_some_and(|mut stdin| stdin.write_all(&input).is_ok());
+    match child.wait_with_output() {
+        Ok(out) => fed && out.status.success() && out.stdout == want,
+        Err(_) => false,
+    }
 }
 
 /// `hull tar-filter ARGS`: [`filter`] from stdin to stdout.
