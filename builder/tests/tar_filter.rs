@@ -79,7 +79,10 @@ fn the_shim_runs_hull_and_filters_as_the_library_does() {
     assert_eq!(through_script, in_process);
     let listed = run(Path::new("tar"), &["-tf", "-"], &through_script);
     let listed = String::from_utf8(listed).unwrap();
-    assert!(listed.contains("./usr/share/doc/bash/copyright"), "{listed}");
+    assert!(
+        listed.contains("./usr/share/doc/bash/copyright"),
+        "{listed}"
+    );
     assert!(!listed.contains("NEWS.gz"), "{listed}");
     assert!(!listed.contains("bash.1.gz"), "{listed}");
     assert!(listed.contains("./usr/bin/bash"), "{listed}");

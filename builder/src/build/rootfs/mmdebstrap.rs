@@ -282,9 +282,9 @@ pub fn command(spec: &MmdebstrapSpec) -> Cmd {
     }
     // Honoured by /etc/kernel/postinst.d/dracut, which both the kernel's
     // postinst and dracut's trigger call: no initramfs until the hook above.
+    let mut cmd = Cmd::new("mmdebstrap").env("INITRD", "No");
     // The essential packages' extraction filters each one through
     // `mmtarfilter`: hull's native one instead of the Python script.
-    let mut cmd = Cmd::new("mmdebstrap").env("INITRD", "No");
     if let Some(dir) = &spec.tar_filter {
         let mut path = std::ffi::OsString::from(dir.as_os_str());
         path.push(":");

@@ -179,9 +179,11 @@ pub fn filter(mut input: impl Read, mut output: impl Write, rules: &PathFilter) 
                 output.write_all(&data)?;
             }
             b'0' | 0 | b'7' | b'1' | b'2' | b'3' | b'4' | b'5' | b'6' => {
+                // Each extension header names only the member that follows it.
+                let long = long_name.take();
                 let name = pax_path
                     .take()
-                    .or(long_name.take())
+                    .or(long)
                     .unwrap_or_else(|| raw_name(&header));
                 // Only regular files carry data (tar(5); Python's tarfile reads it so).
                 let data = match kind {
