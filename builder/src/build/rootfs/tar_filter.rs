@@ -246,13 +246,20 @@ fn until_nul(b: &[u8]) -> &[u8] {
     b.iter().position(|&c| c == 0).map_or(b, |i| &b[..i])
 }
 
-/// Checks a header's checksum (the unsigned sum of its bytes, the checksum
-/// field counted as spaces), as tar and Python's tarfile do.
+/// Checks a header's checksum ([`header_sum`]), as tar and Python's tarfile do.
 fn check_sum(h: &[u8; BLOCK]) -> Result<()> {
     let want = field_number(&h[148..156])
         .with_context(|| format!("tar member {}: checksum field", lossy(&raw_name(h))))?;
-    let got: u64 = h
-        .iter()
+    if header_sum(h) != want {
+        bail!("tar member {}: bad header checksum", lossy(&raw_name(h)));
+    }
+    Ok(())
+}
+
+/// A header's checksum as tar computes it: the unsigned sum of its bytes,
+/// the checksum field's own eight counted as spaces.
+pub(crate) fn header_sum(h: &[u8]) -> u64 {
+    h.iter()
         .enumerate()
         .map(|(i, &b)| {
             if (148..156).contains(&i) {
@@ -261,11 +268,7 @@ fn check_sum(h: &[u8; BLOCK]) -> Result<()> {
                 u64::from(b)
             }
         })
-        .sum();
-    if got != want {
-        bail!("tar member {}: bad header checksum", lossy(&raw_name(h)));
-    }
-    Ok(())
+        .sum()
 }
 
 /// A numeric header field: octal digits (space or NUL ended), or GNU's
@@ -393,17 +396,7 @@ pub(crate) fn header(name: &str, dir: bool) -> [u8; BLOCK] {
     h[156] = if dir { b'5' } else { b'0' };
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
-    let sum: u32 = h
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
+    let sum = header_sum(&h);
     h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     h
 }
