@@ -96,15 +96,25 @@ impl SignedSource {
 }
 
 impl PackagePlan {
-    /// The sources as (mirror, suite): [`PackagePlan::sources`], or the
-    /// plan's own mirror and suite when it lists none.
-    pub fn source_list(&self) -> Vec<(String, String)> {
+    /// The sources with their signed InRelease: [`PackagePlan::sources`],
+    /// or the plan's own mirror, suite and InRelease when it lists none.
+    pub fn signed_sources(&self) -> Vec<SignedSource> {
         if self.sources.is_empty() {
-            return vec![(self.mirror.clone(), self.suite.clone())];
+            return vec![SignedSource {
+                url: self.mirror.clone(),
+                suite: self.suite.clone(),
+                date: self.release_date.clone(),
+                sha256: self.release_sha256.clone(),
+            }];
         }
-        self.sources
-            .iter()
-            .map(|s| (s.url.clone(), s.suite.clone()))
+        self.sources.clone()
+    }
+
+    /// The sources as (mirror, suite), from [`PackagePlan::signed_sources`].
+    pub fn source_list(&self) -> Vec<(String, String)> {
+        self.signed_sources()
+            .into_iter()
+            .map(|s| (s.url, s.suite))
             .collect()
     }
 

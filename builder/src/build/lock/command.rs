@@ -48,24 +48,16 @@ pub fn arch_lock(plan: &PackagePlan, index: &PackageIndex, installed: &str) -> R
         name: plan.arch.to_string(),
         include: plan.include.clone(),
         exclude: plan.exclude.clone(),
-        source: if plan.sources.is_empty() {
-            vec![SourceLock {
-                url: plan.mirror.clone(),
-                suite: plan.suite.clone(),
-                inrelease_sha256: plan.release_sha256.clone(),
-                date: plan.release_date.clone(),
-            }]
-        } else {
-            plan.sources
-                .iter()
-                .map(|s| SourceLock {
-                    url: s.url.clone(),
-                    suite: s.suite.clone(),
-                    inrelease_sha256: s.sha256.clone(),
-                    date: s.date.clone(),
-                })
-                .collect()
-        },
+        source: plan
+            .signed_sources()
+            .into_iter()
+            .map(|s| SourceLock {
+                url: s.url,
+                suite: s.suite,
+                inrelease_sha256: s.sha256,
+                date: s.date,
+            })
+            .collect(),
         package,
     })
 }

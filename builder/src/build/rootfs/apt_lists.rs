@@ -111,20 +111,14 @@ pub fn plan_files(
     keyring: &Path,
     now: i64,
 ) -> Result<Vec<ListFile>> {
-    let sources: Vec<(String, String, String)> = if plan.sources.is_empty() {
-        vec![(
-            plan.mirror.clone(),
-            plan.suite.clone(),
-            plan.release_sha256.clone(),
-        )]
-    } else {
-        plan.sources
-            .iter()
-            .map(|s| (s.url.clone(), s.suite.clone(), s.sha256.clone()))
-            .collect()
-    };
     let mut files = Vec::new();
-    for (mirror, suite, sha) in sources {
+    for archive::SignedSource {
+        url: mirror,
+        suite,
+        sha256: sha,
+        ..
+    } in plan.signed_sources()
+    {
         let release = archive::release_path(cache, &suite);
         let bytes = fs::read(&release).with_context(|| format!("reading {}", release.display()))?;
         if archive::sha256_hex(&bytes) != sha {
