@@ -137,7 +137,9 @@ pub struct Archive {
 }
 
 impl Archive {
-    fn url(&self, rel: &str) -> String {
+    /// The URL of `rel` (`InRelease`, `main/binary-amd64/Packages.xz`) in
+    /// the suite's directory on the mirror.
+    pub fn url(&self, rel: &str) -> String {
         format!(
             "{}/dists/{}/{}",
             self.mirror.trim_end_matches('/'),
@@ -148,7 +150,13 @@ impl Archive {
 
     /// Path of the Packages index inside the release, as the Release file names it.
     fn packages_path(&self) -> String {
-        format!("{COMPONENT}/binary-{}/Packages.xz", self.arch.debian())
+        format!("{}.xz", self.plain_packages_path())
+    }
+
+    /// Path of the uncompressed Packages index inside the release
+    /// (`main/binary-amd64/Packages`), as the Release file names it.
+    pub fn plain_packages_path(&self) -> String {
+        format!("{COMPONENT}/binary-{}/Packages", self.arch.debian())
     }
 }
 

@@ -14,6 +14,8 @@ use crate::util::cmd::Cmd;
 #[derive(Debug)]
 pub struct Release {
     pub date: String,
+    /// `Valid-Until:`, when the file has one.
+    pub valid_until: Option<String>,
     pub sha256: String,
     /// `SHA256:` section: path → (sha256, size).
     pub files: BTreeMap<String, (String, u64)>,
@@ -61,6 +63,7 @@ pub fn verify_signature(path: &Path, keyring: &Path, url: &str) -> Result<String
 /// returns it; `sha256` is the whole file's (lowercase hex).
 pub fn parse_release(body: &str, sha256: &str) -> Result<Release> {
     let mut date = None;
+    let mut valid_until = None;
     let mut files = BTreeMap::new();
     let mut in_sha256 = false;
     for line in body.lines() {
@@ -80,12 +83,16 @@ pub fn parse_release(body: &str, sha256: &str) -> Result<Release> {
         if let Some(d) = line.strip_prefix("Date:") {
             date = Some(d.trim().to_string());
         }
+        if let Some(v) = line.strip_prefix("Valid-Until:") {
+            valid_until = Some(v.trim().to_string());
+        }
     }
     if files.is_empty() {
         bail!("no SHA256 section");
     }
     Ok(Release {
         date: date.ok_or_else(|| anyhow!("no Date field"))?,
+        valid_until,
         sha256: sha256.to_string(),
         files,
     })

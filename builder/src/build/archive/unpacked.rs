@@ -115,6 +115,7 @@ mod tests {
         );
         let r = Release {
             date: "d".into(),
+            valid_until: None,
             sha256: "s".into(),
             files,
         };

@@ -65,18 +65,17 @@ pub fn uri_to_file_name(uri: &str) -> String {
     out
 }
 
-/// Where the index of `arch` sits in a suite, as its `InRelease` names it.
-pub fn packages_rel(arch: Arch) -> String {
-    format!("main/binary-{}/Packages", arch.debian())
-}
-
 /// The lists names of a signed source `mirror suite main`: its `InRelease`
 /// and its uncompressed `Packages` of `arch`.
 pub fn source_names(mirror: &str, suite: &str, arch: Arch) -> (String, String) {
-    let base = format!("{}/dists/{suite}/", mirror.trim_end_matches('/'));
+    let archive = archive::Archive {
+        mirror: mirror.to_string(),
+        suite: suite.to_string(),
+        arch,
+    };
     (
-        uri_to_file_name(&format!("{base}InRelease")),
-        uri_to_file_name(&format!("{base}{}", packages_rel(arch))),
+        uri_to_file_name(&archive.url("InRelease")),
+        uri_to_file_name(&archive.url(&archive.plain_packages_path())),
     )
 }
 
@@ -127,17 +126,22 @@ pub fn plan_files(
                 release.display()
             );
         }
-        let url = format!("{}/dists/{suite}/InRelease", mirror.trim_end_matches('/'));
+        let source = archive::Archive {
+            mirror: mirror.clone(),
+            suite: suite.clone(),
+            arch: plan.arch,
+        };
+        let url = source.url("InRelease");
         let body = archive::verify_signature(&release, keyring, &url)?;
-        if let Some(until) = field(&body, "Valid-Until") {
+        let parsed =
+            archive::parse_release(&body, &sha).with_context(|| format!("parsing {url}"))?;
+        if let Some(until) = &parsed.valid_until {
             let t = crate::build::reproducible::parse_release_date(until)?;
             if t < now {
                 bail!("{url} is past its Valid-Until ({until})");
             }
         }
-        let parsed =
-            archive::parse_release(&body, &sha).with_context(|| format!("parsing {url}"))?;
-        let rel = packages_rel(plan.arch);
+        let rel = source.plain_packages_path();
         let (psha, psize) = parsed
             .files
             .get(&rel)
@@ -162,13 +166,6 @@ pub fn plan_files(
         });
     }
     Ok(files)
-}
-
-/// The value of `name:` in the signed text of an InRelease.
-fn field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
 }
 
 /// Writes `files` into `dir` (emptied first) under their lists names, each

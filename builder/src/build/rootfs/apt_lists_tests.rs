@@ -52,7 +52,12 @@ fn uri_names_table() {
         local_repo_name(Path::new("/o/.work/x86_64/local-debs")),
         "_o_.work_x86%5f64_local-debs_._Packages"
     );
-    assert_eq!(packages_rel(Arch::X86_64), "main/binary-amd64/Packages");
+    let amd64 = archive::Archive {
+        mirror: "http://m".into(),
+        suite: "s".into(),
+        arch: Arch::X86_64,
+    };
+    assert_eq!(amd64.plain_packages_path(), "main/binary-amd64/Packages");
 }
 
 /// A scratch apt root (`APT_CONFIG` of its own, so the host's apt settings
