@@ -23,6 +23,8 @@ mod unpacked;
 
 pub use download::{download, sha256_file, sha256_hex};
 pub use index::{fetch_index, Deb, PackageIndex};
+#[cfg(test)]
+pub(crate) use release::TestSigner;
 pub use release::{fetch_release, parse_release, release_path, verify_signature, Release};
 pub use unpacked::unpacked_path;
 

@@ -98,6 +98,56 @@ pub fn parse_release(body: &str, sha256: &str) -> Result<Release> {
     })
 }
 
+/// A signing key made for a test, in a GnuPG home of its own under a
+/// temporary directory: its public keyring for gpgv, and clear-signing.
+#[cfg(test)]
+pub(crate) struct TestSigner {
+    home: std::path::PathBuf,
+    /// The public key, exported (what gpgv's `--keyring` reads).
+    pub keyring: std::path::PathBuf,
+}
+
+#[cfg(test)]
+impl TestSigner {
+    /// Makes an ed25519 key under `dir` (`dir/gnupg`, `dir/keyring.gpg`).
+    pub(crate) fn new(dir: &Path) -> TestSigner {
+        let home = dir.join("gnupg");
+        fs::create_dir_all(&home).unwrap();
+        let signer = TestSigner {
+            home,
+            keyring: dir.join("keyring.gpg"),
+        };
+        signer.gpg(&[
+            "--quick-gen-key",
+            "hull test <t@hull.invalid>",
+            "ed25519",
+            "sign",
+            "never",
+        ]);
+        fs::write(&signer.keyring, signer.gpg(&["--export"])).unwrap();
+        signer
+    }
+
+    /// Writes `plain` clear-signed to `signed`, as an InRelease is.
+    pub(crate) fn clearsign(&self, plain: &Path, signed: &Path) {
+        self.gpg(&[
+            "--clearsign",
+            "--output",
+            signed.to_str().unwrap(),
+            plain.to_str().unwrap(),
+        ]);
+    }
+
+    fn gpg(&self, args: &[&str]) -> Vec<u8> {
+        Cmd::new("gpg")
+            .env("GNUPGHOME", &self.home)
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,25 +174,8 @@ mod tests {
     #[test]
     fn gpgv_accepts_good_and_refuses_tampered_signature() {
         let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("gnupg");
-        fs::create_dir(&home).unwrap();
-        let gpg = |args: &[&str]| {
-            Cmd::new("gpg")
-                .env("GNUPGHOME", &home)
-                .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-                .args(args)
-                .output()
-                .unwrap()
-        };
-        gpg(&[
-            "--quick-gen-key",
-            "hull test <t@hull.invalid>",
-            "ed25519",
-            "sign",
-            "never",
-        ]);
-        let keyring = dir.path().join("keyring.gpg");
-        fs::write(&keyring, gpg(&["--export"])).unwrap();
+        let signer = TestSigner::new(dir.path());
+        let keyring = signer.keyring.clone();
         let plain = dir.path().join("Release");
         fs::write(
             &plain,
@@ -150,12 +183,7 @@ mod tests {
         )
         .unwrap();
         let signed = dir.path().join("InRelease");
-        gpg(&[
-            "--clearsign",
-            "--output",
-            signed.to_str().unwrap(),
-            plain.to_str().unwrap(),
-        ]);
+        signer.clearsign(&plain, &signed);
         // What follows the signature is not signed: gpgv's output leaves it out.
         let mut text = fs::read_to_string(&signed).unwrap();
         text.push_str("SHA256:\n ffff 99 main/binary-amd64/Packages.xz\n");

@@ -178,25 +178,7 @@ struct Repo {
 }
 
 fn signed_repo(t: &Path, extra: &str) -> Repo {
-    let home = t.join("gnupg");
-    fs::create_dir_all(&home).unwrap();
-    let gpg = |args: &[&str]| {
-        Cmd::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    gpg(&[
-        "--quick-gen-key",
-        "hull test <t@hull.invalid>",
-        "ed25519",
-        "sign",
-        "never",
-    ]);
-    let keyring = t.join("keyring.gpg");
-    fs::write(&keyring, gpg(&["--export"])).unwrap();
+    let signer = archive::TestSigner::new(t);
 
     let dir = t.join("repo");
     fs::create_dir_all(dir.join("pool")).unwrap();
@@ -231,15 +213,10 @@ fn signed_repo(t: &Path, extra: &str) -> Repo {
     .unwrap();
     fs::create_dir_all(dir.join("dists/x")).unwrap();
     let inrelease = dir.join("dists/x/InRelease");
-    gpg(&[
-        "--clearsign",
-        "--output",
-        inrelease.to_str().unwrap(),
-        release.to_str().unwrap(),
-    ]);
+    signer.clearsign(&release, &inrelease);
     Repo {
         dir,
-        keyring,
+        keyring: signer.keyring,
         packages,
     }
 }
