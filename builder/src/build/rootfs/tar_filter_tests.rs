@@ -109,22 +109,30 @@ fn tar_of(root: &Path, format: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// GNU tar's listing of an archive: `(line without dates, name, directory
-/// or symlink)` per member.
-fn listing(tar: &[u8]) -> Vec<(String, String, bool)> {
-    let mut child = Command::new("tar")
-        .args(["-tvf", "-", "--numeric-owner"])
+/// Runs `cmd` with `input` on its stdin (written from a thread, so a large
+/// input cannot block on a full output pipe) and returns its stdout; it
+/// must succeed.
+fn pipe(mut cmd: Command, input: &[u8]) -> Vec<u8> {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let feed = tar.to_vec();
+    let feed = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&feed).unwrap());
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
+    assert!(out.status.success(), "{cmd:?}");
+    out.stdout
+}
+
+/// GNU tar's listing of an archive: `(line without dates, name, directory
+/// or symlink)` per member.
+fn listing(tar: &[u8]) -> Vec<(String, String, bool)> {
+    let mut cmd = Command::new("tar");
+    cmd.args(["-tvf", "-", "--numeric-owner"]);
+    String::from_utf8(pipe(cmd, tar))
         .unwrap()
         .lines()
         .map(|l| {
@@ -188,15 +196,9 @@ fn filtered_archives_keep_their_members_whole() {
         }
         // The kept data is the input's: extracting gives the same bytes.
         let x = tempfile::tempdir().unwrap();
-        let mut child = Command::new("tar")
-            .arg("-C")
-            .arg(x.path())
-            .args(["-xf", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(&out).unwrap();
-        assert!(child.wait().unwrap().success());
+        let mut tar = Command::new("tar");
+        tar.arg("-C").arg(x.path()).args(["-xf", "-"]);
+        pipe(tar, &out);
         let long = "usr/share/doc/a-package-with-a-rather-long-name-for-the-test/examples/and-a-deeper-directory-still/copyright";
         assert_eq!(
             std::fs::read(x.path().join(long)).unwrap(),
@@ -224,18 +226,9 @@ fn same_files_as_mmtarfilter() {
     let dir = tempfile::tempdir().unwrap();
     sample_tree(dir.path());
     let input = tar_of(dir.path(), "gnu");
-    let mut child = Command::new(mmtarfilter)
-        .args(hull_rules())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feed = input.clone();
-    let writer = std::thread::spawn(move || stdin.write_all(&feed).unwrap());
-    let theirs = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(theirs.status.success());
+    let mut cmd = Command::new(mmtarfilter);
+    cmd.args(hull_rules());
+    let theirs = pipe(cmd, &input);
     let mut ours = Vec::new();
     filter(
         &input[..],
@@ -244,7 +237,7 @@ fn same_files_as_mmtarfilter() {
     )
     .unwrap();
     let ours = listing(&ours);
-    let theirs = listing(&theirs.stdout);
+    let theirs = listing(&theirs);
     let files = |l: &[(String, String, bool)]| {
         let mut v: Vec<String> = l
             .iter()
