@@ -129,8 +129,8 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
         let work = out.join(".work").join(format!("lock-{arch}"));
         // As a build of the new lock would: its tree is cached for that build.
         crate::build::reproducible::pin_environment(None, &plan)?;
-        // `hull lock` runs from the CLI: its own executable runs tar-filter.
-        let exes: Vec<_> = std::env::current_exe().into_iter().collect();
+        // `hull lock` has no agent: its own executable runs tar-filter.
+        let exes = crate::build::rootfs::tar_filter::candidates(None);
         let list = crate::build::rootfs::install_or_reuse(&plan, &work, &cache, true, &exes);
         let locked = list
             .as_ref()

@@ -88,7 +88,7 @@ pub fn build(
         work,
         cache,
         reuse_installed,
-        &tar_filter::candidates(agent, plan.arch),
+        &tar_filter::candidates(Some((agent, plan.arch))),
     )?;
     timed("install (or copy of the cached installed tree)", t);
     let packages = list

@@ -371,14 +371,17 @@ pub fn shim(dir: &Path, candidates: &[PathBuf]) -> Result<Option<PathBuf>> {
     Ok(Some(dir.to_path_buf()))
 }
 
-/// The executables a build may run `hull tar-filter` with, in order: the one
-/// running (hull's CLI; a library caller's is checked and passed over), then
-/// the build's own `agent` when it is for this machine's architecture `arch`
-/// (a hull built for the images is the same program).
-pub fn candidates(agent: &Path, arch: crate::manifest::Arch) -> Vec<PathBuf> {
+/// The executables an install may run `hull tar-filter` with, in order: the
+/// one running (hull's CLI; a library caller's is checked and passed over),
+/// then the build's own `agent` (path, architecture), if it has one, when it
+/// is for this machine's architecture (a hull built for the images is the
+/// same program).
+pub fn candidates(agent: Option<(&Path, crate::manifest::Arch)>) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::env::current_exe().into_iter().collect();
-    if crate::build::binfmt::host_arch() == Some(arch) && !out.iter().any(|e| e == agent) {
-        out.push(agent.to_path_buf());
+    if let Some((agent, arch)) = agent {
+        if crate::build::binfmt::host_arch() == Some(arch) && !out.iter().any(|e| e == agent) {
+            out.push(agent.to_path_buf());
+        }
     }
     out
 }
