@@ -14,227 +14,11 @@
 //! nothing.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, Write};
 
 use anyhow::{bail, ensure, Context, Result};
 
-/// One directory slot.
-const SLOT: u64 = 32;
-/// The name field of the `.` and `..` short entries.
-const DOT: &[u8; 11] = b".          ";
-const DOTDOT: &[u8; 11] = b"..         ";
-const ATTR_DIRECTORY: u8 = 0x10;
-const ATTR_VOLUME_ID: u8 = 0x08;
-/// Read-only, hidden, system and volume id together: a long-name slot.
-const ATTR_LONG_NAME: u8 = 0x0F;
-const DELETED: u8 = 0xE5;
-const END_OF_DIR: u8 = 0x00;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FatType {
-    Fat16,
-    Fat32,
-}
-
-/// Where a volume's root directory lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Root {
-    /// FAT12/16: a fixed region of `entries` slots at byte `offset`.
-    Fixed { offset: u64, entries: u64 },
-    /// FAT32: a cluster chain like any directory.
-    Cluster(u32),
-}
-
-/// The layout of a FAT volume, from its boot sector (the BPB); offsets and
-/// sizes in bytes from the volume's start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Geometry {
-    fat_type: FatType,
-    /// The first FAT (the others are copies; only directories change here).
-    fat_offset: u64,
-    data_offset: u64,
-    cluster_bytes: u64,
-    /// Data clusters: valid cluster numbers are 2 ..= clusters + 1.
-    clusters: u32,
-    root: Root,
-}
-
-impl Geometry {
-    /// The geometry in boot sector `bs`; errors say which field is wrong.
-    fn parse(bs: &[u8; 512]) -> Result<Geometry> {
-        let u16_at = |o: usize| u64::from(u16::from_le_bytes([bs[o], bs[o + 1]]));
-        let u32_at =
-            |o: usize| u64::from(u32::from_le_bytes([bs[o], bs[o + 1], bs[o + 2], bs[o + 3]]));
-        ensure!(bs[510..512] == [0x55, 0xAA], "no boot sector signature");
-        let bytes_per_sector = u16_at(11);
-        let sectors_per_cluster = u64::from(bs[13]);
-        let reserved = u16_at(14);
-        let fats = u64::from(bs[16]);
-        let root_entries = u16_at(17);
-        let total = match u16_at(19) {
-            0 => u32_at(32),
-            n => n,
-        };
-        let fat_sectors = match u16_at(22) {
-            0 => u32_at(36),
-            n => n,
-        };
-        ensure!(
-            [512, 1024, 2048, 4096].contains(&bytes_per_sector)
-                && sectors_per_cluster.is_power_of_two()
-                && reserved > 0
-                && fats > 0
-                && fat_sectors > 0,
-            "not a FAT boot sector (bytes per sector {bytes_per_sector}, sectors per cluster \
-             {sectors_per_cluster}, reserved {reserved}, FATs {fats}, FAT sectors {fat_sectors})"
-        );
-        let root_sectors = (root_entries * SLOT).div_ceil(bytes_per_sector);
-        let data_sector = reserved + fats * fat_sectors + root_sectors;
-        let Some(data_sectors) = total.checked_sub(data_sector) else {
-            bail!("the FATs and root directory ({data_sector} sectors) overrun the volume ({total} sectors)");
-        };
-        let clusters = data_sectors / sectors_per_cluster;
-        // The FAT type is the cluster count's, by the specification.
-        let (fat_type, root) = if clusters < 4085 {
-            bail!("FAT12 ({clusters} clusters) is not handled");
-        } else if clusters < 65525 {
-            let offset = (reserved + fats * fat_sectors) * bytes_per_sector;
-            (
-                FatType::Fat16,
-                Root::Fixed {
-                    offset,
-                    entries: root_entries,
-                },
-            )
-        } else {
-            (FatType::Fat32, Root::Cluster(u32_at(44) as u32))
-        };
-        Ok(Geometry {
-            fat_type,
-            fat_offset: reserved * bytes_per_sector,
-            data_offset: data_sector * bytes_per_sector,
-            cluster_bytes: sectors_per_cluster * bytes_per_sector,
-            clusters: u32::try_from(clusters).context("cluster count")?,
-            root,
-        })
-    }
-
-    fn valid(&self, cluster: u32) -> bool {
-        (2..=self.clusters + 1).contains(&cluster)
-    }
-
-    fn cluster_offset(&self, cluster: u32) -> u64 {
-        self.data_offset + u64::from(cluster - 2) * self.cluster_bytes
-    }
-}
-
-/// A volume being fixed: its device and geometry.
-struct Volume<'a, T> {
-    dev: &'a mut T,
-    geo: Geometry,
-}
-
-impl<T: Read + Write + Seek> Volume<'_, T> {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.dev.seek(SeekFrom::Start(offset))?;
-        self.dev
-            .read_exact(buf)
-            .with_context(|| format!("reading {} bytes at byte {offset}", buf.len()))
-    }
-
-    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<()> {
-        self.dev.seek(SeekFrom::Start(offset))?;
-        self.dev
-            .write_all(buf)
-            .with_context(|| format!("writing {} bytes at byte {offset}", buf.len()))
-    }
-
-    /// The clusters of the chain starting at `first`, in order.
-    fn chain(&mut self, first: u32) -> Result<Vec<u32>> {
-        let mut out = Vec::new();
-        let mut c = first;
-        loop {
-            ensure!(
-                self.geo.valid(c) && out.len() <= self.geo.clusters as usize,
-                "the cluster chain from {first} reaches cluster {c} (or loops)"
-            );
-            out.push(c);
-            let next = match self.geo.fat_type {
-                FatType::Fat16 => {
-                    let mut b = [0u8; 2];
-                    self.read_at(self.geo.fat_offset + 2 * u64::from(c), &mut b)?;
-                    let n = u32::from(u16::from_le_bytes(b));
-                    if n >= 0xFFF8 {
-                        return Ok(out);
-                    }
-                    n
-                }
-                FatType::Fat32 => {
-                    let mut b = [0u8; 4];
-                    self.read_at(self.geo.fat_offset + 4 * u64::from(c), &mut b)?;
-                    let n = u32::from_le_bytes(b) & 0x0FFF_FFFF;
-                    if n >= 0x0FFF_FFF8 {
-                        return Ok(out);
-                    }
-                    n
-                }
-            };
-            c = next;
-        }
-    }
-
-    /// The byte offsets of directory `dir`'s slots up to its end marker,
-    /// with each slot's bytes. `None` is the root directory.
-    fn slots(&mut self, dir: Option<u32>) -> Result<Vec<(u64, [u8; 32])>> {
-        let regions: Vec<(u64, u64)> = match (dir, self.geo.root) {
-            (None, Root::Fixed { offset, entries }) => vec![(offset, entries * SLOT)],
-            (None, Root::Cluster(c)) | (Some(c), _) => self
-                .chain(c)?
-                .into_iter()
-                .map(|c| (self.geo.cluster_offset(c), self.geo.cluster_bytes))
-                .collect(),
-        };
-        let mut out = Vec::new();
-        for (offset, len) in regions {
-            let mut buf = vec![0u8; len as usize];
-            self.read_at(offset, &mut buf)?;
-            for (i, s) in buf.chunks_exact(SLOT as usize).enumerate() {
-                if s[0] == END_OF_DIR {
-                    return Ok(out);
-                }
-                out.push((offset + i as u64 * SLOT, s.try_into().expect("32 bytes")));
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn first_cluster(slot: &[u8; 32]) -> u32 {
-    u32::from(u16::from_le_bytes([slot[20], slot[21]])) << 16
-        | u32::from(u16::from_le_bytes([slot[26], slot[27]]))
-}
-
-fn set_first_cluster(slot: &mut [u8; 32], cluster: u32) {
-    slot[20..22].copy_from_slice(&((cluster >> 16) as u16).to_le_bytes());
-    slot[26..28].copy_from_slice(&(cluster as u16).to_le_bytes());
-}
-
-/// The subdirectories listed in `slots`: short entries with the directory
-/// attribute, not deleted, not `.` or `..`; their first clusters.
-fn subdirs(slots: &[(u64, [u8; 32])]) -> Vec<u32> {
-    slots
-        .iter()
-        .map(|(_, s)| s)
-        .filter(|s| {
-            s[0] != DELETED
-                && s[11] & ATTR_LONG_NAME != ATTR_LONG_NAME
-                && s[11] & (ATTR_DIRECTORY | ATTR_VOLUME_ID) == ATTR_DIRECTORY
-                && &s[..11] != DOT
-                && &s[..11] != DOTDOT
-        })
-        .map(first_cluster)
-        .collect()
-}
+use super::fat_volume::{set_first_cluster, subdirs, Volume, ATTR_LONG_NAME, DELETED, DOT, DOTDOT};
 
 /// The slot writes that make directory `dir` (whose parent is `parent`, 0
 /// for the root) start with `.` and `..`: (byte offset, new slot). Empty
@@ -282,11 +66,7 @@ fn dot_fix(dir: u32, parent: u32, slots: &[(u64, [u8; 32])]) -> Result<Vec<(u64,
 /// with the volume (no boot sector, a broken chain, a directory without dot
 /// entries); nothing is written for a directory that cannot be fixed.
 pub fn standardize<T: Read + Write + Seek>(dev: &mut T) -> Result<usize> {
-    let mut bs = [0u8; 512];
-    dev.seek(SeekFrom::Start(0))?;
-    dev.read_exact(&mut bs).context("reading the boot sector")?;
-    let geo = Geometry::parse(&bs).context("reading the FAT geometry")?;
-    let mut vol = Volume { dev, geo };
+    let mut vol = Volume::open(dev)?;
     let root_slots = vol.slots(None).context("reading the root directory")?;
     // (directory, parent): a child of the root has parent 0.
     let mut todo: Vec<(u32, u32)> = subdirs(&root_slots)
@@ -316,6 +96,7 @@ pub fn standardize<T: Read + Write + Seek>(dev: &mut T) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fat_volume::{first_cluster, ATTR_DIRECTORY};
     use super::*;
     use crate::boot::fat::{write_esp, EspFile, EspSource};
     use crate::util::cmd::Cmd;
@@ -434,10 +215,7 @@ mod tests {
             .write(true)
             .open(img)
             .unwrap();
-        let mut bs = [0u8; 512];
-        f.read_exact(&mut bs).unwrap();
-        let geo = Geometry::parse(&bs).unwrap();
-        let mut vol = Volume { dev: &mut f, geo };
+        let mut vol = Volume::open(&mut f).unwrap();
         let root = vol.slots(None).unwrap();
         let (_, e) = root.iter().find(|(_, s)| &s[..11] == short).unwrap();
         let slots = vol.slots(Some(first_cluster(e))).unwrap();

@@ -7,6 +7,7 @@ pub mod esp;
 pub mod esp_apply;
 pub mod fat;
 pub mod fat_dots;
+mod fat_volume;
 
 use crate::util::arch::Arch;
 
