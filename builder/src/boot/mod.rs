@@ -7,6 +7,7 @@ pub mod esp;
 pub mod esp_apply;
 pub mod fat;
 pub mod fat_dots;
+pub mod fat_repair;
 mod fat_volume;
 
 use crate::util::arch::Arch;
@@ -22,6 +23,7 @@ pub const RECONCILE_UNIT: &str = include_str!("../../../boot/hull-reconcile.serv
 /// The unit that runs `hull provision` early in boot (docs/provisioning.md).
 pub const PROVISION_UNIT: &str = include_str!("../../../boot/hull-provision.service");
 const EFI_MOUNT: &str = include_str!("../../../boot/efi.mount");
+const ESP_REPAIR_UNIT: &str = include_str!("../../../boot/hull-esp-repair.service");
 /// Where the ESP is mounted on a host.
 pub const ESP_MOUNT: &str = "/efi";
 
@@ -33,11 +35,28 @@ pub fn efi_mount() -> String {
         .replace("@ESP_FSCK_UNIT@", &esp_fsck_unit())
 }
 
+/// The unit that runs `hull esp-repair` on the ESP before it is checked
+/// and mounted, with its device, label and fsck unit filled in.
+pub fn esp_repair_unit() -> String {
+    ESP_REPAIR_UNIT
+        .replace(
+            "@ESP_DEVICE_UNIT@",
+            &format!("{}.device", escaped_esp_path()),
+        )
+        .replace("@ESP_LABEL@", ESP_LABEL)
+        .replace("@ESP_FSCK_UNIT@", &esp_fsck_unit())
+}
+
 /// `systemd-fsck@<device>.service` for the ESP's `/dev/disk/by-label/`
-/// path, escaped as `systemd-escape -p` does: `/` becomes `-`; ASCII
-/// letters, digits, `:`, `_` and a `.` that does not start the name stay;
-/// every other byte becomes `\xNN`.
+/// path ([`escaped_esp_path`]).
 pub fn esp_fsck_unit() -> String {
+    format!("systemd-fsck@{}.service", escaped_esp_path())
+}
+
+/// The ESP's `/dev/disk/by-label/` path escaped as `systemd-escape -p`
+/// does: `/` becomes `-`; ASCII letters, digits, `:`, `_` and a `.` that
+/// does not start the name stay; every other byte becomes `\xNN`.
+fn escaped_esp_path() -> String {
     let path = format!("dev/disk/by-label/{ESP_LABEL}");
     let mut out = String::new();
     for (i, b) in path.bytes().enumerate() {
@@ -48,7 +67,7 @@ pub fn esp_fsck_unit() -> String {
             b => out.push_str(&format!("\\x{b:02x}")),
         }
     }
-    format!("systemd-fsck@{out}.service")
+    out
 }
 
 /// Label of the root filesystem, named on the kernel command line.
@@ -85,6 +104,28 @@ mod tests {
             format!("Requires={unit}"),
             format!("After={unit}"),
             "What=/dev/disk/by-label/HULL-ESP".to_string(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert!(!text.contains("@ESP_"), "{text}");
+        for line in [
+            "Wants=hull-esp-repair.service",
+            "After=hull-esp-repair.service",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+
+    /// The repair runs on the ESP's device, before its fsck and its mount.
+    #[test]
+    fn esp_repair_runs_before_the_fsck() {
+        let text = esp_repair_unit();
+        let device = r"dev-disk-by\x2dlabel-HULL\x2dESP.device";
+        for line in [
+            format!("BindsTo={device}"),
+            format!("After={device}"),
+            format!("Before={} efi.mount shutdown.target", esp_fsck_unit()),
+            "ExecStart=/usr/bin/hull esp-repair /dev/disk/by-label/HULL-ESP".to_string(),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

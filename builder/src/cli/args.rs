@@ -42,6 +42,10 @@ pub enum Command {
     /// On a host: apply this node's settings from the credential hull.node
     /// or a NoCloud seed (run early in boot by hull-provision.service).
     Provision,
+    /// On a host: clear the directory slots a power cut left half-written on
+    /// the ESP, which must not be mounted (run early in boot by
+    /// hull-esp-repair.service, before the ESP's fsck).
+    EspRepair(EspRepairArgs),
     /// On a host: pull one commit's objects (run by `hull update`, which
     /// bounds the disk it takes).
     #[command(hide = true)]
@@ -135,6 +139,16 @@ pub struct ScanArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EspRepairArgs {
+    /// The ESP's block device (or a FAT image file).
+    #[arg(default_value = "/dev/disk/by-label/HULL-ESP")]
+    pub device: std::path::PathBuf,
+    /// Print what would be cleared and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -329,6 +343,26 @@ mod tests {
             panic!()
         };
         assert_eq!(t.rules, rules);
+    }
+
+    /// The boot unit names no device (`esp-repair` defaults to the ESP's
+    /// label); `--dry-run` writes nothing.
+    #[test]
+    fn parses_esp_repair() {
+        let cli = Cli::try_parse_from(["hull", "esp-repair"]).unwrap();
+        let Command::EspRepair(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            a.device,
+            std::path::Path::new("/dev/disk/by-label/HULL-ESP")
+        );
+        assert!(!a.dry_run);
+        let cli = Cli::try_parse_from(["hull", "esp-repair", "--dry-run", "esp.img"]).unwrap();
+        let Command::EspRepair(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!((a.device.to_str(), a.dry_run), (Some("esp.img"), true));
     }
 
     #[test]

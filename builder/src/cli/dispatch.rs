@@ -159,6 +159,16 @@ where
             outln!("{}", serde_json::to_string(&stats)?);
             Ok(())
         }
+        Command::EspRepair(a) => {
+            let r = crate::boot::fat_repair::run_cli(&a.device, a.dry_run)?;
+            let verb = match (r.fixed.is_empty(), a.dry_run) {
+                (true, _) => "",
+                (false, true) => "would repair ",
+                (false, false) => "repaired ",
+            };
+            outln!("{}: {verb}{}", a.device.display(), r.summary());
+            Ok(())
+        }
         Command::TarFilter(a) => crate::build::rootfs::tar_filter::run_cli(&a.rules),
         Command::Publish(a) => {
             let key = crate::repo::sign::load_secret(&a.sign_key)?;

@@ -68,6 +68,7 @@ pub fn input_digest(
     h.update(boot::RECONCILE_UNIT.as_bytes());
     h.update(kernel_args(manifest, arch)?.join(" ").as_bytes());
     h.update(boot::efi_mount().as_bytes());
+    h.update(boot::esp_repair_unit().as_bytes());
     h.update(rootfs::update_agent::digest_text(manifest).as_bytes());
     // The agent is part of the tree; so are the keys it trusts.
     let agent_bytes =

@@ -24,6 +24,8 @@ pub const REMOTE: &str = "hull";
 const HEALTH_UNIT: &str = "usr/lib/systemd/system/hull-health.service";
 const RECONCILE_UNIT: &str = "usr/lib/systemd/system/hull-reconcile.service";
 const EFI_MOUNT: &str = "usr/lib/systemd/system/efi.mount";
+/// Pulled in by efi.mount (no [Install] section): not in [`UNITS`].
+const ESP_REPAIR_UNIT: &str = "usr/lib/systemd/system/hull-esp-repair.service";
 const PROVISION_UNIT: &str = "usr/lib/systemd/system/hull-provision.service";
 /// Units to enable once installed.
 pub const UNITS: &[&str] = &[
@@ -64,6 +66,12 @@ pub fn install(root: &Dir, manifest: &Manifest, agent: &Path, arch: Arch) -> Res
     write_file(root, HEALTH_UNIT, boot::HEALTH_UNIT.as_bytes(), 0o644)?;
     write_file(root, RECONCILE_UNIT, boot::RECONCILE_UNIT.as_bytes(), 0o644)?;
     write_file(root, EFI_MOUNT, boot::efi_mount().as_bytes(), 0o644)?;
+    write_file(
+        root,
+        ESP_REPAIR_UNIT,
+        boot::esp_repair_unit().as_bytes(),
+        0o644,
+    )?;
     write_file(root, PROVISION_UNIT, boot::PROVISION_UNIT.as_bytes(), 0o644)?;
     if let Some(update) = &manifest.update {
         let keys: String = update
