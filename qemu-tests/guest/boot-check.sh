@@ -92,6 +92,14 @@ boot_checks() {
 	*) check esp-fsck fail "$u: $fsck(ActiveState Result ExecMainStatus exit time) $(printf '%s\n' "$log" | tail -n 3 | tr '\n' ' ')" ;;
 	esac
 
+	# hull-esp-repair ran before that fsck and found nothing half-written:
+	# no power cut has touched this ESP.
+	esp_repair_report
+	case "$repair" in
+	"active success "*"nothing to repair"*) check esp-repair ok "${repair#active success }" ;;
+	*) check esp-repair fail "hull-esp-repair.service: $repair" ;;
+	esac
+
 	cmdline=$(cat /proc/cmdline)
 	case " $cmdline " in
 	*" ostree="*) check kernel-cmdline ok "$cmdline" ;;

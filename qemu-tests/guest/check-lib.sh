@@ -2,20 +2,36 @@
 # the one way a script reports to the host's console parser.
 
 # check NAME ok|fail DETAIL...: one `HULL-CHECK` line, whatever the detail
-# holds (tabs and newlines folded, unprintable bytes dropped, 400 characters).
-# sh has no locals: the variables are prefixed so that they do not overwrite
-# the caller's (a script's own $status, say).
+# holds (tabs and newlines folded, unprintable bytes dropped, 400 characters:
+# of a longer failure, its first 150 and last 240, where a command's error
+# is). sh has no locals: the variables are prefixed so that they do not
+# overwrite the caller's (a script's own $status, say).
 check() {
 	_check_name=$1
 	_check_status=$2
 	shift 2
-	_check_detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]' | cut -c1-400)
+	_check_detail=$(printf '%s' "$*" | tr '\t\r\n' '   ' | tr -cd '[:print:]')
+	if [ "${#_check_detail}" -le 400 ]; then
+		:
+	elif [ "$_check_status" = fail ]; then
+		_check_detail="$(printf '%s' "$_check_detail" | cut -c1-150) ... $(printf '%s' "$_check_detail" | cut -c$((${#_check_detail} - 239))-)"
+	else
+		_check_detail=$(printf '%s' "$_check_detail" | cut -c1-400)
+	fi
 	printf 'HULL-CHECK %s %s %s\n' "$_check_name" "$_check_status" "${_check_detail:--}"
 }
 
 # pass NAME CONDITION-EXIT-STATUS DETAIL: ok when the status is 0.
 pass() {
 	if [ "$2" -eq 0 ]; then check "$1" ok "$3"; else check "$1" fail "$3"; fi
+}
+
+# esp_repair_report: sets $repair to hull-esp-repair.service's state and
+# result and the line `hull esp-repair` printed (what it repaired, if any).
+esp_repair_report() {
+	_u=hull-esp-repair.service
+	repair="$(systemctl show -P ActiveState "$_u" 2>&1) $(systemctl show -P Result "$_u" 2>&1) \
+$(journalctl -b -q -o cat -u "$_u" --no-pager 2>&1 | grep -e 'nothing to repair' -e 'repaired ' | tail -n 1)"
 }
 
 # sysctl_get NAME: the value under /proc/sys (procps' sysctl may not be installed).

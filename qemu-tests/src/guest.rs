@@ -26,6 +26,7 @@ pub const BOOT_CHECK_FIRST: &[&str] = &[
     "podman",
     "failed-units",
     "esp-fsck",
+    "esp-repair",
     "kernel-cmdline",
     "var-write",
 ];
@@ -308,6 +309,31 @@ mod tests {
         );
     }
 
+    /// A long failure keeps its end, where the error is; a long success
+    /// its start.
+    #[test]
+    fn long_failures_keep_their_end() {
+        let long = format!("{}error: the end", "x".repeat(1000));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "{CHECK_LIB}\ncheck a fail '{long}'; check b ok '{long}'"
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        let fail = lines[0].strip_prefix("HULL-CHECK a fail ").unwrap();
+        assert_eq!(fail.len(), 150 + 5 + 240, "{fail}");
+        assert!(
+            fail.starts_with("xxx") && fail.ends_with("xxerror: the end"),
+            "{fail}"
+        );
+        assert!(fail.contains("x ... x"), "{fail}");
+        let ok = lines[1].strip_prefix("HULL-CHECK b ok ").unwrap();
+        assert_eq!(ok, &long[..400]);
+    }
+
     #[test]
     fn provision_script_sets_quoted_variables_first() {
         let s = provision_script(&[("NODE_HOST", "node-a"), ("NODE_FILE_TEXT", "it's")]);
@@ -374,7 +400,8 @@ mod tests {
         stub(
             &bin,
             "journalctl",
-            "printf 'fsck.fat 4.2 (2021-01-31)\\n/dev/vda1: 12 files, 81/129046 clusters\\n'",
+            "case \"$6\" in hull-esp-repair.service) echo '/dev/disk/by-label/HULL-ESP: nothing to repair (10 directories)';; \
+             *) printf 'fsck.fat 4.2 (2021-01-31)\\n/dev/vda1: 12 files, 81/129046 clusters\\n';; esac",
         );
         // A stand-in root: /run/ostree-booted and a writable /etc; no /usr, so
         // that touching a file there fails even when the tests run as root.
@@ -406,6 +433,12 @@ mod tests {
         let fsck = get(&first, "esp-fsck");
         assert!(fsck.ok, "{fsck:?}");
         assert_eq!(fsck.detail, "/dev/vda1: 12 files, 81/129046 clusters");
+        let repair = get(&first, "esp-repair");
+        assert!(repair.ok, "{repair:?}");
+        assert_eq!(
+            repair.detail,
+            "/dev/disk/by-label/HULL-ESP: nothing to repair (10 directories)"
+        );
         let token = get(&first, "var-write");
         assert!(token.ok && !token.detail.is_empty());
 

@@ -29,6 +29,7 @@
 //! opts into KVM (it hangs stock kernels on some hosts).
 
 pub mod console;
+pub mod esp_tear;
 pub mod fleet;
 pub mod guest;
 pub mod nginx;

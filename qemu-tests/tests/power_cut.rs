@@ -9,6 +9,11 @@
 //! six minutes under TCG), so the cut after the ESP write, whose outcome is an
 //! ordinary trial boot of B, is left to the soak (14 cuts, every stage twice,
 //! docs/benchmarks.md), with the deploy and the stages between.
+//! The second cut's disk starts torn, as a cut while Linux adds a
+//! directory entry leaves the ESP (`hull_qemu_tests::esp_tear`): its first
+//! boot must report that `hull-esp-repair.service` cleared it before the
+//! ESP was mounted, and the first cut's, that there was nothing to clear.
+//!
 //! `HULL_POWER_CUTS=N` runs N cuts instead, at
 //! stages and delays spread over the whole update (bench/power-cut-soak.sh);
 //! the test prints `power cuts: N cuts, M bootable`.
@@ -67,9 +72,23 @@ fn power_cut_during_update() -> Result<()> {
     for (i, (pattern, delay)) in plan.iter().enumerate() {
         let dir = tempfile::Builder::new().prefix("hull-cut").tempdir()?;
         let disk = dir.path().join("disk.qcow2");
+        let torn = i == 1;
+        let base = if torn {
+            let copy = dir.path().join("torn.raw");
+            hull::util::cmd::Cmd::new("cp")
+                .arg("--sparse=always")
+                .arg(&f.a.image)
+                .arg(&copy)
+                .run()?;
+            let n = hull_qemu_tests::esp_tear::tear_entries(&copy)?;
+            eprintln!("cut {i}: tore loader/entries on the ESP ({n} slots past its end marker)");
+            copy
+        } else {
+            f.a.image.clone()
+        };
         hull::util::cmd::Cmd::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
-            .arg(&f.a.image)
+            .arg(&base)
             .arg(&disk)
             .run()?;
         let name = format!("power_cut_{i}");
@@ -81,6 +100,17 @@ fn power_cut_during_update() -> Result<()> {
         let cut = first
             .run()
             .with_context(|| format!("cut {i} at {pattern:?}"))?;
+        let repair = cut.detail("esp-repair").unwrap_or("(no esp-repair check)");
+        let want = if torn {
+            "repaired LOADER/ENTRIES:"
+        } else {
+            "nothing to repair"
+        };
+        if !repair.contains(want) {
+            failures.push(format!(
+                "cut {i}: before the cut, hull-esp-repair said {repair:?}, not {want:?}"
+            ));
+        }
         if !cut.cut {
             failures.push(format!(
                 "cut {i} at {pattern:?} +{delay} ms: the update finished first"
@@ -95,14 +125,16 @@ fn power_cut_during_update() -> Result<()> {
                 "bootable",
                 "no-failed-units",
                 "esp-fsck",
+                "esp-repair",
                 "status-works",
                 "update-after-cut",
             ]) {
                 Ok(()) => {
                     bootable += 1;
                     eprintln!(
-                        "cut {i} at {pattern:?} +{delay} ms: came up on {}",
-                        o.detail("bootable").unwrap_or("?")
+                        "cut {i} at {pattern:?} +{delay} ms: came up on {}; ESP: {}",
+                        o.detail("bootable").unwrap_or("?"),
+                        o.detail("esp-repair").unwrap_or("?")
                     );
                 }
                 Err(e) => failures.push(format!("cut {i} at {pattern:?} +{delay} ms: {e:#}")),
