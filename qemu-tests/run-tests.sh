@@ -55,7 +55,33 @@ print_step_times() {
     done <"$HULL_TEST_LOGS/boot-times.tsv"
   fi
 }
-trap print_step_times EXIT
+
+# Why each failed test failed, from the lanes' output: the error (anyhow's
+# `Error:` and its causes) or the panic message, without the backtraces
+# that follow, so that the end of a failed run says it.
+print_failures() {
+  local f
+  for f in "$HULL_TEST_LOGS/foreground-lane.log" "$HULL_TEST_LOGS/background-lane.log"; do
+    [ -s "$f" ] || continue
+    grep -q -e '^Error: ' -e 'panicked at' -e '^test result: FAILED' "$f" || continue
+    echo "== why tests failed, from $f"
+    awk '
+      /^failures:$/ { list = 1; next }
+      list && /^    [A-Za-z0-9_:]+$/ { print "failed:" $0; next }
+      /^test result:/ { list = 0; if ($0 ~ /FAILED/) print; next }
+      /^Error: |panicked at/ { n = 14 }
+      n > 0 && /^(Stack backtrace:|stack backtrace:|note: run with)/ { n = 0 }
+      n > 0 { print; n-- }
+    ' "$f" | cut -c1-600
+  done
+}
+
+on_exit() {
+  local rc=$?
+  print_step_times
+  [ "$rc" -eq 0 ] || print_failures
+}
+trap on_exit EXIT
 
 print_logs() {
   # On a failed boot test, show the end of every serial console log.
@@ -131,14 +157,16 @@ done
   step "background lane: build the hull agent for aarch64 (release)" env CARGO_TARGET_DIR="$cross_target_dir" \
     cargo build --release -p hull --target aarch64-unknown-linux-gnu
   step "background lane: ${background_tests[*]}" env HULL_QEMU_TESTS=1 HULL_TEST_OUT="$HULL_TEST_OUT-background" \
-    HULL_AGENT_AARCH64="$aarch64_agent" \
+    HULL_AGENT_AARCH64="$aarch64_agent" RUST_LIB_BACKTRACE=0 \
     cargo test -p hull-qemu-tests "${background_args[@]}" -- --ignored --skip hardening_score --nocapture --test-threads=1
 ) >"$background_log" 2>&1 &
 background_lane=$!
 echo "== background lane started: ${background_tests[*]} (log $background_log)"
 foreground_rc=0
-step "foreground lane: the other build + boot tests" env HULL_QEMU_TESTS=1 \
-  cargo test -p hull-qemu-tests -- --ignored --skip hardening_score --nocapture --test-threads=1 "${foreground_skips[@]}" || foreground_rc=$?
+# Its output goes to the terminal and to a log, which print_failures reads.
+step "foreground lane: the other build + boot tests" env HULL_QEMU_TESTS=1 RUST_LIB_BACKTRACE=0 \
+  cargo test -p hull-qemu-tests -- --ignored --skip hardening_score --nocapture --test-threads=1 "${foreground_skips[@]}" \
+  2>&1 | tee "$HULL_TEST_LOGS/foreground-lane.log" || foreground_rc=$?
 t0=$(date +%s)
 background_rc=0
 wait "$background_lane" || background_rc=$?
