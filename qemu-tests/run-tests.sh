@@ -23,6 +23,7 @@ mkdir -p "$HULL_TEST_LOGS"
 STEP_TIMES=$HULL_TEST_LOGS/step-times.tsv
 : >"$STEP_TIMES"
 : >"$HULL_TEST_LOGS/boot-times.tsv"
+: >"$HULL_TEST_LOGS/boot-retries.tsv"
 run_start=$(date +%s)
 
 step() {
@@ -53,6 +54,14 @@ print_step_times() {
     while IFS=$'\t' read -r boot arch said; do
       printf '%-24s %-8s %s\n' "$boot" "$arch" "$said"
     done <"$HULL_TEST_LOGS/boot-times.tsv"
+  fi
+  # Boots run a second time because the first died before any check
+  # (qemu-tests/src/lib.rs, Boot::run): none, on a healthy run.
+  if [ -s "$HULL_TEST_LOGS/boot-retries.tsv" ]; then
+    echo "== boots retried (the first try died before the guest's first check)"
+    while IFS=$'\t' read -r boot arch why; do
+      printf '%-24s %-8s %s\n' "$boot" "$arch" "$why"
+    done <"$HULL_TEST_LOGS/boot-retries.tsv"
   fi
 }
 

@@ -324,7 +324,42 @@ impl Boot {
 
     /// Boots, follows the console until QEMU exits, and returns what the
     /// guest reported. Errors carry the last lines of the console.
+    ///
+    /// A boot on a snapshot that died (QEMU exited, or a fatal console line
+    /// such as a kernel panic) before the guest printed any `HULL-CHECK`
+    /// line is run once more, on the same unchanged image: under TCG such a
+    /// death has been seen once in the aarch64 test's first seconds, and a
+    /// second death fails the test. Every retry is said on stderr, with the
+    /// first try's error, and recorded in `<log dir>/boot-retries.tsv`,
+    /// which qemu-tests/run-tests.sh prints at the end of a run.
     pub fn run(self) -> Result<Outcome> {
+        let failure = match self.run_once()? {
+            Ok(outcome) => return Ok(outcome),
+            Err(failure) => failure,
+        };
+        let retry = failure.early && self.spec.snapshot && self.cut.is_none();
+        if !retry {
+            bail!(failure.message);
+        }
+        let first_line = failure.message.lines().next().unwrap_or_default().to_string();
+        eprintln!(
+            "[{}] RETRY: the first try died before any check; booting again. It said:\n{}",
+            self.name, failure.message
+        );
+        record_retry(&self.name, self.spec.arch, &first_line);
+        match self.run_once()? {
+            Ok(outcome) => Ok(outcome),
+            Err(second) => bail!(
+                "{}\n(a second try, after: {first_line})",
+                second.message
+            ),
+        }
+    }
+
+    /// One boot: `Err` inside when the guest's run failed, with whether it
+    /// failed before any `HULL-CHECK` line; the outer error is the
+    /// harness's own (a log it cannot write, QEMU that does not start).
+    fn run_once(&self) -> Result<std::result::Result<Outcome, RunFailure>> {
         let log = next_log_path(&log_dir(), &self.name);
         let mut spec = self.spec.clone();
         spec.serial = Serial::File(log.clone());
@@ -443,20 +478,50 @@ impl Boot {
                 console::TAIL_LINES,
                 console.tail().join("\n")
             ));
-            bail!(msg);
+            let early = console.checks.is_empty()
+                && console.done_boots.is_empty()
+                && matches!(end, End::Exited(_) | End::Fatal);
+            return Ok(Err(RunFailure {
+                message: msg,
+                early,
+            }));
         }
         eprintln!("{tag} guest powered off after {} s", elapsed.as_secs());
         if matches!(end, End::Cut) {
             eprintln!("{tag} power cut after {} s", elapsed.as_secs());
         }
-        Ok(Outcome {
+        Ok(Ok(Outcome {
             cut: matches!(end, End::Cut),
             checks: console.checks,
             done_boots: console.done_boots,
             warnings: console.warnings,
             log,
             elapsed,
-        })
+        }))
+    }
+}
+
+/// A boot the harness judged failed ([`Boot::run`]).
+struct RunFailure {
+    /// The error, with the console's last lines.
+    message: String,
+    /// QEMU exited or a fatal line came before the guest printed any
+    /// `HULL-CHECK` line.
+    early: bool,
+}
+
+/// Appends `boot name, architecture, the first try's error` to
+/// `<log dir>/boot-retries.tsv`.
+fn record_retry(name: &str, arch: Arch, why: &str) {
+    let path = log_dir().join("boot-retries.tsv");
+    let line = format!("{name}\t{arch}\t{why}\n");
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("warning: writing {}: {e}", path.display());
     }
 }
 
