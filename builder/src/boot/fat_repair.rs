@@ -283,17 +283,21 @@ pub fn directory_slots<T: Read + Write + Seek>(
 /// Linux refuses for a mounted block device), and syncs it.
 pub fn run_cli(device: &std::path::Path, dry_run: bool) -> Result<RepairReport> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    let mut f = match std::fs::OpenOptions::new()
         .read(true)
         .write(!dry_run)
         .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
         .open(device)
-        .with_context(|| {
-            format!(
-                "opening {} (a mounted ESP cannot be repaired: unmount it first)",
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+            anyhow::bail!(
+                "{} is in use (mounted?): a mounted ESP cannot be repaired, unmount it first",
                 device.display()
             )
-        })?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening {}", device.display())),
+    };
     let report =
         repair(&mut f, dry_run).with_context(|| format!("repairing {}", device.display()))?;
     if !dry_run && !report.fixed.is_empty() {
@@ -680,6 +684,42 @@ mod tests {
             .unwrap();
         let err = directory_slots(&mut f, &["loader", "entries"]).unwrap_err();
         assert_eq!(err.to_string(), "no directory loader on the volume");
+    }
+
+    /// The command on an image file: a dry run plans and writes nothing, a
+    /// run repairs; a missing device is named.
+    #[test]
+    fn run_cli_on_an_image() {
+        let t = tempfile::tempdir().unwrap();
+        let img = t.path().join("esp.img");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&img)
+            .unwrap();
+        f.set_len(64 * MIB).unwrap();
+        let files = vec![EspFile {
+            path: "loader/loader.conf".into(),
+            source: EspSource::Bytes(b"timeout 0\n".to_vec()),
+        }];
+        write_esp(&f, 64 * MIB, "HULL-ESP", &files).unwrap();
+        drop(f);
+        let slots = dir_slots(&img, &["loader"]);
+        let end = slots.iter().position(|(_, s)| s[0] == END_OF_DIR).unwrap();
+        write_at(&img, slots[end + 1].0, &short(B));
+        let torn = std::fs::read(&img).unwrap();
+        let plan = run_cli(&img, true).unwrap();
+        assert_eq!(plan.fixed.len(), 1, "{plan:?}");
+        assert!(std::fs::read(&img).unwrap() == torn, "a dry run wrote");
+        assert_eq!(run_cli(&img, false).unwrap(), plan);
+        assert!(run_cli(&img, false).unwrap().fixed.is_empty());
+        let missing = t.path().join("nope");
+        let err = format!("{:#}", run_cli(&missing, false).unwrap_err());
+        assert!(
+            err.starts_with(&format!("opening {}", missing.display())) && !err.contains("mounted"),
+            "{err}"
+        );
     }
 
     #[test]
