@@ -341,7 +341,12 @@ impl Boot {
         if !retry {
             bail!(failure.message);
         }
-        let first_line = failure.message.lines().next().unwrap_or_default().to_string();
+        let first_line = failure
+            .message
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         eprintln!(
             "[{}] RETRY: the first try died before any check; booting again. It said:\n{}",
             self.name, failure.message
@@ -349,10 +354,7 @@ impl Boot {
         record_retry(&self.name, self.spec.arch, &first_line);
         match self.run_once()? {
             Ok(outcome) => Ok(outcome),
-            Err(second) => bail!(
-                "{}\n(a second try, after: {first_line})",
-                second.message
-            ),
+            Err(second) => bail!("{}\n(a second try, after: {first_line})", second.message),
         }
     }
 

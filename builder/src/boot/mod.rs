@@ -48,7 +48,7 @@ pub fn esp_repair_unit() -> String {
 }
 
 /// `systemd-fsck@<device>.service` for the ESP's `/dev/disk/by-label/`
-/// path ([`escaped_esp_path`]).
+/// path, escaped as `systemd-escape -p` does.
 pub fn esp_fsck_unit() -> String {
     format!("systemd-fsck@{}.service", escaped_esp_path())
 }
