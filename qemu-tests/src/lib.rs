@@ -515,8 +515,14 @@ struct RunFailure {
 /// Appends `boot name, architecture, the first try's error` to
 /// `<log dir>/boot-retries.tsv`.
 fn record_retry(name: &str, arch: Arch, why: &str) {
-    let path = log_dir().join("boot-retries.tsv");
-    let line = format!("{name}\t{arch}\t{why}\n");
+    append_row("boot-retries.tsv", &[name, arch.as_str(), why]);
+}
+
+/// Appends one tab-separated row to `<log dir>/<file>`; a failure to write
+/// is a warning (the tables are a report, not a check).
+fn append_row(file: &str, fields: &[&str]) {
+    let path = log_dir().join(file);
+    let line = format!("{}\n", fields.join("\t"));
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -551,16 +557,7 @@ fn record_boot_time(name: &str, arch: Arch, event: &Event) {
     if c.name != "boot-time" {
         return;
     }
-    let path = log_dir().join("boot-times.tsv");
-    let line = format!("{name}\t{arch}\t{}\n", c.detail);
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
-    if let Err(e) = written {
-        eprintln!("warning: writing {}: {e}", path.display());
-    }
+    append_row("boot-times.tsv", &[name, arch.as_str(), &c.detail]);
 }
 
 /// How a run ended.

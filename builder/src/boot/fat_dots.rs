@@ -96,10 +96,10 @@ pub fn standardize<T: Read + Write + Seek>(dev: &mut T) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fat_volume::test_support::{assert_clean, fsck, image, open_rw};
     use super::super::fat_volume::{first_cluster, ATTR_DIRECTORY};
     use super::*;
     use crate::boot::fat::{write_esp, EspFile, EspSource};
-    use crate::util::cmd::Cmd;
     use fatfs::{FileSystem, FormatVolumeOptions, FsOptions};
     use std::fs::File;
     use std::path::Path;
@@ -123,46 +123,6 @@ mod tests {
 
     fn content(path: &str) -> Vec<u8> {
         path.bytes().cycle().take(5000).collect()
-    }
-
-    /// A new read-write file of `size` bytes (sparse).
-    fn image(img: &Path, size: u64) -> File {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(img)
-            .unwrap();
-        f.set_len(size).unwrap();
-        f
-    }
-
-    /// What `fsck.fat -n` prints for the volume in `img` and whether it
-    /// exited 0; `None` when fsck.fat is not installed.
-    fn fsck(img: &Path) -> Option<(bool, String)> {
-        let script = "PATH=$PATH:/usr/sbin:/sbin; command -v fsck.fat >/dev/null || exit 0; \
-                      fsck.fat -n \"$0\" 2>&1; echo \"exit $?\"";
-        let out = Cmd::new("sh")
-            .args(["-c", script])
-            .arg(img)
-            .output_string()
-            .unwrap();
-        let (text, code) = out.trim_end().rsplit_once("exit ")?;
-        Some((code == "0", text.to_string()))
-    }
-
-    /// A clean volume: exit 0 and nothing but the version line and the
-    /// summary (`img: 12 files, 30/65000 clusters`).
-    fn assert_clean(img: &Path, what: &str) -> bool {
-        let Some((ok, text)) = fsck(img) else {
-            eprintln!("skipped: fsck.fat is not installed (dosfstools)");
-            return false;
-        };
-        assert!(
-            ok && text.lines().count() == 2,
-            "{what}: fsck.fat -n:\n{text}"
-        );
-        true
     }
 
     /// `paths()` written with fatfs alone (no fix-up) onto a fresh `fat_type`
@@ -210,11 +170,7 @@ mod tests {
 
     /// The first two slots of the root's subdirectory `short` (11 bytes).
     fn dot_slots(img: &Path, short: &[u8; 11]) -> ([u8; 32], [u8; 32]) {
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(img)
-            .unwrap();
+        let mut f = open_rw(img);
         let mut vol = Volume::open(&mut f).unwrap();
         let root = vol.slots(None).unwrap();
         let (_, e) = root.iter().find(|(_, s)| &s[..11] == short).unwrap();
@@ -247,11 +203,7 @@ mod tests {
                     "{what}, unfixed:\n{text}"
                 );
             }
-            let mut f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&img)
-                .unwrap();
+            let mut f = open_rw(&img);
             assert_eq!(standardize(&mut f).unwrap(), dirs, "{what}");
             let fixed = std::fs::read(&img).unwrap();
             assert_eq!(standardize(&mut f).unwrap(), 0, "{what}: a second run");

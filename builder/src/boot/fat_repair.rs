@@ -309,9 +309,9 @@ pub fn run_cli(device: &std::path::Path, dry_run: bool) -> Result<RepairReport> 
 
 #[cfg(test)]
 mod tests {
+    use super::super::fat_volume::test_support::{assert_clean, fsck, image, open_rw};
     use super::*;
     use crate::boot::fat::{write_esp, EspFile, EspSource};
-    use crate::util::cmd::Cmd;
     use std::path::Path;
 
     const MIB: u64 = 1 << 20;
@@ -448,27 +448,9 @@ mod tests {
         }
     }
 
-    /// What `fsck.fat -n` prints and whether it exits 0; `None` without
-    /// dosfstools.
-    fn fsck(img: &Path) -> Option<(bool, String)> {
-        let script = "PATH=$PATH:/usr/sbin:/sbin; command -v fsck.fat >/dev/null || exit 0; \
-                      fsck.fat -n \"$0\" 2>&1; echo \"exit $?\"";
-        let out = Cmd::new("sh")
-            .args(["-c", script])
-            .arg(img)
-            .output_string()
-            .unwrap();
-        let (text, code) = out.trim_end().rsplit_once("exit ")?;
-        Some((code == "0", text.to_string()))
-    }
-
     /// Every slot of directory `path` on the volume in `img`.
     fn dir_slots(img: &Path, path: &[&str]) -> Vec<(u64, [u8; 32])> {
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(img)
-            .unwrap();
+        let mut f = open_rw(img);
         directory_slots(&mut f, path).unwrap()
     }
 
@@ -501,13 +483,7 @@ mod tests {
             },
         ];
         let size = 64 * MIB;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&img)
-            .unwrap();
-        f.set_len(size).unwrap();
+        let f = image(&img, size);
         write_esp(&f, size, "HULL-ESP", &files).unwrap();
         drop(f);
         let entries = &["loader", "entries"];
@@ -544,11 +520,7 @@ mod tests {
             "{}",
             plan.summary()
         );
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
+        let mut f = open_rw(&img);
         let done = repair(&mut f, false).unwrap();
         assert_eq!(done, plan);
         drop(f);
@@ -557,17 +529,8 @@ mod tests {
         assert!(slots_after[end..].iter().all(|(_, s)| *s == FREE));
         // The same bytes as before the tear: only the torn slots changed.
         assert!(fixed == with_zeroed(&torn_bytes, &slots, end, torn.len() - 1));
-        if let Some((ok, text)) = fsck(&img) {
-            assert!(
-                ok && text.lines().count() == 2,
-                "repaired, fsck.fat:\n{text}"
-            );
-        }
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
+        assert_clean(&img, "repaired");
+        let mut f = open_rw(&img);
         let again = repair(&mut f, false).unwrap();
         assert!(again.fixed.is_empty(), "{again:?}");
         assert!(again.summary().starts_with("nothing to repair"));
@@ -624,13 +587,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let img = t.path().join("esp.img");
         let size = 64 * MIB;
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&img)
-            .unwrap();
-        f.set_len(size).unwrap();
+        let f = image(&img, size);
         let files = vec![EspFile {
             path: "loader/loader.conf".into(),
             source: EspSource::Bytes(b"timeout 0\n".to_vec()),
@@ -642,11 +599,7 @@ mod tests {
         let end = slots.iter().position(|(_, s)| s[0] == END_OF_DIR).unwrap();
         // A stray part, then an end marker again right after it.
         write_at(&img, slots[end].0, &part(2, false, B));
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
+        let mut f = open_rw(&img);
         let r = repair(&mut f, false).unwrap();
         assert_eq!(
             r.fixed,
@@ -659,29 +612,17 @@ mod tests {
         drop(f);
         let after = dir_slots(&img, loader);
         assert_eq!(after[end].1[0], DELETED);
-        if let Some((ok, text)) = fsck(&img) {
-            assert!(ok && text.lines().count() == 2, "fsck.fat:\n{text}");
-        }
+        assert_clean(&img, "a stray part deleted");
     }
 
     #[test]
     fn a_missing_directory_is_named() {
         let t = tempfile::tempdir().unwrap();
         let img = t.path().join("esp.img");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&img)
-            .unwrap();
-        f.set_len(64 * MIB).unwrap();
+        let f = image(&img, 64 * MIB);
         write_esp(&f, 64 * MIB, "HULL-ESP", &[]).unwrap();
         drop(f);
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
+        let mut f = open_rw(&img);
         let err = directory_slots(&mut f, &["loader", "entries"]).unwrap_err();
         assert_eq!(err.to_string(), "no directory loader on the volume");
     }
@@ -692,13 +633,7 @@ mod tests {
     fn run_cli_on_an_image() {
         let t = tempfile::tempdir().unwrap();
         let img = t.path().join("esp.img");
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&img)
-            .unwrap();
-        f.set_len(64 * MIB).unwrap();
+        let f = image(&img, 64 * MIB);
         let files = vec![EspFile {
             path: "loader/loader.conf".into(),
             source: EspSource::Bytes(b"timeout 0\n".to_vec()),

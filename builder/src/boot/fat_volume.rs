@@ -243,3 +243,62 @@ pub(super) fn subdirs(slots: &[(u64, [u8; 32])]) -> Vec<u32> {
         .map(first_cluster)
         .collect()
 }
+
+/// Helpers the FAT fix-ups' tests share: scratch volumes and `fsck.fat`.
+#[cfg(test)]
+pub(super) mod test_support {
+    use std::fs::File;
+    use std::path::Path;
+
+    use crate::util::cmd::Cmd;
+
+    /// A new read-write file of `size` bytes (sparse).
+    pub fn image(img: &Path, size: u64) -> File {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(img)
+            .unwrap();
+        f.set_len(size).unwrap();
+        f
+    }
+
+    /// `img`, opened read-write.
+    pub fn open_rw(img: &Path) -> File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(img)
+            .unwrap()
+    }
+
+    /// What `fsck.fat -n` prints for the volume in `img` and whether it
+    /// exited 0; `None` when fsck.fat is not installed.
+    pub fn fsck(img: &Path) -> Option<(bool, String)> {
+        let script = "PATH=$PATH:/usr/sbin:/sbin; command -v fsck.fat >/dev/null || exit 0; \
+                      fsck.fat -n \"$0\" 2>&1; echo \"exit $?\"";
+        let out = Cmd::new("sh")
+            .args(["-c", script])
+            .arg(img)
+            .output_string()
+            .unwrap();
+        let (text, code) = out.trim_end().rsplit_once("exit ")?;
+        Some((code == "0", text.to_string()))
+    }
+
+    /// A clean volume: exit 0 and nothing but the version line and the
+    /// summary (`img: 12 files, 30/65000 clusters`). False (and a line on
+    /// stderr) when fsck.fat is not installed.
+    pub fn assert_clean(img: &Path, what: &str) -> bool {
+        let Some((ok, text)) = fsck(img) else {
+            eprintln!("skipped: fsck.fat is not installed (dosfstools)");
+            return false;
+        };
+        assert!(
+            ok && text.lines().count() == 2,
+            "{what}: fsck.fat -n:\n{text}"
+        );
+        true
+    }
+}
