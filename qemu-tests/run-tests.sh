@@ -24,6 +24,9 @@ STEP_TIMES=$HULL_TEST_LOGS/step-times.tsv
 : >"$STEP_TIMES"
 : >"$HULL_TEST_LOGS/boot-times.tsv"
 : >"$HULL_TEST_LOGS/boot-retries.tsv"
+# The lanes' logs, which print_failures reads: none from an earlier run.
+: >"$HULL_TEST_LOGS/foreground-lane.log"
+: >"$HULL_TEST_LOGS/background-lane.log"
 run_start=$(date +%s)
 
 step() {
