@@ -71,6 +71,7 @@ pub fn standardize<T: Read + Write + Seek>(dev: &mut T) -> Result<usize> {
     // (directory, parent): a child of the root has parent 0.
     let mut todo: Vec<(u32, u32)> = subdirs(&root_slots)
         .into_iter()
+        .map(|(_, d)| d)
         .rev()
         .map(|d| (d, 0))
         .collect();
@@ -88,7 +89,7 @@ pub fn standardize<T: Read + Write + Seek>(dev: &mut T) -> Result<usize> {
         for (offset, slot) in &writes {
             vol.write_at(*offset, slot)?;
         }
-        todo.extend(subdirs(&slots).into_iter().rev().map(|d| (d, dir)));
+        todo.extend(subdirs(&slots).into_iter().rev().map(|(_, d)| (d, dir)));
     }
     vol.dev.flush().context("flushing the FAT volume")?;
     Ok(changed)

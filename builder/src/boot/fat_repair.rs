@@ -31,10 +31,7 @@ use std::io::{Read, Seek, Write};
 use anyhow::{ensure, Context, Result};
 use serde::Serialize;
 
-use super::fat_volume::{
-    first_cluster, Volume, ATTR_DIRECTORY, ATTR_LONG_NAME, ATTR_VOLUME_ID, DELETED, DOT, DOTDOT,
-    END_OF_DIR,
-};
+use super::fat_volume::{end_of_dir, subdirs, Volume, ATTR_LONG_NAME, DELETED, END_OF_DIR};
 
 /// A long-name part's first byte: its order (1 ..= 20) and this flag on the
 /// part stored first, which holds the end of the name.
@@ -164,39 +161,6 @@ pub fn plan_dir(slots: &[[u8; 32]]) -> Vec<(usize, SlotFix)> {
     fixes
 }
 
-/// A short entry's name as `NAME.EXT` (blanks trimmed).
-fn short_name(s: &[u8; 32]) -> String {
-    let base = String::from_utf8_lossy(&s[..8]).trim_end().to_string();
-    let ext = String::from_utf8_lossy(&s[8..11]).trim_end().to_string();
-    if ext.is_empty() {
-        base
-    } else {
-        format!("{base}.{ext}")
-    }
-}
-
-/// The subdirectories a directory lists once `fixes` are made: (name,
-/// first cluster).
-fn subdirs_after(slots: &[[u8; 32]], fixes: &[(usize, SlotFix)]) -> Vec<(String, u32)> {
-    let end = slots
-        .iter()
-        .position(|s| s[0] == END_OF_DIR)
-        .unwrap_or(slots.len());
-    slots[..end]
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !fixes.iter().any(|(k, _)| k == i))
-        .map(|(_, s)| s)
-        .filter(|s| {
-            is_short_entry(s)
-                && s[11] & (ATTR_DIRECTORY | ATTR_VOLUME_ID) == ATTR_DIRECTORY
-                && &s[..11] != DOT
-                && &s[..11] != DOTDOT
-        })
-        .map(|s| (short_name(s), first_cluster(s)))
-        .collect()
-}
-
 /// Finds, in every directory of the FAT16 or FAT32 volume on `dev` (from
 /// byte 0), the slots [`plan_dir`] would fix, and fixes them unless
 /// `dry_run`. The caller syncs `dev`. Errors name the directory that cannot
@@ -221,7 +185,9 @@ pub fn repair<T: Read + Write + Seek>(dev: &mut T, dry_run: bool) -> Result<Repa
         report.directories += 1;
         let bytes: Vec<[u8; 32]> = slots.iter().map(|(_, s)| *s).collect();
         let fixes = plan_dir(&bytes);
-        let children = subdirs_after(&bytes, &fixes);
+        // The fixes touch only long-name parts and slots past the end
+        // marker, never a subdirectory's short entry.
+        let children = subdirs(&slots[..end_of_dir(&slots)]);
         if !fixes.is_empty() {
             let count = |f: SlotFix| fixes.iter().filter(|(_, x)| *x == f).count();
             report.fixed.push(DirRepair {
@@ -264,18 +230,17 @@ pub fn directory_slots<T: Read + Write + Seek>(
     path: &[&str],
 ) -> Result<Vec<(u64, [u8; 32])>> {
     let mut vol = Volume::open(dev)?;
-    let mut slots = vol.all_slots(None)?;
+    let mut dir = None;
     for (depth, part) in path.iter().enumerate() {
-        let bytes: Vec<[u8; 32]> = slots.iter().map(|(_, s)| *s).collect();
-        let Some((_, cluster)) = subdirs_after(&bytes, &[])
+        let Some((_, cluster)) = subdirs(&vol.slots(dir)?)
             .into_iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(part))
         else {
             anyhow::bail!("no directory {} on the volume", path[..=depth].join("/"));
         };
-        slots = vol.all_slots(Some(cluster))?;
+        dir = Some(cluster);
     }
-    Ok(slots)
+    vol.all_slots(dir)
 }
 
 /// `hull esp-repair`: repairs the FAT volume on block device (or image)

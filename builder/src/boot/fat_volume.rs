@@ -210,11 +210,18 @@ impl<'a, T: Read + Write + Seek> Volume<'a, T> {
     /// as the FAT specification defines it.
     pub(super) fn slots(&mut self, dir: Option<u32>) -> Result<Vec<(u64, [u8; 32])>> {
         let mut all = self.all_slots(dir)?;
-        if let Some(end) = all.iter().position(|(_, s)| s[0] == END_OF_DIR) {
-            all.truncate(end);
-        }
+        all.truncate(end_of_dir(&all));
         Ok(all)
     }
+}
+
+/// The index of the first end marker (a slot whose first byte is 0) in
+/// `slots`, or their number when there is none.
+pub(super) fn end_of_dir(slots: &[(u64, [u8; 32])]) -> usize {
+    slots
+        .iter()
+        .position(|(_, s)| s[0] == END_OF_DIR)
+        .unwrap_or(slots.len())
 }
 
 pub(super) fn first_cluster(slot: &[u8; 32]) -> u32 {
@@ -227,9 +234,21 @@ pub(super) fn set_first_cluster(slot: &mut [u8; 32], cluster: u32) {
     slot[26..28].copy_from_slice(&(cluster as u16).to_le_bytes());
 }
 
-/// The subdirectories listed in `slots`: short entries with the directory
-/// attribute, not deleted, not `.` or `..`; their first clusters.
-pub(super) fn subdirs(slots: &[(u64, [u8; 32])]) -> Vec<u32> {
+/// A short entry's name as `NAME.EXT` (blanks trimmed).
+pub(super) fn short_name(s: &[u8; 32]) -> String {
+    let base = String::from_utf8_lossy(&s[..8]).trim_end().to_string();
+    let ext = String::from_utf8_lossy(&s[8..11]).trim_end().to_string();
+    if ext.is_empty() {
+        base
+    } else {
+        format!("{base}.{ext}")
+    }
+}
+
+/// The subdirectories listed in `slots` (a directory up to its end marker):
+/// short entries with the directory attribute, not deleted, not `.` or
+/// `..`; their names ([`short_name`]) and first clusters.
+pub(super) fn subdirs(slots: &[(u64, [u8; 32])]) -> Vec<(String, u32)> {
     slots
         .iter()
         .map(|(_, s)| s)
@@ -240,7 +259,7 @@ pub(super) fn subdirs(slots: &[(u64, [u8; 32])]) -> Vec<u32> {
                 && &s[..11] != DOT
                 && &s[..11] != DOTDOT
         })
-        .map(first_cluster)
+        .map(|s| (short_name(s), first_cluster(s)))
         .collect()
 }
 
