@@ -94,11 +94,7 @@ boot_checks() {
 
 	# hull-esp-repair ran before that fsck and found nothing half-written:
 	# no power cut has touched this ESP.
-	esp_repair_report
-	case "$repair" in
-	"active success "*"nothing to repair"*) check esp-repair ok "${repair#active success }" ;;
-	*) check esp-repair fail "hull-esp-repair.service: $repair" ;;
-	esac
+	esp_repair_check '*nothing to repair*'
 
 	cmdline=$(cat /proc/cmdline)
 	case " $cmdline " in

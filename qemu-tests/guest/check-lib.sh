@@ -26,12 +26,22 @@ pass() {
 	if [ "$2" -eq 0 ]; then check "$1" ok "$3"; else check "$1" fail "$3"; fi
 }
 
-# esp_repair_report: sets $repair to hull-esp-repair.service's state and
-# result and the line `hull esp-repair` printed (what it repaired, if any).
-esp_repair_report() {
+# esp_repair_check [PATTERN]: the check `esp-repair`, ok when
+# hull-esp-repair.service ran and succeeded and the line `hull esp-repair`
+# printed (what it repaired, if anything: the detail) matches the shell
+# pattern PATTERN (default: any).
+esp_repair_check() {
 	_u=hull-esp-repair.service
-	repair="$(systemctl show -P ActiveState "$_u" 2>&1) $(systemctl show -P Result "$_u" 2>&1) \
-$(journalctl -b -q -o cat -u "$_u" --no-pager 2>&1 | grep -e 'nothing to repair' -e 'repaired ' | tail -n 1)"
+	_state="$(systemctl show -P ActiveState "$_u" 2>&1) $(systemctl show -P Result "$_u" 2>&1)"
+	_said=$(journalctl -b -q -o cat -u "$_u" --no-pager 2>&1 | grep -e 'nothing to repair' -e 'repaired ' | tail -n 1)
+	case "$_state" in
+	"active success")
+		# shellcheck disable=SC2254 # $1 is a pattern on purpose
+		case "$_said" in
+		${1:-*}) check esp-repair ok "$_said"; return ;;
+		esac ;;
+	esac
+	check esp-repair fail "$_u: $_state $_said"
 }
 
 # sysctl_get NAME: the value under /proc/sys (procps' sysctl may not be installed).

@@ -23,11 +23,7 @@ case "$fsck /efi $opts" in
 esac
 # Before that fsck, hull-esp-repair cleared what the cut left half-written
 # in the ESP's directories (the detail says what, if anything).
-esp_repair_report
-case "$repair" in
-"active success "*) check esp-repair ok "${repair#active success }" ;;
-*) check esp-repair fail "hull-esp-repair.service: $repair" ;;
-esac
+esp_repair_check
 out=$(hull status 2>&1)
 rc=$?
 [ $rc -eq 0 ] && check status-works ok "$out" || check status-works fail "exit $rc: $out"

@@ -309,6 +309,43 @@ mod tests {
         );
     }
 
+    /// `esp-repair` is ok only when the unit succeeded and its line
+    /// matches the pattern asked for; the detail is that line.
+    #[test]
+    fn esp_repair_check_needs_success_and_the_pattern() {
+        let run = |state: &str, said: &str, pattern: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{CHECK_LIB}\nsystemctl() {{ case \"$3\" in ActiveState) echo {state};; *) echo success;; esac; }}\n\
+                     journalctl() {{ echo '{said}'; }}\nesp_repair_check {pattern}"
+                ))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+        };
+        let nothing = "/dev/vda1: nothing to repair (7 directories)";
+        let repaired = "/dev/vda1: repaired LOADER/ENTRIES: 6 slot(s) after the end marker zeroed";
+        assert_eq!(
+            run("active", nothing, "'*nothing to repair*'"),
+            format!("HULL-CHECK esp-repair ok {nothing}")
+        );
+        assert_eq!(
+            run("active", repaired, ""),
+            format!("HULL-CHECK esp-repair ok {repaired}")
+        );
+        assert_eq!(
+            run("active", repaired, "'*nothing to repair*'"),
+            format!(
+                "HULL-CHECK esp-repair fail hull-esp-repair.service: active success {repaired}"
+            )
+        );
+        assert_eq!(
+            run("failed", nothing, ""),
+            format!("HULL-CHECK esp-repair fail hull-esp-repair.service: failed success {nothing}")
+        );
+    }
+
     /// A long failure keeps its end, where the error is; a long success
     /// its start.
     #[test]
