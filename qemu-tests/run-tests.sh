@@ -100,6 +100,8 @@ print_logs() {
   if [ -d "$HULL_TEST_LOGS" ]; then
     for f in "$HULL_TEST_LOGS"/*.log; do
       [ -f "$f" ] || continue
+      # The lanes' own output is on the terminal already, whole.
+      case $f in *-lane.log) continue ;; esac
       echo "---- last 80 lines of $f"
       tail -n 80 "$f"
     done
