@@ -12,6 +12,7 @@ use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
 
+use super::checksum_cache::ChecksumCache;
 use crate::util::progress;
 
 /// Metadata key: sha256 of the composed manifest files.
@@ -137,6 +138,20 @@ pub fn commit_tree(
     ostree_ref: &str,
     meta: &CommitMeta,
 ) -> Result<CommitInfo> {
+    commit_tree_cached(repo, tree, ostree_ref, meta, ChecksumCache::default()).map(|(c, _)| c)
+}
+
+/// [`commit_tree`] of a tree kept on disk between commits: a file that
+/// `previous` knows (same inode and ctime, repo/checksum_cache.rs) is not
+/// read again. Returns the commit and the checksums by inode to give the
+/// next commit of the same tree.
+pub fn commit_tree_cached(
+    repo: &ostree::Repo,
+    tree: &Path,
+    ostree_ref: &str,
+    meta: &CommitMeta,
+    previous: ChecksumCache,
+) -> Result<(CommitInfo, ChecksumCache)> {
     let objects = match head(repo, ostree_ref)? {
         Some(_) => Objects::Reuse,
         None => match super::prewrite::threads() {
@@ -144,13 +159,14 @@ pub fn commit_tree(
             n => Objects::Parallel(n),
         },
     };
-    commit_tree_at(
+    commit_tree_full(
         repo,
         tree,
         ostree_ref,
         meta,
         crate::util::build_time(),
         objects,
+        previous,
     )
 }
 
@@ -169,6 +185,7 @@ pub(crate) enum Objects {
 }
 
 /// [`commit_tree`] at timestamp `now`, its objects written as `objects` says.
+#[cfg(test)]
 pub(crate) fn commit_tree_at(
     repo: &ostree::Repo,
     tree: &Path,
@@ -177,6 +194,29 @@ pub(crate) fn commit_tree_at(
     now: u64,
     objects: Objects,
 ) -> Result<CommitInfo> {
+    commit_tree_full(
+        repo,
+        tree,
+        ostree_ref,
+        meta,
+        now,
+        objects,
+        ChecksumCache::default(),
+    )
+    .map(|(c, _)| c)
+}
+
+/// [`commit_tree_at`] with the checksums by inode of the tree's last commit
+/// ([`commit_tree_cached`]).
+pub(crate) fn commit_tree_full(
+    repo: &ostree::Repo,
+    tree: &Path,
+    ostree_ref: &str,
+    meta: &CommitMeta,
+    now: u64,
+    objects: Objects,
+    previous: ChecksumCache,
+) -> Result<(CommitInfo, ChecksumCache)> {
     let parent = head(repo, ostree_ref)?;
     let mut known = None;
     if let Objects::Parallel(threads) = objects {
@@ -198,6 +238,7 @@ pub(crate) fn commit_tree_at(
     }
     let reuse = objects != Objects::Plain;
     let bar = progress::spinner(&format!("committing {} to {ostree_ref}", tree.display()));
+    let mut checksums = ChecksumCache::default();
     let result = (|| -> Result<String> {
         let cancellable = gio::Cancellable::NONE;
         repo.prepare_transaction(cancellable)
@@ -210,11 +251,11 @@ pub(crate) fn commit_tree_at(
         // (repo/reuse.rs): same commit, no recompression.
         let (reuse, modifier) = match (reuse, known.take()) {
             (true, Some(known)) => {
-                let (r, m) = super::reuse::Reuse::known(known);
+                let (r, m) = super::reuse::Reuse::known(&dir, known)?;
                 (Some(r), m)
             }
             (true, None) => {
-                let (r, m) = super::reuse::Reuse::modifier(repo, &dir)?;
+                let (r, m) = super::reuse::Reuse::modifier(repo, &dir, previous)?;
                 (Some(r), m)
             }
             (false, _) => (
@@ -226,7 +267,12 @@ pub(crate) fn commit_tree_at(
             .with_context(|| format!("writing {} into the repository", tree.display()))?;
         if let Some(r) = &reuse {
             r.graft(&mtree)?;
-            log::debug!("commit: {} files already in the repository", r.reused());
+            log::debug!(
+                "commit: {} files already in the repository ({} of them known unchanged, not read)",
+                r.reused(),
+                r.cached()
+            );
+            checksums = r.checksums();
         }
         let root = repo
             .write_mtree(&mtree, cancellable)
@@ -284,10 +330,13 @@ pub(crate) fn commit_tree_at(
     if result.is_err() {
         let _ = repo.abort_transaction(gio::Cancellable::NONE);
     }
-    Ok(CommitInfo {
-        checksum: result?,
-        parent,
-    })
+    Ok((
+        CommitInfo {
+            checksum: result?,
+            parent,
+        },
+        checksums,
+    ))
 }
 
 /// Points `ostree_ref` at `checksum`, which must be in `repo`.

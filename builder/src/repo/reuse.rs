@@ -15,13 +15,15 @@
 //! afterwards (`repo/sizes.rs`), so a commit built this way has the
 //! checksum of a plain commit of the same tree (tested below).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::{anyhow, Context, Result};
 use ostree::gio;
+
+use super::checksum_cache::ChecksumCache;
 
 /// Files found already in the repository: `(path from the tree's root with
 /// a leading '/', content checksum)`.
@@ -30,60 +32,104 @@ type Found = Rc<RefCell<Vec<(String, String)>>>;
 /// The commit filter and what it found.
 pub struct Reuse {
     found: Found,
+    /// Checksums by inode for the next commit of the same tree.
+    next: Rc<RefCell<ChecksumCache>>,
+    /// Files whose checksum came from the previous cache, unread.
+    cached: Rc<Cell<usize>>,
 }
 
 impl Reuse {
     /// A commit modifier whose filter leaves out every regular file of
-    /// `tree` (opened directory) whose object `repo` holds.
+    /// `tree` (opened directory) whose object `repo` holds. A file that
+    /// `previous` knows (same inode and ctime: repo/checksum_cache.rs) is
+    /// not read.
     pub fn modifier(
         repo: &ostree::Repo,
         tree: &std::fs::File,
+        previous: ChecksumCache,
     ) -> Result<(Self, ostree::RepoCommitModifier)> {
         let dfd = tree
             .try_clone()
             .context("duplicating the tree's descriptor")?;
         let repo = repo.clone();
-        Ok(Self::skipping(move |path| {
+        let cached: Rc<Cell<usize>> = Rc::default();
+        let hits = cached.clone();
+        Self::skipping(tree, cached, move |path, st| {
             let rel = Path::new(path.trim_start_matches('/'));
+            let known = st.and_then(|(dev, st)| previous.get(dev, st).map(str::to_string));
+            if known.is_some() {
+                hits.set(hits.get() + 1);
+            }
             // Any error here: the file goes the ordinary way, where libostree
             // reports it with its path.
-            ostree::checksum_file_at(
-                dfd.as_raw_fd(),
-                rel,
-                None,
-                ostree::ObjectType::File,
-                ostree::ChecksumFlags::NONE,
-                gio::Cancellable::NONE,
-            )
-            .ok()
-            .map(|c| c.to_string())
-            .filter(|c| {
-                repo.has_object(ostree::ObjectType::File, c, gio::Cancellable::NONE)
-                    .unwrap_or(false)
-            })
-        }))
+            known
+                .or_else(|| {
+                    ostree::checksum_file_at(
+                        dfd.as_raw_fd(),
+                        rel,
+                        None,
+                        ostree::ObjectType::File,
+                        ostree::ChecksumFlags::NONE,
+                        gio::Cancellable::NONE,
+                    )
+                    .ok()
+                    .map(|c| c.to_string())
+                })
+                .filter(|c| {
+                    repo.has_object(ostree::ObjectType::File, c, gio::Cancellable::NONE)
+                        .unwrap_or(false)
+                })
+        })
     }
 
     /// A commit modifier whose filter leaves out every regular file of
     /// `known` (by the path libostree's walk gives it) and records its
-    /// checksum, reading nothing: the files [`super::prewrite`] just wrote.
-    pub fn known(known: super::prewrite::Checksums) -> (Self, ostree::RepoCommitModifier) {
-        Self::skipping(move |path| known.get(path).cloned())
+    /// checksum, reading nothing: the files [`super::prewrite`] just wrote
+    /// from `tree`.
+    pub fn known(
+        tree: &std::fs::File,
+        known: super::prewrite::Checksums,
+    ) -> Result<(Self, ostree::RepoCommitModifier)> {
+        Self::skipping(tree, Rc::default(), move |path, _| known.get(path).cloned())
     }
 
     /// The filter both constructors share: a regular file whose path
-    /// `lookup` gives a checksum for is left out of the walk and recorded.
+    /// `lookup` gives a checksum for is left out of the walk and recorded,
+    /// and its checksum kept by inode for the next commit. `lookup` is given
+    /// the file's device and `lstat` when they could be read.
     fn skipping(
-        lookup: impl Fn(&str) -> Option<String> + 'static,
-    ) -> (Self, ostree::RepoCommitModifier) {
+        tree: &std::fs::File,
+        cached: Rc<Cell<usize>>,
+        lookup: impl Fn(&str, Option<(u64, &rustix::fs::Stat)>) -> Option<String> + 'static,
+    ) -> Result<(Self, ostree::RepoCommitModifier)> {
+        let dfd = tree
+            .try_clone()
+            .context("duplicating the tree's descriptor")?;
+        let dev = rustix::fs::fstat(&dfd)
+            .context("reading the tree's device")?
+            .st_dev;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
         let found: Found = Rc::default();
-        let f = found.clone();
+        let next = Rc::new(RefCell::new(ChecksumCache::new(dev)));
+        let (f, n) = (found.clone(), next.clone());
         let filter = move |_: &ostree::Repo, path: &str, info: &gio::FileInfo| {
             if info.file_type() != gio::FileType::Regular {
                 return ostree::RepoCommitFilterResult::Allow;
             }
-            match lookup(path) {
+            let st = rustix::fs::statat(
+                &dfd,
+                path.trim_start_matches('/'),
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .ok();
+            match lookup(path, st.as_ref().map(|s| (dev, s))) {
                 Some(c) => {
+                    if let Some(st) = &st {
+                        n.borrow_mut().record(st, &c, now);
+                    }
                     f.borrow_mut().push((path.to_string(), c));
                     ostree::RepoCommitFilterResult::Skip
                 }
@@ -94,7 +140,25 @@ impl Reuse {
             ostree::RepoCommitModifierFlags::NONE,
             Some(Box::new(filter)),
         );
-        (Reuse { found }, modifier)
+        Ok((
+            Reuse {
+                found,
+                next,
+                cached,
+            },
+            modifier,
+        ))
+    }
+
+    /// How many files' checksums came from the previous cache.
+    pub fn cached(&self) -> usize {
+        self.cached.get()
+    }
+
+    /// The checksums by inode of the files this commit skipped, for the
+    /// next commit of the same tree.
+    pub fn checksums(&self) -> ChecksumCache {
+        self.next.borrow().clone()
     }
 
     /// How many files the filter found in the repository.
@@ -226,7 +290,7 @@ mod tests {
         // Every regular file of B is in the repository now: the filter
         // skips all six (tool and tool2 are one inode, counted by path).
         let dir = std::fs::File::open(&tree).unwrap();
-        let (reuse, modifier) = Reuse::modifier(&repo, &dir).unwrap();
+        let (reuse, modifier) = Reuse::modifier(&repo, &dir, ChecksumCache::default()).unwrap();
         repo.prepare_transaction(gio::Cancellable::NONE).unwrap();
         let mtree = ostree::MutableTree::new();
         use std::os::fd::AsRawFd;
@@ -248,5 +312,86 @@ mod tests {
                 .run()
                 .unwrap();
         }
+    }
+
+    /// The content checksum of `path` in `commit`.
+    fn file_checksum(repo: &ostree::Repo, commit: &str, path: &str) -> String {
+        use ostree::prelude::*;
+        let (root, _) = repo.read_commit(commit, gio::Cancellable::NONE).unwrap();
+        let f = root.resolve_relative_path(path);
+        let f = f.downcast::<ostree::RepoFile>().unwrap();
+        f.ensure_resolved().unwrap();
+        f.checksum().to_string()
+    }
+
+    /// A child commit given the checksums by inode of the tree's last
+    /// commit is the plain commit of the same tree; and it takes a file's
+    /// checksum from them, unread (an entry planted for an unchanged file
+    /// shows in the commit), while a changed file is read.
+    #[test]
+    fn a_commit_with_the_last_commits_checksums_takes_them_for_unchanged_files() {
+        use crate::repo::commit::commit_tree_full;
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        tree_a(&tree);
+        // Old enough to be recorded (repo/checksum_cache.rs).
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let (r, now) = ("hull/t/x86_64/stable", 1_700_000_000);
+        let repo = open_or_create(&t.path().join("cached")).unwrap();
+        let (a, cache) = commit_tree_full(
+            &repo,
+            &tree,
+            r,
+            &test_meta("1"),
+            now,
+            Objects::Parallel(2),
+            ChecksumCache::default(),
+        )
+        .unwrap();
+        move_ref(&repo, r, &a.checksum).unwrap();
+        // tool and tool2 are one inode: five regular files, four inodes.
+        assert_eq!(cache.len(), 4, "{cache:?}");
+        let plain = open_or_create(&t.path().join("plain")).unwrap();
+        let pa = commit_tree_at(&plain, &tree, r, &test_meta("1"), now, Objects::Plain);
+        assert_eq!(pa.unwrap().checksum, a.checksum);
+        move_ref(&plain, r, &a.checksum).unwrap();
+        let st = |p: &str| rustix::fs::lstat(tree.join(p).as_path()).unwrap();
+        let config_before = st("usr/etc/config");
+        tree_b(&tree);
+        let (b, _) = commit_tree_full(
+            &repo,
+            &tree,
+            r,
+            &test_meta("2"),
+            now + 1,
+            Objects::Reuse,
+            cache.clone(),
+        )
+        .unwrap();
+        let pb = commit_tree_at(&plain, &tree, r, &test_meta("2"), now + 1, Objects::Plain);
+        assert_eq!(pb.unwrap().checksum, b.checksum);
+
+        // Plant usr/bin/tool's checksum for usr/lib/a.so's key: the next
+        // commit takes it without reading a.so. usr/etc/config changed in
+        // B, so its entry (planted with its key before) is not taken.
+        let tool = file_checksum(&repo, &b.checksum, "usr/bin/tool");
+        let mut planted = ChecksumCache::new(cache.dev);
+        let settled = i128::MAX / 2;
+        planted.record(&st("usr/lib/a.so"), &tool, settled);
+        planted.record(&config_before, &tool, settled);
+        let json = t.path().join("planted.json");
+        std::fs::write(&json, planted.to_json()).unwrap();
+        let (c, _) = commit_tree_full(
+            &repo,
+            &tree,
+            r,
+            &test_meta("3"),
+            now + 2,
+            Objects::Reuse,
+            ChecksumCache::load(&json),
+        )
+        .unwrap();
+        assert_eq!(file_checksum(&repo, &c.checksum, "usr/lib/a.so"), tool);
+        assert_ne!(file_checksum(&repo, &c.checksum, "usr/etc/config"), tool);
     }
 }
