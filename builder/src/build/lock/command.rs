@@ -131,7 +131,8 @@ pub fn run(opts: &LockOptions) -> Result<Vec<String>> {
         crate::build::reproducible::pin_environment(None, &plan)?;
         // `hull lock` has no agent: its own executable runs tar-filter.
         let exes = crate::build::rootfs::tar_filter::candidates(None);
-        let list = crate::build::rootfs::install_or_reuse(&plan, &work, &cache, true, &exes);
+        let list = crate::build::rootfs::install_or_reuse(&plan, &work, &cache, true, &exes, false)
+            .map(|(list, _)| list);
         let locked = list
             .as_ref()
             .map_err(|e| anyhow::anyhow!("{e:#}"))

@@ -23,6 +23,7 @@ use cap_std::fs::Dir;
 use crate::build::deploy_cache::DeployCache;
 use crate::build::{archive, binfmt, deploy, image, lock, rootfs};
 use crate::manifest::{Arch, Manifest};
+use crate::repo::checksum_cache::ChecksumCache;
 use crate::repo::{commit, sign};
 
 mod agents;
@@ -266,11 +267,21 @@ fn build_arch(
                     .collect::<Vec<_>>()
                     .join("\n"),
             };
-            let info = stages.run("commit", || {
-                commit::commit_tree(&repo, &tree.dir, &ostree_ref, &meta)
+            let mut tree = tree;
+            let working_copy = tree.working_copy.take();
+            let previous = working_copy
+                .as_ref()
+                .map(|w| ChecksumCache::load(&w.checksums_path()))
+                .unwrap_or_default();
+            let (info, checksums) = stages.run("commit", || {
+                commit::commit_tree_cached(&repo, &tree.dir, &ostree_ref, &meta, previous)
             })?;
-            // Removing the tree (hundreds of MB) overlaps the deploy and image.
-            removals.remove(&tree.dir)?;
+            match working_copy {
+                // Kept for the next build, made durable in the background.
+                Some(w) => w.keep(&tree.dir, checksums.to_json(), &mut removals)?,
+                // Removing the tree (hundreds of MB) overlaps the deploy and image.
+                None => removals.remove(&tree.dir)?,
+            }
             delta = parent.map(|p| {
                 crate::repo::delta::Background::spawn(repo_path.clone(), p, info.checksum.clone())
             });

@@ -17,6 +17,7 @@ pub mod ostree_layout;
 pub mod overlay;
 pub mod tar_filter;
 pub mod update_agent;
+pub mod working_copy;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,9 @@ pub struct Rootfs {
     /// Every installed package as the dpkg database (dropped from the
     /// tree by the layout stage) listed it, with its licence: the SBOM's.
     pub installed: Vec<crate::build::sbom::Installed>,
+    /// The cache entry `dir` came from, when `dir` is kept for the next
+    /// build as the installed tree's working copy ([`working_copy`]).
+    pub working_copy: Option<working_copy::WorkingCopy>,
 }
 
 /// Where installed trees are kept, by [`installed_key`], under the cache.
@@ -83,12 +87,13 @@ pub fn build(
         log::debug!("rootfs: {step}: {:.1} s", t.elapsed().as_secs_f64());
     };
     let t = std::time::Instant::now();
-    let list = install_or_reuse(
+    let (list, working_copy) = install_or_reuse(
         plan,
         work,
         cache,
         reuse_installed,
         &tar_filter::candidates(Some((agent, plan.arch))),
+        true,
     )?;
     timed("install (or copy of the cached installed tree)", t);
     let packages = list
@@ -127,21 +132,27 @@ pub fn build(
         packages,
         boot_bytes,
         installed,
+        working_copy,
     })
 }
 
 /// Puts the installed tree of `plan` in `work/rootfs` (replacing what was
-/// there): a copy of the cached one when `reuse_installed` and the cache
-/// has it, else a fresh install, then cached. Returns the installed package
-/// list (`name\tversion\tarch` lines). `hull_exes`: hull executables that
-/// may run `hull tar-filter` for the install ([`tar_filter::shim`]).
+/// there): when `reuse_installed` and the cache has it, the cached tree's
+/// working copy put back to its state ([`working_copy`], with
+/// `working_copy`), else a copy of the cached tree; without it, a fresh
+/// install, then cached. Returns the installed package list
+/// (`name\tversion\tarch` lines) and, with `working_copy`, the working copy
+/// `work/rootfs` now is, to keep after the commit. `hull_exes`: hull
+/// executables that may run `hull tar-filter` for the install
+/// ([`tar_filter::shim`]).
 pub fn install_or_reuse(
     plan: &PackagePlan,
     work: &Path,
     cache: &Path,
     reuse_installed: bool,
     hull_exes: &[PathBuf],
-) -> Result<String> {
+    working_copy: bool,
+) -> Result<(String, Option<working_copy::WorkingCopy>)> {
     let target = work.join("rootfs");
     remove_tree(&target)?;
     fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
@@ -149,6 +160,13 @@ pub fn install_or_reuse(
     let saved = cache.join(INSTALLED_DIR).join(&key);
     if reuse_installed && saved.join(".complete").is_file() {
         log::info!("starting from the installed tree {}", saved.display());
+        let list = fs::read_to_string(saved.join("packages.tsv"))
+            .with_context(|| format!("reading {}/packages.tsv", saved.display()))?;
+        if working_copy {
+            if let Some(w) = working_copy::take(&saved, &target)? {
+                return Ok((list, Some(w)));
+            }
+        }
         let bar = progress::spinner("copying the cached installed tree");
         let copied = Cmd::new("cp")
             .arg("-a")
@@ -157,14 +175,22 @@ pub fn install_or_reuse(
             .run();
         bar.finish_and_clear();
         copied?;
-        fs::read_to_string(saved.join("packages.tsv"))
-            .with_context(|| format!("reading {}/packages.tsv", saved.display()))
+        let w = match working_copy {
+            true => Some(working_copy::WorkingCopy::fresh(&saved, &target)?),
+            false => None,
+        };
+        Ok((list, w))
     } else {
         let list = install(plan, work, &target, cache, hull_exes)?;
-        if let Err(e) = save_installed(cache, &key, &target, &list) {
-            log::warn!("keeping the installed tree for the next build: {e:#}");
-        }
-        Ok(list)
+        let w = match save_installed(cache, &key, &target, &list) {
+            Ok(()) if working_copy => Some(working_copy::WorkingCopy::fresh(&saved, &target)?),
+            Ok(()) => None,
+            Err(e) => {
+                log::warn!("keeping the installed tree for the next build: {e:#}");
+                None
+            }
+        };
+        Ok((list, w))
     }
 }
 
