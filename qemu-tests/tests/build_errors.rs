@@ -342,12 +342,13 @@ fn a_locked_deb_gone_from_the_mirror_installs_from_the_cache() -> Result<()> {
     assert_eq!(listed, Some(&a.package.last().unwrap().sha256));
     let work = t.path().join("work");
     let install_start = hull::util::now_secs_f64();
-    let list = hull::build::rootfs::install_or_reuse(
+    let (list, _) = hull::build::rootfs::install_or_reuse(
         &plan,
         &work,
         &cache,
         false,
         &hull_qemu_tests::agents()?,
+        false,
     )?;
     // Where the seconds went (the hooks' marks), for the CI log.
     let marks = std::fs::read_to_string(work.join("mmdebstrap-phases")).unwrap_or_default();
